@@ -1,0 +1,71 @@
+"""The one place where domain errors become HTTP answers."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from index.base import IndexUnavailable
+from medley.errors import (
+    InvalidInput,
+    MedleyError,
+    NotFound,
+    PayloadTooLarge,
+    StorageFull,
+    Unavailable,
+    UnsupportedMedia,
+)
+
+log = logging.getLogger(__name__)
+
+STATUS: dict[type[MedleyError], int] = {
+    NotFound: 404,
+    InvalidInput: 422,
+    UnsupportedMedia: 415,
+    PayloadTooLarge: 413,
+    StorageFull: 507,
+    Unavailable: 503,
+}
+
+
+def error_body(code: str, message: str, details: object | None = None) -> dict[str, object]:
+    body: dict[str, object] = {"code": code, "message": message}
+    if details is not None:
+        body["details"] = details
+    return {"error": body}
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(MedleyError)
+    async def _domain(_: Request, exc: MedleyError) -> JSONResponse:
+        status = STATUS.get(type(exc), 400)
+        return JSONResponse(error_body(exc.code, exc.message), status_code=status)
+
+    @app.exception_handler(IndexUnavailable)
+    async def _index(_: Request, exc: IndexUnavailable) -> JSONResponse:
+        return JSONResponse(error_body("index_unavailable", str(exc)), status_code=503)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [
+            {"field": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "")}
+            for e in exc.errors()
+        ]
+        first = details[0] if details else {"field": "", "problem": "invalid request"}
+        return JSONResponse(
+            error_body("invalid_input", f"{first['field']}: {first['problem']}", details),
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(error_body("http_error", str(exc.detail)), status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return JSONResponse(error_body("internal", "internal error"), status_code=500)

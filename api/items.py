@@ -1,0 +1,115 @@
+"""Catalog routes: upload, read, list, change, delete."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from pydantic import ValidationError
+
+from api.schemas import Accepted, ItemOut, ItemPage
+from api.service import Service
+from medley.catalog import ItemMetadata, ItemPatch
+from medley.domain import ItemStatus, MediaKind
+from medley.errors import InvalidInput
+from medley.media import StoredMedia
+
+router = APIRouter(prefix="/v1/items", tags=["items"])
+
+
+def _service(request: Request) -> Service:
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+def _parse_metadata(raw: str) -> ItemMetadata:
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"metadata is not valid JSON: {exc.msg} at position {exc.pos}") from exc
+    if not isinstance(data, dict):
+        raise InvalidInput("metadata must be a JSON object")
+    try:
+        return ItemMetadata.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "metadata"
+        raise InvalidInput(f"metadata.{field}: {first['msg']}") from exc
+
+
+@router.post("", status_code=202, response_model=Accepted)
+async def upload_item(
+    request: Request,
+    metadata: Annotated[str, Form(description="JSON: title (required), description, tags...")],
+    image: Annotated[UploadFile | None, File()] = None,
+    audio: Annotated[UploadFile | None, File()] = None,
+    video: Annotated[UploadFile | None, File()] = None,
+) -> Accepted:
+    service = _service(request)
+    meta = _parse_metadata(metadata)
+    stored: dict[MediaKind, StoredMedia] = {}
+    try:
+        for kind, upload in ((MediaKind.IMAGE, image), (MediaKind.AUDIO, audio),
+                             (MediaKind.VIDEO, video)):
+            if upload is not None:
+                stored[kind] = await run_in_threadpool(
+                    service.runtime.store.save, kind, upload.file, upload.filename
+                )
+    except Exception:
+        # A refused part must not leave the others' files behind.
+        for media in stored.values():
+            if media.path is not None:
+                await run_in_threadpool(_drop_if_unused, service, media)
+        raise
+    item = await run_in_threadpool(service.catalog.create, meta, stored)
+    return Accepted(
+        id=item.id,
+        status=item.status,
+        modalities={r.modality: r.status for r in item.modalities},
+        links={"self": f"/v1/items/{item.id}"},
+    )
+
+
+def _drop_if_unused(service: Service, media: StoredMedia) -> None:
+    from medley import repo
+
+    assert media.path is not None
+    with service.runtime.db.session() as s:
+        if not repo.media_still_used(s, [str(media.path)]):
+            service.runtime.store.remove(media.path)
+
+
+@router.get("", response_model=ItemPage)
+def list_items(
+    request: Request,
+    status: ItemStatus | None = None,
+    limit: Annotated[int, Query(ge=1)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> ItemPage:
+    service = _service(request)
+    limit = min(limit, service.settings.max_page_size)
+    items, total = service.catalog.list(
+        status=status.value if status else None, limit=limit, offset=offset
+    )
+    nxt = offset + len(items)
+    return ItemPage(
+        items=[ItemOut.of(i) for i in items], total=total, limit=limit, offset=offset,
+        next_offset=nxt if nxt < total else None,
+    )
+
+
+@router.get("/{item_id}", response_model=ItemOut)
+def get_item(request: Request, item_id: str) -> ItemOut:
+    return ItemOut.of(_service(request).catalog.get(item_id))
+
+
+@router.patch("/{item_id}", response_model=ItemOut)
+def patch_item(request: Request, item_id: str, patch: ItemPatch) -> ItemOut:
+    return ItemOut.of(_service(request).catalog.patch(item_id, patch))
+
+
+@router.delete("/{item_id}", status_code=204)
+def delete_item(request: Request, item_id: str) -> Response:
+    _service(request).catalog.delete(item_id)
+    return Response(status_code=204)

@@ -1,0 +1,82 @@
+"""Start and stop everything the API process owns, according to settings."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from medley import repo
+from medley.catalog import Catalog
+from medley.config import Settings
+from workers import app as celery_setup
+from workers.dispatch import CeleryDispatcher
+from workers.embedded import InProcessWorker, recover
+from workers.runtime import Runtime, set_runtime
+
+log = logging.getLogger("medley")
+
+
+class Service:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.runtime = Runtime.build(settings)
+        self.dispatch = CeleryDispatcher()
+        self.catalog = Catalog(self.runtime.db, self.runtime.store, self.dispatch)
+        self.worker: InProcessWorker | None = None
+        self.health: dict[str, dict[str, str]] = {}
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def owns_index(self) -> bool:
+        return self.settings.qdrant_url is None or self.settings.embedded_broker
+
+    def worker_queues(self) -> list[str]:
+        if self.settings.embedded_broker:
+            return list(celery_setup.ALL_QUEUES)
+        return list(self.settings.embedded_worker_queues) if self.owns_index else []
+
+    def start(self) -> None:
+        set_runtime(self.runtime)
+        app = celery_setup.configure(self.settings)
+        if self.owns_index:
+            self.runtime.index()  # fail at start, plainly, if the index cannot be opened
+        queues = self.worker_queues()
+        if queues:
+            self.worker = InProcessWorker(app, queues)
+            self.worker.start()
+        if self.settings.embedded_broker:
+            recover(self.runtime, self.dispatch)
+        self._spawn(self._probe_models, "medley-model-probe")
+        self._spawn(self._sweep_stale, "medley-stale-sweep")
+
+    def _spawn(self, target: object, name: str) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)  # type: ignore[arg-type]
+        t.start()
+        self._threads.append(t)
+
+    def _probe_models(self) -> None:
+        # Off the event loop: loading weights takes seconds, and a failure must be said plainly.
+        self.health = {"status": {"status": "loading"}}
+        health = self.runtime.models.health()
+        for family, state in health.items():
+            if state["status"] != "ok":
+                log.warning("MODEL UNAVAILABLE: %s: %s", family, state["detail"])
+        self.health = health
+
+    def _sweep_stale(self) -> None:
+        while not self._stop.wait(self.settings.stale_sweep_interval_s):
+            try:
+                with self.runtime.db.session() as s:
+                    expired = repo.expire_stale(s, self.settings.task_time_limit_s)
+                for item_id in expired:
+                    self.dispatch.index(item_id)
+            except Exception:
+                log.exception("stale sweep failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.worker is not None:
+            self.worker.stop()
+        self.runtime.close()
+        set_runtime(None)

@@ -1,0 +1,99 @@
+"""Embedded index: Qdrant Edge (Qdrant's engine in-process, HNSW). One process per folder."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from index.base import Hit, IndexPoint, IndexUnavailable
+
+
+class EdgeIndex:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._shard: Any = None
+        # The shard object is shared by the API's threads; serialise writes, let reads run.
+        self._write_lock = threading.Lock()
+
+    def ensure(self, dims: Mapping[str, int]) -> None:
+        import qdrant_edge as qe
+
+        if self._shard is not None:
+            return
+        config = qe.EdgeConfig(
+            vectors={
+                name: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)
+                for name, dim in dims.items()
+            }
+        )
+        try:
+            if (self.path / "edge_config.json").exists():
+                # Loading with the config validates it against what the shard holds.
+                self._shard = qe.EdgeShard.load(str(self.path), config)
+            else:
+                self.path.mkdir(parents=True, exist_ok=True)
+                self._shard = qe.EdgeShard.create(str(self.path), config)
+        except Exception as exc:
+            raise IndexUnavailable(f"cannot open the embedded index at {self.path}: {exc}") from exc
+
+    @property
+    def shard(self) -> Any:
+        if self._shard is None:
+            raise IndexUnavailable("the index is not open")
+        return self._shard
+
+    def upsert(self, points: Sequence[IndexPoint]) -> None:
+        import qdrant_edge as qe
+
+        ops = [
+            qe.Point(p.id, {k: list(map(float, v)) for k, v in p.vectors.items()}, dict(p.payload))
+            for p in points
+        ]
+        with self._write_lock:
+            self.shard.update(qe.UpdateOperation.upsert_points(ops))
+
+    def delete(self, ids: Sequence[str]) -> None:
+        import qdrant_edge as qe
+
+        with self._write_lock:
+            self.shard.update(qe.UpdateOperation.delete_points(list(ids)))
+
+    def search(
+        self, using: str, vector: Sequence[float], limit: int, *, exclude_ids: Sequence[str] = ()
+    ) -> list[Hit]:
+        import qdrant_edge as qe
+
+        flt = qe.Filter(must_not=[qe.HasIdCondition(set(exclude_ids))]) if exclude_ids else None
+        res = self.shard.query(
+            qe.QueryRequest(
+                limit=limit,
+                query=qe.Query.Nearest(list(map(float, vector)), using=using),
+                filter=flt,
+                with_payload=True,
+            )
+        )
+        return [Hit(str(p.id), float(p.score), p.payload or {}) for p in res]
+
+    def retrieve(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[IndexPoint]:
+        recs = self.shard.retrieve(list(ids), with_payload=True, with_vector=with_vectors)
+        return [
+            IndexPoint(str(r.id), dict(r.vector or {}) if with_vectors else {}, r.payload or {})
+            for r in recs
+        ]
+
+    def count(self) -> int:
+        import qdrant_edge as qe
+
+        return int(self.shard.count(qe.CountRequest()))
+
+    def optimize(self) -> None:
+        with self._write_lock:
+            self.shard.optimize()
+
+    def close(self) -> None:
+        if self._shard is not None:
+            self._shard.flush()
+            self._shard.close()
+            self._shard = None

@@ -1,0 +1,110 @@
+"""A Qdrant server through qdrant-client (also its local mode, which tests use as a stand-in)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from index.base import Hit, IndexPoint, IndexUnavailable
+
+
+class QdrantIndex:
+    def __init__(self, client: Any, collection: str) -> None:
+        self.client = client
+        self.collection = collection
+
+    @classmethod
+    def connect(cls, url: str, collection: str, api_key: str | None = None) -> QdrantIndex:
+        from qdrant_client import QdrantClient
+
+        if url == ":memory:":
+            return cls(QdrantClient(location=":memory:"), collection)
+        return cls(QdrantClient(url=url, api_key=api_key, timeout=10), collection)
+
+    def ensure(self, dims: Mapping[str, int]) -> None:
+        from qdrant_client import models as qm
+
+        try:
+            if self.client.collection_exists(self.collection):
+                info = self.client.get_collection(self.collection)
+                have = {k: v.size for k, v in (info.config.params.vectors or {}).items()}
+                if have != dict(dims):
+                    raise IndexUnavailable(
+                        f"collection {self.collection} holds vectors {have}, "
+                        f"the models give {dict(dims)}"
+                    )
+                return
+            self.client.create_collection(
+                self.collection,
+                vectors_config={
+                    name: qm.VectorParams(size=dim, distance=qm.Distance.COSINE)
+                    for name, dim in dims.items()
+                },
+            )
+        except IndexUnavailable:
+            raise
+        except Exception as exc:
+            raise IndexUnavailable(f"cannot reach Qdrant: {exc}") from exc
+
+    def upsert(self, points: Sequence[IndexPoint]) -> None:
+        from qdrant_client import models as qm
+
+        self.client.upsert(
+            self.collection,
+            points=[
+                qm.PointStruct(
+                    id=p.id,
+                    vector={k: list(map(float, v)) for k, v in p.vectors.items()},
+                    payload=dict(p.payload),
+                )
+                for p in points
+            ],
+            wait=True,
+        )
+
+    def delete(self, ids: Sequence[str]) -> None:
+        from qdrant_client import models as qm
+
+        self.client.delete(
+            self.collection, points_selector=qm.PointIdsList(points=list(ids)), wait=True
+        )
+
+    def search(
+        self, using: str, vector: Sequence[float], limit: int, *, exclude_ids: Sequence[str] = ()
+    ) -> list[Hit]:
+        from qdrant_client import models as qm
+
+        flt = (
+            qm.Filter(must_not=[qm.HasIdCondition(has_id=list(exclude_ids))])
+            if exclude_ids
+            else None
+        )
+        res = self.client.query_points(
+            self.collection,
+            query=list(map(float, vector)),
+            using=using,
+            limit=limit,
+            query_filter=flt,
+            with_payload=True,
+        )
+        return [Hit(_sid(p.id), float(p.score), p.payload or {}) for p in res.points]
+
+    def retrieve(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[IndexPoint]:
+        recs = self.client.retrieve(
+            self.collection, ids=list(ids), with_payload=True, with_vectors=with_vectors
+        )
+        return [
+            IndexPoint(_sid(r.id), dict(r.vector or {}) if with_vectors else {}, r.payload or {})
+            for r in recs
+        ]
+
+    def count(self) -> int:
+        return int(self.client.count(self.collection, exact=True).count)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _sid(pid: Any) -> str:
+    return str(uuid.UUID(str(pid)))

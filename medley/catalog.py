@@ -1,0 +1,163 @@
+"""Catalog use cases: create, read, change and delete items. Called by the API and the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from medley import repo
+from medley.db import Database
+from medley.db.models import Item, Media, ModalityRecord
+from medley.domain import MediaKind, Modality, ModalityStatus
+from medley.errors import InvalidInput
+from medley.media import MediaStore, StoredMedia
+
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+
+
+class ItemMetadata(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=512)]
+    description: str = Field("", max_length=20_000)
+    tags: list[Tag] = Field(default_factory=list, max_length=100)
+    language: str | None = Field(None, max_length=16)
+    age_rating: str | None = Field(None, max_length=16)
+    published_at: datetime | None = None
+    external_id: str | None = Field(None, max_length=256)
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class ItemPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=512)]
+        | None
+    ) = None
+    description: str | None = Field(None, max_length=20_000)
+    tags: list[Tag] | None = Field(None, max_length=100)
+    language: str | None = Field(None, max_length=16)
+    age_rating: str | None = Field(None, max_length=16)
+    published_at: datetime | None = None
+    external_id: str | None = Field(None, max_length=256)
+    attributes: dict[str, Any] | None = None
+
+
+# What a field becomes when a PATCH sets it to null.
+_CLEARED: dict[str, Any] = {"description": "", "tags": [], "attributes": {}}
+
+
+class Dispatcher(Protocol):
+    def extract(self, item_id: str, modality: Modality) -> None: ...
+
+    def index(self, item_id: str) -> None: ...
+
+
+def text_input(item: Item, m: Modality) -> str:
+    """The text each text-space modality embeds."""
+    if m is Modality.CLIP_TEXT:
+        return f"{item.title}. {item.description}".strip()
+    tags = ", ".join(item.tags or [])
+    return f"{item.title}. {item.description} {('Tags: ' + tags) if tags else ''}".strip()
+
+
+def text_hash(item: Item, m: Modality) -> str:
+    return hashlib.sha256(f"{m}\n{text_input(item, m)}".encode()).hexdigest()
+
+
+def _initial_modalities(uploads: dict[MediaKind, StoredMedia]) -> dict[Modality, str | None]:
+    """Which modalities the item will have, each with an error if it failed on arrival."""
+    wanted: dict[Modality, str | None] = {Modality.TEXT: None, Modality.CLIP_TEXT: None}
+    sources = {
+        MediaKind.IMAGE: [Modality.IMAGE],
+        MediaKind.VIDEO: [Modality.VIDEO, Modality.SPEECH],
+        MediaKind.AUDIO: [Modality.SPEECH],
+    }
+    for kind in (MediaKind.IMAGE, MediaKind.VIDEO, MediaKind.AUDIO):
+        up = uploads.get(kind)
+        if up is None:
+            continue
+        error = f"the uploaded {kind} file is empty" if up.path is None else None
+        for m in sources[kind]:
+            # A usable audio file wins over a broken one's failure for speech.
+            if m not in wanted or error is None:
+                wanted[m] = error
+    return wanted
+
+
+class Catalog:
+    def __init__(self, db: Database, store: MediaStore, dispatch: Dispatcher) -> None:
+        self.db = db
+        self.store = store
+        self.dispatch = dispatch
+
+    def create(self, meta: ItemMetadata, uploads: dict[MediaKind, StoredMedia]) -> Item:
+        item_id = str(uuid.uuid4())
+        with self.db.session() as s:
+            item = Item(id=item_id, status="queued", **meta.model_dump())
+            s.add(item)
+            for up in uploads.values():
+                if up.path is not None:
+                    s.add(Media(item_id=item_id, kind=up.kind.value, sha256=up.sha256,
+                                path=str(up.path), mime=up.mime, size=up.size,
+                                filename=up.filename))
+            for m, error in _initial_modalities(uploads).items():
+                rec = ModalityRecord(item_id=item_id, modality=m.value, attempts=0)
+                repo.reset_modality(
+                    rec, ModalityStatus.FAILED if error else ModalityStatus.QUEUED, error
+                )
+                s.add(rec)
+            repo.refresh_status(s, item)
+            queued = [Modality(r.modality) for r in item.modalities
+                      if r.status == ModalityStatus.QUEUED.value]
+        for m in queued:
+            self.dispatch.extract(item_id, m)
+        return self.get(item_id)
+
+    def get(self, item_id: str) -> Item:
+        with self.db.session() as s:
+            return repo.get_item(s, item_id)
+
+    def list(self, *, status: str | None, limit: int, offset: int) -> tuple[list[Item], int]:
+        with self.db.session() as s:
+            return repo.list_items(s, status=status, limit=limit, offset=offset)
+
+    def patch(self, item_id: str, patch: ItemPatch) -> Item:
+        """Change metadata; re-embed only the text modalities whose input changed."""
+        changes = patch.model_dump(exclude_unset=True)
+        redo: list[Modality] = []
+        with self.db.session() as s:
+            item = repo.get_item(s, item_id)
+            for k, v in changes.items():
+                if v is None and k == "title":
+                    raise InvalidInput("title cannot be removed")
+                setattr(item, k, _CLEARED.get(k) if v is None else v)
+            for m in (Modality.TEXT, Modality.CLIP_TEXT):
+                rec = repo.modality(s, item_id, m)
+                if rec is not None and rec.source_hash != text_hash(item, m):
+                    repo.reset_modality(rec, ModalityStatus.QUEUED)
+                    redo.append(m)
+            item.indexed = False
+            repo.refresh_status(s, item)
+        for m in redo:
+            self.dispatch.extract(item_id, m)
+        if not redo:
+            self.dispatch.index(item_id)  # payload changed; vectors did not
+        return self.get(item_id)
+
+    def delete(self, item_id: str) -> None:
+        with self.db.session() as s:
+            item = repo.get_item(s, item_id)
+            paths = [m.path for m in item.media]
+            s.delete(item)
+            s.flush()
+            orphans = set(paths) - repo.media_still_used(s, paths)
+        for p in orphans:
+            self.store.remove(Path(p))
+        self.dispatch.index(item_id)  # the index owner drops the point

@@ -1,0 +1,112 @@
+"""The `medley` command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Medley: multimodal content understanding and recommendations.",
+                  no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks that write JSON + markdown reports.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="default: MEDLEY_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="default: MEDLEY_PORT")] = None,
+) -> None:
+    """Run the API (and, on the embedded default, its in-process worker and index)."""
+    import uvicorn
+
+    from api.app import create_app
+    from medley.config import get_settings
+
+    settings = get_settings()
+    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
+                log_level="info")
+
+
+@app.command()
+def worker(
+    queues: Annotated[str, typer.Option(help="comma-separated queues")] = "media,text",
+    concurrency: Annotated[int, typer.Option()] = 1,
+    pool: Annotated[str, typer.Option(help="prefork, threads or solo")] = "prefork",
+) -> None:
+    """Run a Celery worker on MEDLEY_BROKER_URL (the distributed deployment)."""
+    from medley.config import get_settings
+    from workers import app as celery_setup
+
+    settings = get_settings()
+    if settings.embedded_broker:
+        raise typer.BadParameter(
+            "MEDLEY_BROKER_URL is not set: on the embedded default the API runs its own worker"
+        )
+    celery = celery_setup.configure(settings)
+    celery.worker_main(["worker", "-Q", queues, "-c", str(concurrency), "-P", pool,
+                        "--loglevel", "INFO", "-n", f"medley-{queues.replace(',', '-')}@%h"])
+
+
+@app.command()
+def ingest(
+    source: Annotated[Path | None, typer.Argument(help="folder, CSV or JSONL manifest")] = None,
+    demo: Annotated[bool, typer.Option(help="load the sample catalog")] = False,
+    api: Annotated[str, typer.Option(help="the running Medley API")] = "http://127.0.0.1:8000",
+    wait: Annotated[bool, typer.Option(help="wait until each item is done")] = False,
+) -> None:
+    """Load many items through the HTTP API, with a progress bar and a failure summary."""
+    from medley.config import get_settings
+    from medley.ingest import ingest as run_ingest
+    from medley.ingest import render_summary
+
+    if demo:
+        from medley.samples import demo_catalog
+
+        source = demo_catalog(get_settings().data_dir / "demo")
+    if source is None:
+        raise typer.BadParameter("give a PATH or --demo")
+    report = run_ingest(source, api, wait=wait)
+    typer.echo(render_summary(report))
+    if report.failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def models() -> None:
+    """Load every configured model and say which are usable."""
+    from enrich.registry import Models
+    from medley.config import get_settings
+
+    typer.echo(json.dumps(Models(get_settings()).health(), indent=2))
+
+
+@app.command("convert-whisper")
+def convert_whisper(
+    ct2_dir: Annotated[Path, typer.Argument(help="CTranslate2 Whisper folder")],
+    out: Annotated[Path, typer.Argument(help="openai-whisper .pt to write")],
+) -> None:
+    """Convert CTranslate2 Whisper weights into an openai-whisper checkpoint."""
+    from enrich.whisper_convert import convert
+
+    typer.echo(convert(ct2_dir, out))
+
+
+@bench_app.command("enrich")
+def bench_enrich(
+    out: Annotated[Path, typer.Option(help="report folder")] = Path("bench"),
+    quick: Annotated[bool, typer.Option(help="fewer repeats")] = False,
+) -> None:
+    """Model throughput beside plain peers, and upload-to-ready for a 30 s video."""
+    from medley.bench.enrich import run_enrich_bench
+    from medley.bench.pipeline import measure_upload_to_ready
+
+    stages = measure_upload_to_ready(out)
+    result = run_enrich_bench(out, quick=quick, stages=stages)
+    typer.echo(json.dumps(result.get("summary", result), indent=2, default=str))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,62 @@
+"""Vocabulary shared by the API, the workers and the index."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Modality(StrEnum):
+    """One named vector per modality; the fused vector combines them."""
+
+    IMAGE = "image"  # CLIP image embedding of the artwork
+    VIDEO = "video"  # CLIP embeddings of keyframes, mean-pooled
+    SPEECH = "speech"  # text embedding of the transcript
+    TEXT = "text"  # text embedding of title, description and tags
+    CLIP_TEXT = "clip_text"  # CLIP text embedding of title and description
+
+
+class MediaKind(StrEnum):
+    IMAGE = "image"
+    AUDIO = "audio"
+    VIDEO = "video"
+
+
+class ModalityStatus(StrEnum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    READY = "ready"
+    FAILED = "failed"
+    UNAVAILABLE = "unavailable"  # the model behind it could not be loaded
+    ABSENT = "absent"  # the item has no input for it (a video without audio track)
+
+
+class ItemStatus(StrEnum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    READY = "ready"
+    PARTIAL = "partial"
+    FAILED = "failed"
+
+
+FINAL_STATUSES = frozenset(
+    {ModalityStatus.READY, ModalityStatus.FAILED, ModalityStatus.UNAVAILABLE, ModalityStatus.ABSENT}
+)
+
+
+def overall_status(statuses: list[ModalityStatus]) -> ItemStatus:
+    """Summarise per-modality states into the item's status.
+
+    `absent` counts as done and says nothing about success; an item whose every
+    attempted modality failed is `failed`, one with some failures is `partial`.
+    """
+    live = [s for s in statuses if s is not ModalityStatus.ABSENT]
+    if not live:
+        return ItemStatus.READY
+    if all(s is ModalityStatus.QUEUED for s in live):
+        return ItemStatus.QUEUED
+    if any(s not in FINAL_STATUSES for s in live):
+        return ItemStatus.PROCESSING
+    ready = sum(s is ModalityStatus.READY for s in live)
+    if ready == len(live):
+        return ItemStatus.READY
+    return ItemStatus.PARTIAL if ready else ItemStatus.FAILED

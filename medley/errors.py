@@ -1,0 +1,35 @@
+"""Domain errors. The core raises these; `api.errors` maps them to HTTP in one place."""
+
+from __future__ import annotations
+
+
+class MedleyError(Exception):
+    code = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(MedleyError):
+    code = "not_found"
+
+
+class InvalidInput(MedleyError):
+    code = "invalid_input"
+
+
+class UnsupportedMedia(MedleyError):
+    code = "unsupported_media"
+
+
+class PayloadTooLarge(MedleyError):
+    code = "payload_too_large"
+
+
+class StorageFull(MedleyError):
+    code = "storage_full"
+
+
+class Unavailable(MedleyError):
+    code = "unavailable"

@@ -1,0 +1,44 @@
+"""The Celery application. Queues: `media` (image, video, speech: heavy, GPU-capable workers),
+`text` (metadata text), `index` (index writes, consumed by whichever process owns the index)."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from medley.config import Settings
+from medley.domain import Modality
+
+MEDIA_QUEUE = "media"
+TEXT_QUEUE = "text"
+INDEX_QUEUE = "index"
+ALL_QUEUES = (MEDIA_QUEUE, TEXT_QUEUE, INDEX_QUEUE)
+
+QUEUE_OF: dict[Modality, str] = {
+    Modality.IMAGE: MEDIA_QUEUE,
+    Modality.VIDEO: MEDIA_QUEUE,
+    Modality.SPEECH: MEDIA_QUEUE,
+    Modality.TEXT: TEXT_QUEUE,
+    Modality.CLIP_TEXT: TEXT_QUEUE,
+}
+
+celery_app = Celery("medley", include=["workers.tasks"])
+
+
+def configure(settings: Settings) -> Celery:
+    celery_app.conf.update(
+        broker_url=settings.broker_url or "memory://",
+        broker_connection_retry_on_startup=True,
+        task_ignore_result=True,
+        # Late acks + reject on worker loss: a task whose worker dies is delivered again.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=settings.task_soft_time_limit_s,
+        task_time_limit=settings.task_time_limit_s,
+        task_default_queue=MEDIA_QUEUE,
+        task_create_missing_queues=True,
+        broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout_s},
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+    )
+    return celery_app

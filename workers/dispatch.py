@@ -1,0 +1,18 @@
+"""Sends work to the queues; the catalog sees only the `Dispatcher` protocol."""
+
+from __future__ import annotations
+
+from medley.domain import Modality
+from workers.app import INDEX_QUEUE, QUEUE_OF
+
+
+class CeleryDispatcher:
+    def extract(self, item_id: str, modality: Modality) -> None:
+        from workers.tasks import extract
+
+        extract.apply_async((item_id, modality.value), queue=QUEUE_OF[modality])
+
+    def index(self, item_id: str) -> None:
+        from workers.tasks import index_item
+
+        index_item.apply_async((item_id,), queue=INDEX_QUEUE)

@@ -1,0 +1,174 @@
+"""What the tasks do, free of Celery: one extraction per (item, modality), and index writes."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from celery.exceptions import SoftTimeLimitExceeded
+
+from enrich.base import MediaDecodeError, ModelUnavailable
+from index.base import FUSED, IndexPoint, IndexUnavailable
+from medley import fusion, repo
+from medley.catalog import text_hash, text_input
+from medley.db.models import Item, utcnow
+from medley.domain import MediaKind, Modality, ModalityStatus
+from workers.extractors import EXTRACTORS, Extracted, model_key
+from workers.runtime import Runtime
+
+__all__ = ["IndexUnavailable", "run_extraction", "write_index"]
+
+log = logging.getLogger(__name__)
+
+
+def source_hash(rt: Runtime, item: Item, m: Modality) -> str | None:
+    """What identifies this modality's input: media bytes, or text, plus settings that matter."""
+    if m in (Modality.TEXT, Modality.CLIP_TEXT):
+        return text_hash(item, m)
+    by_kind = {media.kind: media.sha256 for media in item.media}
+    if m is Modality.IMAGE:
+        sha = by_kind.get(MediaKind.IMAGE.value)
+    elif m is Modality.VIDEO:
+        sha = by_kind.get(MediaKind.VIDEO.value)
+        if sha:
+            sha = f"{sha}:{rt.settings.keyframe_cap}:{rt.settings.scene_threshold}"
+    else:
+        sha = by_kind.get(MediaKind.AUDIO.value) or by_kind.get(MediaKind.VIDEO.value)
+    return hashlib.sha256(f"{m}:{sha}".encode()).hexdigest() if sha else None
+
+
+def run_extraction(rt: Runtime, item_id: str, m: Modality) -> bool:
+    """Extract one modality. Returns True when the index should be updated."""
+    started = time.perf_counter()
+    with rt.db.session() as s:
+        rec = repo.modality(s, item_id, m, lock=True)
+        if rec is None or rec.status not in (
+            ModalityStatus.QUEUED.value,
+            ModalityStatus.PROCESSING.value,
+        ):
+            return False  # deleted, or already finished by an earlier delivery
+        if rec.attempts >= rt.settings.task_max_attempts:
+            repo.finish(s, rec, repo.Outcome(
+                ModalityStatus.FAILED,
+                error=f"gave up after {rec.attempts} attempts (the worker kept stopping)",
+            ))
+            return True
+        repo.start(s, rec)
+        item = rec.item
+        src = source_hash(rt, item, m)
+        key = model_key(rt.settings, m)
+        reusable = repo.find_reusable(s, m, src, key) if src else None
+        if reusable is not None and reusable.item_id != item_id:
+            vector = np.frombuffer(reusable.vector or b"", dtype=np.float32)
+            outcome = repo.Outcome(
+                ModalityStatus.READY, vector=vector, source_hash=src, model_name=key,
+                model_version=reusable.model_version, reused_from=reusable.item_id,
+                timings={"total_s": time.perf_counter() - started},
+            )
+            if m is Modality.SPEECH and src:
+                _copy_transcript(s, item, src)
+            repo.finish(s, rec, outcome)
+            return True
+        job = _job_input(item, m)
+    outcome = _extract(rt, m, job, src, key, started)
+    with rt.db.session() as s:
+        rec = repo.modality(s, item_id, m, lock=True)
+        if rec is None:
+            return False  # the item was deleted while we worked
+        if outcome.transcript is not None:
+            repo.save_transcript(s, rec.item, source_hash=src or "", **outcome.transcript)
+        repo.finish(s, rec, outcome.result)
+    return True
+
+
+def _job_input(item: Item, m: Modality) -> dict[str, Any]:
+    """Everything an extractor needs, copied out of the session."""
+    return {
+        "item_id": item.id,
+        "text": text_input(item, m) if m in (Modality.TEXT, Modality.CLIP_TEXT) else None,
+        "media": {media.kind: media.path for media in item.media},
+    }
+
+
+def _extract(
+    rt: Runtime, m: Modality, job: dict[str, Any], src: str | None, key: str, started: float
+) -> Extracted:
+    def done(status: ModalityStatus, error: str | None) -> Extracted:
+        return Extracted(repo.Outcome(
+            status, error=error, source_hash=src, model_name=key,
+            timings={"total_s": time.perf_counter() - started},
+        ))
+
+    try:
+        out = EXTRACTORS[m](rt, job)
+    except MediaDecodeError as exc:
+        return done(ModalityStatus.FAILED, str(exc))
+    except ModelUnavailable as exc:
+        return done(ModalityStatus.UNAVAILABLE, str(exc))
+    except SoftTimeLimitExceeded:
+        limit = rt.settings.task_soft_time_limit_s
+        return done(ModalityStatus.FAILED, f"extraction took longer than the {limit} s limit")
+    except Exception as exc:
+        log.exception("extraction of %s for item %s failed", m, job["item_id"])
+        return done(ModalityStatus.FAILED, f"internal error: {type(exc).__name__}: {exc}")
+    timings = {**(out.result.timings or {}), "total_s": time.perf_counter() - started}
+    result = repo.Outcome(
+        out.result.status, error=out.result.error, vector=out.result.vector, source_hash=src,
+        model_name=key, model_version=out.result.model_version, timings=timings,
+    )
+    return Extracted(result, out.transcript)
+
+
+def _copy_transcript(s: Any, item: Item, src: str) -> None:
+    found = repo.find_transcript(s, src)
+    if found is not None:
+        repo.save_transcript(
+            s, item, language=found.language, text=found.text, segments=found.segments,
+            duration=found.duration, source_hash=src, model_name=found.model_name,
+            model_version=found.model_version,
+        )
+
+
+def payload_of(item: Item) -> dict[str, Any]:
+    def ts(value: datetime | None) -> float | None:
+        return value.timestamp() if value else None
+
+    return {
+        "title": item.title,
+        "tags": list(item.tags or []),
+        "language": item.language,
+        "age_rating": item.age_rating,
+        "external_id": item.external_id,
+        "published_at": ts(item.published_at),
+        "created_at": ts(item.created_at),
+        "modalities": sorted(r.modality for r in item.modalities
+                             if r.status == ModalityStatus.READY.value),
+    }
+
+
+def write_index(rt: Runtime, item_id: str) -> None:
+    """Upsert the item's current vectors and payload (or drop it if deleted). Idempotent."""
+    index = rt.index()
+    as_of = utcnow()
+    with rt.db.session() as s:
+        item = s.get(Item, item_id)
+        if item is None:
+            index.delete([item_id])
+            return
+        vectors = repo.vectors(s, item_id)
+        payload = payload_of(item)
+    dims = rt.dims
+    usable = {m: v for m, v in vectors.items() if m in dims and v.shape == (dims[m],)}
+    if not usable:
+        return  # nothing extracted yet; a later extraction will dispatch again
+    named: dict[str, Any] = {m.value: v.tolist() for m, v in usable.items()}
+    fused = fusion.fuse(usable, rt.settings.fusion_weights, dims)
+    if fused is not None:
+        named[FUSED] = fused.tolist()
+    index.upsert([IndexPoint(item_id, named, payload)])
+    with rt.db.session() as s:
+        repo.mark_indexed(s, item_id, as_of)

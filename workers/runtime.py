@@ -1,0 +1,77 @@
+"""What a process holds once: settings, database, media store, models, and (for the index
+owner) the open index. Built lazily so importing a task module loads nothing."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from enrich.registry import Models
+from index import VectorIndex, open_index
+from index.base import FUSED
+from medley import fusion
+from medley.config import Settings, get_settings
+from medley.db import Database
+from medley.domain import Modality
+from medley.media import MediaStore
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    store: MediaStore
+    models: Models
+    _index: VectorIndex | None = None
+    _dims: dict[Modality, int] | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def build(cls, settings: Settings) -> Runtime:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(settings.resolved_database_url)
+        db.migrate()
+        return cls(settings, db, MediaStore(settings.media_dir, settings.max_upload_bytes),
+                   Models(settings))
+
+    @property
+    def dims(self) -> dict[Modality, int]:
+        if self._dims is None:
+            self._dims = self.models.dims()
+        return self._dims
+
+    def index(self) -> VectorIndex:
+        """Open the index on first use; only the index owner should call this."""
+        with self._lock:
+            if self._index is None:
+                idx = open_index(self.settings)
+                named = {m.value: d for m, d in self.dims.items()}
+                named[FUSED] = fusion.fused_dim(self.dims)
+                idx.ensure(named)
+                self._index = idx
+            return self._index
+
+    def close(self) -> None:
+        with self._lock:
+            if self._index is not None:
+                self._index.close()
+                self._index = None
+        self.db.dispose()
+
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def get_runtime() -> Runtime:
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            _runtime = Runtime.build(get_settings())
+        return _runtime
+
+
+def set_runtime(rt: Runtime | None) -> None:
+    global _runtime
+    with _runtime_lock:
+        _runtime = rt

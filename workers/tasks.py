@@ -1,0 +1,42 @@
+"""Celery tasks. Ids in; everything else is re-read, so a task is safe to run again."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.exc import OperationalError
+
+from medley.domain import Modality
+from workers import pipeline
+from workers.app import celery_app
+from workers.dispatch import CeleryDispatcher
+from workers.runtime import get_runtime
+
+log = logging.getLogger(__name__)
+
+# Worth another try later; everything else is recorded on the item as a failure.
+TRANSIENT = (OperationalError, ConnectionError, TimeoutError)
+
+
+@celery_app.task(
+    name="medley.extract",
+    autoretry_for=TRANSIENT,
+    retry_backoff=2,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=5,
+)
+def extract(item_id: str, modality: str) -> None:
+    if pipeline.run_extraction(get_runtime(), item_id, Modality(modality)):
+        CeleryDispatcher().index(item_id)
+
+
+@celery_app.task(
+    name="medley.index_item",
+    autoretry_for=(*TRANSIENT, pipeline.IndexUnavailable),
+    retry_backoff=2,
+    retry_backoff_max=60,
+    max_retries=10,
+)
+def index_item(item_id: str) -> None:
+    pipeline.write_index(get_runtime(), item_id)
