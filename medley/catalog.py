@@ -140,8 +140,10 @@ class Catalog:
                 setattr(item, k, _CLEARED.get(k) if v is None else v)
             for m in (Modality.TEXT, Modality.CLIP_TEXT):
                 rec = repo.modality(s, item_id, m)
-                if rec is not None and rec.source_hash != text_hash(item, m):
+                new_hash = text_hash(item, m)
+                if rec is not None and rec.source_hash != new_hash:
                     repo.reset_modality(rec, ModalityStatus.QUEUED)
+                    rec.source_hash = new_hash  # a second PATCH of the same text queues nothing
                     redo.append(m)
             item.indexed = False
             repo.refresh_status(s, item)

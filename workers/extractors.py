@@ -73,7 +73,8 @@ def _video(rt: Runtime, job: dict[str, Any]) -> Extracted:
     try:
         t0 = time.perf_counter()
         frames = extract_keyframes(Path(job["media"][MediaKind.VIDEO.value]), scratch,
-                                   cap=s.keyframe_cap, scene_threshold=s.scene_threshold)
+                                   cap=s.keyframe_cap, scene_threshold=s.scene_threshold,
+                                   max_seconds=s.max_media_seconds)
         images = [open_image(f, s.max_image_pixels) for f in frames]
         clip = rt.models.load(Family.CLIP)
         t1 = time.perf_counter()
@@ -86,7 +87,7 @@ def _video(rt: Runtime, job: dict[str, Any]) -> Extracted:
 
 
 def _speech(rt: Runtime, job: dict[str, Any]) -> Extracted:
-    from enrich.video import extract_audio, probe
+    from enrich.video import extract_audio
 
     media = job["media"]
     scratch = rt.store.scratch_dir()
@@ -95,8 +96,8 @@ def _speech(rt: Runtime, job: dict[str, Any]) -> Extracted:
         if MediaKind.AUDIO.value in media:
             audio: Path | None = Path(media[MediaKind.AUDIO.value])
         else:
-            video = Path(media[MediaKind.VIDEO.value])
-            audio = extract_audio(video, scratch / "track.wav") if probe(video).has_audio else None
+            audio = extract_audio(Path(media[MediaKind.VIDEO.value]), scratch / "track.wav",
+                                  max_seconds=rt.settings.max_media_seconds)
         if audio is None:
             return Extracted(repo.Outcome(ModalityStatus.ABSENT,
                                           error="the video has no audio track"))

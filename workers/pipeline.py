@@ -20,7 +20,7 @@ from medley.domain import MediaKind, Modality, ModalityStatus
 from workers.extractors import EXTRACTORS, Extracted, model_key
 from workers.runtime import Runtime
 
-__all__ = ["IndexUnavailable", "run_extraction", "write_index"]
+__all__ = ["EXTRACTORS", "IndexUnavailable", "run_extraction", "write_index"]
 
 log = logging.getLogger(__name__)
 

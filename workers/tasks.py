@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 
+from celery import shared_task
 from sqlalchemy.exc import OperationalError
 
 from medley.domain import Modality
 from workers import pipeline
-from workers.app import celery_app
 from workers.dispatch import CeleryDispatcher
 from workers.runtime import get_runtime
 
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 TRANSIENT = (OperationalError, ConnectionError, TimeoutError)
 
 
-@celery_app.task(
+@shared_task(
     name="medley.extract",
     autoretry_for=TRANSIENT,
     retry_backoff=2,
@@ -31,7 +31,7 @@ def extract(item_id: str, modality: str) -> None:
         CeleryDispatcher().index(item_id)
 
 
-@celery_app.task(
+@shared_task(
     name="medley.index_item",
     autoretry_for=(*TRANSIENT, pipeline.IndexUnavailable),
     retry_backoff=2,

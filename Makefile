@@ -1,0 +1,52 @@
+# Quick start: make setup && make run   (tests: make test)
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+# PyTorch comes from this machine kind's disk (see ../shared/NOTES.md); torchvision is needed by
+# open_clip and only imports beside this exact torch build.
+TORCH   := torch==2.14.1 torchvision==0.29.1
+APT     := ffmpeg espeak-ng
+
+.PHONY: setup system-packages run worker test test-fast lint bench demo clean
+
+setup: system-packages $(BIN)/medley
+	$(BIN)/medley prepare
+
+system-packages:
+	@missing=""; for c in ffmpeg ffprobe espeak-ng; do command -v $$c >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT); \
+	fi
+
+$(BIN)/medley: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(BIN)/medley
+
+run:
+	$(BIN)/medley serve
+
+worker:
+	$(BIN)/medley worker
+
+test:
+	$(BIN)/python -m pytest -q
+
+test-fast:
+	$(BIN)/python -m pytest -q -m "not heavy and not integration"
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/mypy enrich index api workers medley
+
+bench:
+	$(BIN)/medley bench enrich
+
+demo:
+	$(BIN)/medley ingest --demo --wait
+
+clean:
+	rm -rf data .pytest_cache

@@ -1,0 +1,157 @@
+"""Real processes: `medley worker` on the Redis broker, and `medley serve` killed mid-enrichment."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from medley.config import Precision, Settings
+from tests.conftest import REDIS_URL, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.heavy]
+
+BROKER = REDIS_URL.rsplit("/", 1)[0] + "/7"  # a database of its own, flushed per test
+
+
+def _env(settings: dict[str, Any]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDLEY_")}
+    env.update({f"MEDLEY_{k.upper()}": str(v) for k, v in settings.items() if v is not None})
+    return env
+
+
+def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    # A session of its own, so SIGKILL reaches the prefork children too.
+    return subprocess.Popen([sys.executable, "-m", "medley.cli", *args], env=env,
+                            stdout=log.open("ab"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+
+
+def _wait_status(get: Any, item_id: str, modality: str, status: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = get(f"/v1/items/{item_id}").json()
+        if body["modalities"][modality]["status"] == status:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{modality} never reached {status}: {body}")
+
+
+@pytest.fixture
+def shared(tmp_path: Path, tiny_clip: dict[str, Any], pg_url: str) -> Iterator[dict[str, Any]]:
+    import redis
+
+    redis.Redis.from_url(BROKER).flushdb()
+    yield {
+        "data_dir": tmp_path / "data", "database_url": pg_url, "broker_url": BROKER,
+        "clip_precision": Precision.FP32.value, "broker_visibility_timeout_s": 5,
+        **{k: str(v) for k, v in tiny_clip.items()},
+    }
+    redis.Redis.from_url(BROKER).flushdb()
+
+
+def _upload(client: Any, title: str, **files: Path) -> str:
+    r = client.post("/v1/items", data={"metadata": json.dumps({"title": title})},
+                    files={k: (p.name, p.read_bytes()) for k, p in files.items()})
+    assert r.status_code == 202, r.text
+    return str(r.json()["id"])
+
+
+def test_separate_celery_worker_enriches_image_audio_and_video(shared, samples, tmp_path) -> None:
+    worker = _spawn(["worker", "--queues", "media,text", "--concurrency", "2"], _env(shared),
+                    tmp_path / "worker.log")
+    try:
+        settings = Settings(**shared)
+        with TestClient(create_app(settings)) as client:
+            assert client.app.state.service.worker.queues == ["index"]  # type: ignore[attr-defined]
+            ids = {
+                "image": _upload(client, "Coffee", image=samples.photos["coffee"]),
+                "audio": _upload(client, "Talk", audio=next(iter(samples.speech.values()))),
+                "video": _upload(client, "Slides", video=samples.slideshow),
+            }
+            done = {k: wait_for(client, v, timeout=300) for k, v in ids.items()}
+    finally:
+        _kill(worker)
+    assert all(d["status"] == "ready" for d in done.values()), (
+        done, (tmp_path / "worker.log").read_text()[-3000:])
+    assert done["audio"]["transcript"]["text"] and done["video"]["transcript"]["text"]
+    assert done["video"]["modalities"]["video"]["dim"] == 64
+
+
+def test_worker_killed_mid_task_gets_the_task_again(shared, samples, tmp_path) -> None:
+    env = _env(shared)
+    first = _spawn(["worker", "--queues", "media", "--concurrency", "1"], env,
+                   tmp_path / "w1.log")
+    text_worker = _spawn(["worker", "--queues", "text"], env, tmp_path / "wt.log")
+    second = None
+    try:
+        with TestClient(create_app(Settings(**shared))) as client:
+            item_id = _upload(client, "Tour", video=samples.tour)
+            _wait_status(client.get, item_id, "video", "processing", 180)
+            _kill(first)  # SIGKILL while it holds the task (late ack: still on the broker)
+            second = _spawn(["worker", "--queues", "media"], env, tmp_path / "w2.log")
+            got = wait_for(client, item_id, timeout=300)
+    finally:
+        for p in (first, text_worker, second):
+            if p is not None:
+                _kill(p)
+    assert got["status"] == "ready", got
+    assert got["modalities"]["video"]["attempts"] >= 2
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_embedded_service_killed_mid_enrichment_finishes_after_restart(
+    tmp_path: Path, tiny_clip: dict[str, Any], samples
+) -> None:
+    port = _free_port()
+    env = _env({"data_dir": tmp_path / "data", "port": port, "clip_precision": "fp32",
+                **{k: str(v) for k, v in tiny_clip.items()}})
+    base = f"http://127.0.0.1:{port}"
+
+    def start() -> subprocess.Popen[bytes]:
+        proc = _spawn(["serve"], env, tmp_path / "serve.log")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    return proc
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        _kill(proc)
+        raise AssertionError((tmp_path / "serve.log").read_text()[-3000:])
+
+    server = start()
+    try:
+        with httpx.Client(base_url=base, timeout=30) as http:
+            item_id = _upload(http, "Tour", video=samples.tour)
+            _wait_status(http.get, item_id, "speech", "processing", 120)
+            _kill(server)
+            server = start()
+            got = wait_for(http, item_id, timeout=300)
+    finally:
+        _kill(server)
+    assert got["status"] == "ready", got
+    assert got["transcript"]["text"]

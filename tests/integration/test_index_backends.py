@@ -1,0 +1,90 @@
+"""One suite, every index backend: embedded Qdrant Edge and qdrant-client (server API)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from index.base import IndexPoint, IndexUnavailable, VectorIndex
+from index.edge import EdgeIndex
+from index.qdrant import QdrantIndex
+
+DIMS = {"image": 4, "text": 3, "fused": 7}
+
+
+@pytest.fixture(params=["edge", "qdrant-client"])
+def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorIndex]:
+    idx: VectorIndex
+    if request.param == "edge":
+        idx = EdgeIndex(tmp_path / "shard")
+    else:
+        idx = QdrantIndex.connect(":memory:", "items")
+    idx.ensure(DIMS)
+    yield idx
+    idx.close()
+
+
+def _point(image: list[float] | None, text: list[float], **payload: object) -> IndexPoint:
+    vectors: dict[str, list[float]] = {"text": text}
+    if image is not None:
+        vectors["image"] = image
+    return IndexPoint(str(uuid.uuid4()), vectors, payload)
+
+
+def test_nearest_on_a_named_vector_ranks_by_cosine(index: VectorIndex) -> None:
+    a = _point([1, 0, 0, 0], [1, 0, 0], title="a")
+    b = _point([0.9, 0.1, 0, 0], [0, 1, 0], title="b")
+    c = _point(None, [0, 0, 1], title="c")  # no image vector at all
+    index.upsert([a, b, c])
+    assert index.count() == 3
+    hits = index.search("image", [1, 0, 0, 0], 10)
+    assert [h.id for h in hits] == [a.id, b.id]  # c has no image: not returned
+    assert hits[0].score == pytest.approx(1.0, abs=1e-5)
+    assert hits[0].payload["title"] == "a"
+
+
+def test_exclude_ids_and_delete(index: VectorIndex) -> None:
+    pts = [_point(None, list(np.eye(3)[i % 3] + 0.01 * i)) for i in range(5)]
+    index.upsert(pts)
+    hits = index.search("text", [1, 0, 0], 10, exclude_ids=[pts[0].id])
+    assert pts[0].id not in {h.id for h in hits} and len(hits) == 4
+    index.delete([pts[1].id])
+    assert index.count() == 4
+    assert index.retrieve([pts[1].id]) == []
+
+
+def test_upsert_replaces_vectors_and_payload(index: VectorIndex) -> None:
+    p = _point([1, 0, 0, 0], [1, 0, 0], title="old")
+    index.upsert([p])
+    index.upsert([IndexPoint(p.id, {"text": [0, 1, 0]}, {"title": "new"})])
+    got = index.retrieve([p.id], with_vectors=True)[0]
+    assert got.payload["title"] == "new"
+    assert "image" not in got.vectors  # the upsert replaced the whole point
+    assert index.search("text", [0, 1, 0], 1)[0].id == p.id
+
+
+def test_reopening_with_other_dimensions_is_refused(tmp_path: Path) -> None:
+    idx = EdgeIndex(tmp_path / "shard")
+    idx.ensure(DIMS)
+    idx.upsert([_point([1, 0, 0, 0], [1, 0, 0])])
+    idx.close()
+    again = EdgeIndex(tmp_path / "shard")
+    with pytest.raises(IndexUnavailable, match="image"):
+        again.ensure({"image": 5, "text": 3, "fused": 8})
+    reopened = EdgeIndex(tmp_path / "shard")
+    reopened.ensure(DIMS)
+    assert reopened.count() == 1  # durable across close/open
+    reopened.close()
+
+
+def test_second_process_cannot_open_an_open_shard(tmp_path: Path) -> None:
+    first = EdgeIndex(tmp_path / "shard")
+    first.ensure(DIMS)
+    second = EdgeIndex(tmp_path / "shard")
+    with pytest.raises(IndexUnavailable):
+        second.ensure(DIMS)
+    first.close()
