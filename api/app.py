@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
 
     @app.middleware("http")
-    async def refuse_oversize(request: Request, call_next):  # type: ignore[no-untyped-def]
+    async def refuse_oversize(request: Request, call_next):
         # Refuse on the declared length before a byte of the body is parsed.
         declared = request.headers.get("content-length")
         limit = 3 * settings.max_upload_bytes + 1024 * 1024

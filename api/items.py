@@ -20,7 +20,7 @@ router = APIRouter(prefix="/v1/items", tags=["items"])
 
 
 def _service(request: Request) -> Service:
-    return request.app.state.service  # type: ignore[no-any-return]
+    return request.app.state.service
 
 
 def _parse_metadata(raw: str) -> ItemMetadata:

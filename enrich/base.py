@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -39,7 +40,7 @@ class Embedder(Protocol[T_contra]):
 
     def load(self) -> None: ...
 
-    def embed(self, inputs: list[T_contra]) -> np.ndarray: ...
+    def embed(self, inputs: Sequence[T_contra]) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)

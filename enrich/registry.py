@@ -76,7 +76,7 @@ class Models:
         return model
 
     def info(self, family: str) -> ModelInfo:
-        return self.load(family).info  # type: ignore[no-any-return]
+        return self.load(family).info
 
     def health(self) -> dict[str, dict[str, str]]:
         """Load every family and say which are usable (for start-up and /healthz)."""

@@ -50,6 +50,18 @@ def worker(
                         "--loglevel", "INFO", "-n", f"medley-{queues.replace(',', '-')}@%h"])
 
 
+@app.command("ping-workers")
+def ping_workers() -> None:
+    """Exit 0 when at least one worker answers on the broker (a container healthcheck)."""
+    from medley.config import get_settings
+    from workers import app as celery_setup
+
+    replies = celery_setup.configure(get_settings()).control.ping(timeout=5)
+    typer.echo(json.dumps(replies))
+    if not replies:
+        raise typer.Exit(1)
+
+
 @app.command()
 def ingest(
     source: Annotated[Path | None, typer.Argument(help="folder, CSV or JSONL manifest")] = None,

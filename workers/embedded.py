@@ -18,7 +18,7 @@ from workers.runtime import Runtime
 log = logging.getLogger(__name__)
 
 
-class _Controller(WorkController):  # type: ignore[misc]
+class _Controller(WorkController):
     """A WorkController that tells us when its consumer is ready."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

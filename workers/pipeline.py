@@ -64,14 +64,14 @@ def run_extraction(rt: Runtime, item_id: str, m: Modality) -> bool:
         reusable = repo.find_reusable(s, m, src, key) if src else None
         if reusable is not None and reusable.item_id != item_id:
             vector = np.frombuffer(reusable.vector or b"", dtype=np.float32)
-            outcome = repo.Outcome(
+            reused = repo.Outcome(
                 ModalityStatus.READY, vector=vector, source_hash=src, model_name=key,
                 model_version=reusable.model_version, reused_from=reusable.item_id,
                 timings={"total_s": time.perf_counter() - started},
             )
             if m is Modality.SPEECH and src:
                 _copy_transcript(s, item, src)
-            repo.finish(s, rec, outcome)
+            repo.finish(s, rec, reused)
             return True
         job = _job_input(item, m)
     outcome = _extract(rt, m, job, src, key, started)

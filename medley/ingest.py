@@ -1,0 +1,371 @@
+"""Bulk ingest through the HTTP API: a folder of media files or a CSV/JSONL manifest.
+
+Every item goes through `POST /v1/items` like any client's upload, so ingest exercises the
+real validation and pipeline. One bad row or one refused upload is reported, never fatal.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import mimetypes
+import re
+import statistics
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+MEDIA_KINDS = ("image", "audio", "video")
+EXTENSIONS: dict[str, str] = {
+    **dict.fromkeys((".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"), "image"),
+    **dict.fromkeys((".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac"), "audio"),
+    **dict.fromkeys((".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg"), "video"),
+}
+META_KEYS: tuple[str, ...] = ("title", "description", "tags", "language", "age_rating")
+META_KEYS += ("published_at", "external_id")
+DONE = frozenset({"ready", "partial", "failed"})
+# Only answers that say "not taken, try later" are retried: re-sending after a timeout
+# could create the item twice.
+RETRY_STATUSES = frozenset({429, 503})
+
+
+@dataclass
+class IngestItem:
+    source: str  # where the item came from, for messages ("catalog.csv:3", "coffee.png")
+    metadata: dict[str, Any]
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+@dataclass
+class Failure:
+    source: str
+    title: str | None
+    reason: str
+    status_code: int | None = None  # HTTP status, when the API answered
+    code: str | None = None  # the API's error code
+    item_id: str | None = None
+
+    @classmethod
+    def of(cls, item: IngestItem, reason: str, **kw: Any) -> Failure:
+        return cls(item.source, item.metadata["title"], reason, **kw)
+
+
+@dataclass
+class IngestReport:
+    source: str
+    total: int = 0  # rows or files found, good and bad
+    submitted: int = 0  # accepted by the API (202)
+    waited: bool = False
+    ready: int = 0
+    partial: int = 0
+    failed: int = 0  # processed, every modality failed
+    item_ids: list[str] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    partials: list[Failure] = field(default_factory=list)  # what failed inside partial items
+    upload_to_done_s: list[float] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+
+class _RowError(ValueError):
+    pass
+
+
+def _title_from_name(path: Path) -> str:
+    words = re.sub(r"[_\-.\s]+", " ", path.stem).strip()
+    return words.title() if words.islower() else (words or path.name)
+
+
+def _row_to_item(row: dict[str, Any], base: Path, where: str) -> IngestItem:
+    """Normalise one manifest row; relative media paths are resolved against `base`."""
+    if None in row:
+        raise _RowError("row has more fields than the header")
+    meta: dict[str, Any] = {}
+    for key in META_KEYS:
+        value = row.get(key)
+        if key == "tags" and value not in (None, ""):
+            parts = value.split("|") if isinstance(value, str) else value
+            if not isinstance(parts, list):
+                raise _RowError("tags must be a list or a |-separated string")
+            meta["tags"] = [t for t in (str(p).strip() for p in parts) if t]
+        elif value is not None and str(value).strip():
+            meta[key] = str(value).strip()
+    files: dict[str, Path] = {}
+    for kind in MEDIA_KINDS:
+        value = row.get(kind)
+        if value is None or not str(value).strip():
+            continue
+        path = Path(str(value).strip()).expanduser()
+        path = path if path.is_absolute() else base / path
+        if not path.is_file():
+            raise _RowError(f"{kind} file not found: {value}")
+        files[kind] = path
+    attributes = row.get("attributes") or {}
+    if not isinstance(attributes, dict):
+        raise _RowError("attributes must be a JSON object")
+    extra = set(row) - {*META_KEYS, *MEDIA_KINDS, "attributes"}
+    attributes |= {k: row[k] for k in sorted(extra) if row[k] not in (None, "")}
+    if attributes:
+        meta["attributes"] = attributes
+    if "title" not in meta:
+        if not files:
+            raise _RowError("row has no title and no media file")
+        meta["title"] = _title_from_name(next(iter(files.values())))
+    return IngestItem(where, meta, files)
+
+
+def _collect(rows: list[tuple[str, Any]], base: Path) -> tuple[list[IngestItem], list[Failure]]:
+    items, failures = [], []
+    for where, row in rows:
+        try:
+            if isinstance(row, str):  # the loader already knows why the row is unusable
+                raise _RowError(row)
+            if not isinstance(row, dict):
+                raise _RowError("not a JSON object")
+            items.append(_row_to_item(row, base, where))
+        except _RowError as exc:
+            title = row.get("title") if isinstance(row, dict) else None
+            failures.append(Failure(where, title or None, str(exc)))
+    return items, failures
+
+
+def _folder_rows(folder: Path) -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = []
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        kind = EXTENSIONS.get(path.suffix.lower())
+        if kind is None or not path.is_file() or any(p.startswith(".") for p in rel.parts):
+            continue
+        row: Any = {}
+        for sidecar in (path.with_suffix(".json"), path.with_name(path.name + ".json")):
+            if sidecar.is_file():
+                try:
+                    row = json.loads(sidecar.read_text(encoding="utf-8"))
+                except (ValueError, UnicodeDecodeError) as exc:
+                    row = f"sidecar {sidecar.name} is not valid JSON: {exc}"
+                break
+        if isinstance(row, dict):
+            row = {"title": _title_from_name(path), **row, kind: str(path)}
+        rows.append((rel.as_posix(), row))
+    return rows
+
+
+def load_source(source: Path) -> tuple[list[IngestItem], list[Failure]]:
+    """Items from a folder, a `.csv` or a `.jsonl` manifest, and the rows that were unusable."""
+    source = Path(source)
+    if source.is_dir():
+        return _collect(_folder_rows(source), source)
+    if not source.is_file():
+        raise FileNotFoundError(f"no such folder or manifest: {source}")
+    text = source.read_text(encoding="utf-8-sig")  # spreadsheets like to add a BOM
+    rows: list[tuple[str, Any]] = []
+    if source.suffix.lower() == ".csv":
+        reader = csv.DictReader(text.splitlines())
+        for row in reader:
+            rows.append((f"{source.name}:{reader.line_num}", row))
+    elif source.suffix.lower() in (".jsonl", ".ndjson"):
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append((f"{source.name}:{number}", json.loads(line)))
+            except ValueError as exc:
+                rows.append((f"{source.name}:{number}", f"invalid JSON: {exc}"))
+    else:
+        raise ValueError(f"unsupported manifest {source.name}: use a folder, .csv or .jsonl")
+    return _collect(rows, source.parent)
+
+
+class _SubmitError(Exception):
+    def __init__(self, reason: str, status_code: int | None = None, code: str | None = None):
+        super().__init__(reason)
+        self.reason, self.status_code, self.code = reason, status_code, code
+
+
+def _api_error(resp: httpx.Response) -> tuple[str | None, str]:
+    """The API's `{"error": {"code", "message"}}`, or the start of whatever else it sent."""
+    try:
+        err = resp.json().get("error") or {}
+        return err.get("code"), str(err.get("message") or resp.reason_phrase)
+    except (ValueError, AttributeError):
+        return None, (resp.text.strip()[:200] or resp.reason_phrase)
+
+
+def _submit(client: httpx.Client, item: IngestItem, retries: int = 2) -> str:
+    """POST one item and return its id; raises `_SubmitError` with what the API said."""
+    for attempt in range(retries + 1):
+        with ExitStack() as stack:
+            # Open handles let httpx stream each file in chunks instead of reading it whole.
+            files = {
+                kind: (path.name, stack.enter_context(path.open("rb")), _mime(path))
+                for kind, path in item.files.items()
+            }
+            data = {"metadata": json.dumps(item.metadata)}
+            try:
+                resp = client.post("/v1/items", data=data, files=files or None)
+            except httpx.ConnectError as exc:  # nothing was sent: safe to retry
+                if attempt == retries:
+                    raise _SubmitError(f"could not reach the API ({exc})") from exc
+                time.sleep(1.0 + attempt)
+                continue
+            except httpx.HTTPError as exc:
+                raise _SubmitError(f"upload failed ({type(exc).__name__}: {exc})") from exc
+        if resp.status_code in RETRY_STATUSES and attempt < retries:
+            time.sleep(_retry_after(resp, default=1.0 + attempt))
+            continue
+        if resp.is_success:
+            try:
+                return str(resp.json()["id"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise _SubmitError("the API sent no item id", resp.status_code) from exc
+        code, message = _api_error(resp)
+        raise _SubmitError(message, resp.status_code, code)
+    raise AssertionError("unreachable")
+
+
+def _mime(path: Path) -> str:
+    return mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+
+
+def _retry_after(resp: httpx.Response, default: float) -> float:
+    try:
+        return min(float(resp.headers.get("retry-after", default)), 30.0)
+    except ValueError:
+        return default
+
+
+def _modality_errors(body: dict[str, Any]) -> str:
+    mods = body.get("modalities") or {}
+    bad = [(n, m) for n, m in sorted(mods.items()) if isinstance(m, dict)]
+    bad = [(n, m) for n, m in bad if m.get("status") not in ("ready", "absent")]
+    return "; ".join(f"{n}: {m.get('error') or m.get('status')}" for n, m in bad) or "no detail"
+
+
+def _wait(
+    client: httpx.Client,
+    pending: dict[str, IngestItem],
+    report: IngestReport,
+    advance: Callable[[], None],
+    timeout_s: float,
+    poll_s: float,
+) -> None:
+    """Poll every submitted item until it is ready, partial or failed, or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    last: dict[str, str] = {}
+    while pending:
+        for item_id, item in list(pending.items()):
+            try:
+                resp = client.get(f"/v1/items/{item_id}")
+            except httpx.HTTPError:
+                continue  # a busy API is not a failed item; ask again next round
+            try:
+                body = resp.json() if resp.is_success else {}
+            except ValueError:
+                body = {}
+            status = last[item_id] = str(body.get("status", f"HTTP {resp.status_code}"))
+            if resp.status_code != 404 and status not in DONE:
+                continue
+            del pending[item_id]
+            advance()
+            if resp.status_code == 404:
+                code, message = _api_error(resp)
+                report.failures.append(Failure.of(item, message, status_code=404, code=code))
+                continue
+            if (done_s := (body.get("timings") or {}).get("upload_to_done_s")) is not None:
+                report.upload_to_done_s.append(float(done_s))
+            report.ready += status == "ready"
+            report.partial += status == "partial"
+            report.failed += status == "failed"
+            detail = _modality_errors(body)
+            if status == "partial":
+                report.partials.append(Failure.of(item, detail, item_id=item_id))
+            elif status == "failed":
+                reason = f"processing failed ({detail})"
+                report.failures.append(Failure.of(item, reason, item_id=item_id))
+        if not pending or time.monotonic() >= deadline:
+            break
+        time.sleep(poll_s)
+    for item_id, item in pending.items():
+        reason = f"still {last.get(item_id, 'queued')} after {timeout_s:.0f} s"
+        report.failures.append(Failure.of(item, reason, item_id=item_id))
+
+
+def ingest(
+    source: Path,
+    api_url: str,
+    *,
+    api_key: str | None = None,
+    wait: bool = False,
+    progress: bool = True,
+    transport: httpx.BaseTransport | None = None,
+    timeout_s: float = 120.0,
+    wait_timeout_s: float = 1800.0,
+    poll_interval_s: float = 1.0,
+) -> IngestReport:
+    """Submit every item of `source` to the API at `api_url`; with `wait`, follow each one
+    until it is processed. Failures are collected in the report, never raised."""
+    started = time.monotonic()
+    items, failures = load_source(Path(source))
+    report = IngestReport(str(source), total=len(items) + len(failures), waited=wait)
+    report.failures.extend(failures)
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    timeout = httpx.Timeout(timeout_s, connect=10.0)
+    client = httpx.Client(
+        base_url=api_url.rstrip("/"), headers=headers, timeout=timeout, transport=transport
+    )
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    bar = Progress(
+        *columns, TimeElapsedColumn(), console=Console(stderr=True), disable=not progress
+    )
+    with client, bar:
+        task = bar.add_task("uploading", total=len(items))
+        pending: dict[str, IngestItem] = {}
+        for item in items:
+            try:
+                pending[item_id := _submit(client, item)] = item
+                report.item_ids.append(item_id)
+                report.submitted += 1
+            except _SubmitError as exc:
+                failure = Failure.of(item, exc.reason, status_code=exc.status_code, code=exc.code)
+                report.failures.append(failure)
+            bar.advance(task)
+        if wait and pending:
+            done = bar.add_task("processing", total=len(pending))
+            advance = lambda: bar.advance(done)  # noqa: E731
+            _wait(client, pending, report, advance, wait_timeout_s, poll_interval_s)
+    report.elapsed_s = time.monotonic() - started
+    return report
+
+
+def _line(f: Failure) -> str:
+    where = f"{f.source} ({f.title})" if f.title else f.source
+    http = f"HTTP {f.status_code}{f' {f.code}' if f.code else ''}: " if f.status_code else ""
+    return f"  - {where}: {http}{f.reason}"
+
+
+def render_summary(report: IngestReport) -> str:
+    """Plain text (no markup) for the CLI: counts, timings and every failure."""
+    not_sent = report.total - report.submitted
+    lines = [
+        f"{report.source}: {report.total} items, {report.submitted} submitted, "
+        f"{not_sent} not submitted ({report.elapsed_s:.1f} s)."
+    ]
+    if report.waited:
+        line = f"Processed: {report.ready} ready, {report.partial} partial, {report.failed} failed"
+        if times := report.upload_to_done_s:
+            median, worst = statistics.median(times), max(times)
+            line += f"; upload to done median {median:.1f} s, max {worst:.1f} s"
+        lines.append(line + ".")
+    if report.partials:
+        lines += [f"Partial ({len(report.partials)}):", *map(_line, report.partials)]
+    if report.failures:
+        lines += [f"Failures ({len(report.failures)}):", *map(_line, report.failures)]
+    else:
+        lines.append("No failures.")
+    return "\n".join(lines)
