@@ -47,11 +47,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def healthz(request: Request) -> dict[str, object]:
         service: Service = request.app.state.service
         models = service.health
-        degraded = any(v.get("status") == "unavailable" for v in models.values())
+        if models is None:
+            status = "starting"  # weights are still loading
+        elif any(v["status"] == "unavailable" for v in models.values()):
+            status = "degraded"
+        else:
+            status = "ok"
         return {
-            "status": "degraded" if degraded else "ok",
+            "status": status,
             "version": __version__,
-            "models": models,
+            "models": models or {},
             "index": "embedded" if settings.qdrant_url is None else "qdrant",
             "broker": "embedded" if settings.embedded_broker else "external",
         }

@@ -23,7 +23,7 @@ class Service:
         self.dispatch = CeleryDispatcher()
         self.catalog = Catalog(self.runtime.db, self.runtime.store, self.dispatch)
         self.worker: InProcessWorker | None = None
-        self.health: dict[str, dict[str, str]] = {}
+        self.health: dict[str, dict[str, str]] | None = None  # None while models load
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -57,7 +57,6 @@ class Service:
 
     def _probe_models(self) -> None:
         # Off the event loop: loading weights takes seconds, and a failure must be said plainly.
-        self.health = {"status": {"status": "loading"}}
         health = self.runtime.models.health()
         for family, state in health.items():
             if state["status"] != "ok":

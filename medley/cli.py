@@ -20,11 +20,14 @@ def serve(
     port: Annotated[int | None, typer.Option(help="default: MEDLEY_PORT")] = None,
 ) -> None:
     """Run the API (and, on the embedded default, its in-process worker and index)."""
+    import logging
+
     import uvicorn
 
     from api.app import create_app
     from medley.config import get_settings
 
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = get_settings()
     uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
                 log_level="info")

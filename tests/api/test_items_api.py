@@ -213,3 +213,23 @@ def test_healthz_reports_models(client) -> None:
         time.sleep(0.5)
     assert body["status"] == "ok", body
     assert body["models"]["text"]["status"] == "ok"
+
+
+def test_truncated_audio_fails_speech_with_a_reason(client, samples) -> None:
+    wav = next(iter(samples.speech.values())).read_bytes()[:30]  # RIFF header, no samples
+    got = upload_done(client, {"title": "Cut short"}, audio=wav)
+    assert got["modalities"]["speech"]["status"] == "failed"
+    assert "audio" in got["modalities"]["speech"]["error"]
+    assert got["status"] == "partial"
+
+
+def test_hostile_file_name_is_only_a_label(client, samples) -> None:
+    data = samples.photos["astronaut"].read_bytes()
+    r = client.post("/v1/items", data={"metadata": json.dumps({"title": "evil"})},
+                    files={"image": ("../../../../etc/passwd.png", io.BytesIO(data))})
+    assert r.status_code == 202
+    got = wait_for(client, r.json()["id"])
+    media_dir = client.app.state.service.settings.media_dir  # type: ignore[attr-defined]
+    stored = list(media_dir.glob(f"*/{got['media']['image']['sha256']}.png"))
+    assert len(stored) == 1 and stored[0].resolve().is_relative_to(media_dir.resolve())
+    assert got["media"]["image"]["filename"] == "../../../../etc/passwd.png"
