@@ -73,7 +73,7 @@ def test_reopening_with_other_dimensions_is_refused(tmp_path: Path) -> None:
     idx.upsert([_point([1, 0, 0, 0], [1, 0, 0])])
     idx.close()
     again = EdgeIndex(tmp_path / "shard")
-    with pytest.raises(IndexUnavailable, match="image"):
+    with pytest.raises(IndexUnavailable, match="incompatible"):
         again.ensure({"image": 5, "text": 3, "fused": 8})
     reopened = EdgeIndex(tmp_path / "shard")
     reopened.ensure(DIMS)
