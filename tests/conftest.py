@@ -103,8 +103,12 @@ def client_for() -> Iterator[Callable[[Settings], Any]]:
         client.__exit__(None, None, None)
 
 
-def wait_for(client: Any, item_id: str, timeout: float = 180.0,
-             done: tuple[str, ...] = ("ready", "partial", "failed")) -> dict[str, Any]:
+def wait_for(
+    client: Any,
+    item_id: str,
+    timeout: float = 180.0,
+    done: tuple[str, ...] = ("ready", "partial", "failed"),
+) -> dict[str, Any]:
     """Poll an item until it reaches a final status (and the index caught up)."""
     deadline = time.monotonic() + timeout
     body: dict[str, Any] = {}

@@ -22,10 +22,15 @@ LIMIT = 3 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory, tiny_clip: dict[str, Any]) -> Iterator[TestClient]:
+def client(
+    tmp_path_factory: pytest.TempPathFactory, tiny_clip: dict[str, Any]
+) -> Iterator[TestClient]:
     settings = Settings(
-        data_dir=tmp_path_factory.mktemp("api-data"), clip_precision=Precision.FP32,
-        max_upload_bytes=LIMIT, stale_sweep_interval_s=1.0, **tiny_clip,
+        data_dir=tmp_path_factory.mktemp("api-data"),
+        clip_precision=Precision.FP32,
+        max_upload_bytes=LIMIT,
+        stale_sweep_interval_s=1.0,
+        **tiny_clip,
     )
     with TestClient(create_app(settings)) as c:
         yield c
@@ -48,7 +53,9 @@ def upload_done(client: TestClient, meta: dict[str, Any], **files: Path | bytes)
 
 
 def test_image_audio_and_video_become_ready_with_transcripts(client, samples) -> None:
-    image = upload_done(client, {"title": "Coffee", "tags": ["food"]}, image=samples.photos["coffee"])
+    image = upload_done(
+        client, {"title": "Coffee", "tags": ["food"]}, image=samples.photos["coffee"]
+    )
     assert image["status"] == "ready"
     assert image["modalities"]["image"]["dim"] == 64
     assert image["modalities"]["text"]["dim"] == 384
@@ -144,14 +151,18 @@ def test_missing_metadata_part_is_422(client) -> None:
 
 def test_identical_media_is_not_extracted_again(client, samples) -> None:
     first = upload_done(client, {"title": "Cat"}, image=samples.photos["chelsea"])
-    second = upload_done(client, {"title": "Same cat, other title"}, image=samples.photos["chelsea"])
+    second = upload_done(
+        client, {"title": "Same cat, other title"}, image=samples.photos["chelsea"]
+    )
     assert second["modalities"]["image"]["reused_from"] == first["id"]
     assert second["modalities"]["image"]["status"] == "ready"
     assert second["modalities"]["text"]["reused_from"] is None  # different text: embedded
 
 
 def test_patch_reembeds_only_changed_text(client, samples) -> None:
-    item = upload_done(client, {"title": "Rocket", "tags": ["space"]}, image=samples.photos["rocket"])
+    item = upload_done(
+        client, {"title": "Rocket", "tags": ["space"]}, image=samples.photos["rocket"]
+    )
     before = item["modalities"]
     r = client.patch(f"/v1/items/{item['id']}", json={"tags": ["space", "launch"]})
     assert r.status_code == 200 and r.json()["tags"] == ["space", "launch"]
@@ -198,8 +209,9 @@ def test_list_pages_and_filters_by_status(client) -> None:
 def test_unknown_item_is_a_readable_404(client) -> None:
     r = client.get("/v1/items/does-not-exist")
     assert r.status_code == 404
-    assert r.json() == {"error": {"code": "not_found",
-                                  "message": "item does-not-exist does not exist"}}
+    assert r.json() == {
+        "error": {"code": "not_found", "message": "item does-not-exist does not exist"}
+    }
 
 
 def test_healthz_reports_models(client) -> None:
@@ -225,8 +237,11 @@ def test_truncated_audio_fails_speech_with_a_reason(client, samples) -> None:
 
 def test_hostile_file_name_is_only_a_label(client, samples) -> None:
     data = samples.photos["astronaut"].read_bytes()
-    r = client.post("/v1/items", data={"metadata": json.dumps({"title": "evil"})},
-                    files={"image": ("../../../../etc/passwd.png", io.BytesIO(data))})
+    r = client.post(
+        "/v1/items",
+        data={"metadata": json.dumps({"title": "evil"})},
+        files={"image": ("../../../../etc/passwd.png", io.BytesIO(data))},
+    )
     assert r.status_code == 202
     got = wait_for(client, r.json()["id"])
     media_dir = client.app.state.service.settings.media_dir  # type: ignore[attr-defined]

@@ -52,7 +52,9 @@ def _png(store: MediaStore, color: tuple[int, int, int] = (1, 2, 3)):
 
 def test_create_queues_one_extraction_per_modality(env) -> None:
     catalog, rec, store = env
-    item = catalog.create(ItemMetadata(title="Coffee", tags=["food"]), {MediaKind.IMAGE: _png(store)})
+    item = catalog.create(
+        ItemMetadata(title="Coffee", tags=["food"]), {MediaKind.IMAGE: _png(store)}
+    )
     assert item.status == "queued"
     assert {m for _, m in rec.extracts} == {Modality.TEXT, Modality.CLIP_TEXT, Modality.IMAGE}
     assert {r.modality for r in item.modalities} == {"text", "clip_text", "image"}
@@ -70,7 +72,7 @@ def test_empty_file_fails_its_modality_only(env) -> None:
 
 
 def test_patch_requeues_only_the_text_that_changed(env) -> None:
-    catalog, rec, store = env
+    catalog, rec, _ = env
     item = catalog.create(ItemMetadata(title="A", description="d", tags=["x"]), {})
     with catalog.db.session() as s:
         for m in (Modality.TEXT, Modality.CLIP_TEXT):
@@ -78,8 +80,14 @@ def test_patch_requeues_only_the_text_that_changed(env) -> None:
             assert r is not None
             repo.start(s, r)
             from medley.catalog import text_hash
-            repo.finish(s, r, repo.Outcome(ModalityStatus.READY, vector=np.ones(3),
-                                           source_hash=text_hash(r.item, m)))
+
+            repo.finish(
+                s,
+                r,
+                repo.Outcome(
+                    ModalityStatus.READY, vector=np.ones(3), source_hash=text_hash(r.item, m)
+                ),
+            )
     rec.extracts.clear()
     # Tags feed the metadata-text vector only, not the CLIP text.
     catalog.patch(item.id, ItemPatch(tags=["y"]))
@@ -138,8 +146,13 @@ def test_pending_and_reuse_lookups(env) -> None:
         assert set(repo.pending(s)) == {(item.id, Modality.TEXT), (item.id, Modality.CLIP_TEXT)}
         r = repo.modality(s, item.id, Modality.TEXT)
         assert r is not None
-        repo.finish(s, r, repo.Outcome(ModalityStatus.READY, vector=np.arange(3.0),
-                                       source_hash="h", model_name="m"))
+        repo.finish(
+            s,
+            r,
+            repo.Outcome(
+                ModalityStatus.READY, vector=np.arange(3.0), source_hash="h", model_name="m"
+            ),
+        )
     with catalog.db.session() as s:
         found = repo.find_reusable(s, Modality.TEXT, "h", "m")
         assert found is not None and found.item_id == item.id

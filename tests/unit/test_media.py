@@ -12,7 +12,6 @@ from medley.errors import PayloadTooLarge, UnsupportedMedia
 from medley.media import MediaStore
 
 
-
 def _png_bytes() -> bytes:
     from PIL import Image
 

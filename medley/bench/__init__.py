@@ -1,0 +1,1 @@
+"""Benchmarks: each writes a JSON report and a Markdown view of it."""
