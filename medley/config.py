@@ -40,6 +40,8 @@ class Settings(BaseSettings):
 
     # --- deployment -------------------------------------------------------------------------
     data_dir: Path = Path("data")
+    # Converted and quantised weights (derived once, reused); default: data_dir/models.
+    model_cache_dir: Path | None = None
     database_url: str | None = None  # default: SQLite file under data_dir
     broker_url: str | None = None  # default: in-process Celery worker on an in-memory broker
     qdrant_url: str | None = None  # default: embedded Qdrant Edge shard under data_dir
@@ -104,7 +106,7 @@ class Settings(BaseSettings):
 
     @property
     def models_dir(self) -> Path:
-        return self.data_dir / "models"
+        return self.model_cache_dir or self.data_dir / "models"
 
     @property
     def resolved_database_url(self) -> str:

@@ -18,11 +18,19 @@ REDIS_URL = os.environ.get("MEDLEY_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 
 @pytest.fixture(scope="session")
-def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> dict[str, Any]:
+    """Settings for a tiny random-weight CLIP (plus the shared model cache)."""
     from tests.support.tiny_models import write_tiny_clip
 
     config, ckpt = write_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
-    return {"clip_model": config.stem, "clip_model_config": config, "clip_checkpoint": ckpt}
+    return {"clip_model": config.stem, "clip_model_config": config, "clip_checkpoint": ckpt,
+            "model_cache_dir": model_cache}
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Derived weights (int8 text encoder, converted Whisper) built once per test session."""
+    return tmp_path_factory.mktemp("model-cache")
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,11 @@ from tests.conftest import wait_for
 pytestmark = pytest.mark.heavy
 
 
-def test_unloadable_clip_marks_image_unavailable_and_text_still_works(tmp_path, samples) -> None:
-    settings = Settings(data_dir=tmp_path / "data", clip_model="ViT-B-32",
+def test_unloadable_clip_marks_image_unavailable_and_text_still_works(
+    tmp_path, samples, model_cache
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data", model_cache_dir=model_cache,
+                        clip_model="ViT-B-32",
                         clip_pretrained="laion2b_s34b_b79k", stale_sweep_interval_s=1.0)
     with TestClient(create_app(settings)) as client:
         deadline = time.monotonic() + 120
