@@ -138,7 +138,7 @@ def bench_enrich(
     from medley.bench.enrich import run_enrich_bench
     from medley.bench.pipeline import measure_upload_to_ready
 
-    stages = measure_upload_to_ready(out)
+    stages = measure_upload_to_ready()
     result = run_enrich_bench(out, quick=quick, stages=stages)
     typer.echo(json.dumps(result.get("summary", result), indent=2, default=str))
 

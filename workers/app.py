@@ -26,7 +26,7 @@ def configure(settings: Settings) -> Celery:
     so they bind to whichever app is current (tests start several apps in one process)."""
     celery_app = Celery("medley", include=["workers.tasks"], set_as_current=True)
     celery_app.conf.update(
-        broker_url=settings.broker_url or "memory://",
+        broker_url=settings.broker_url or "memory://localhost/",
         broker_connection_retry_on_startup=True,
         task_ignore_result=True,
         # Late acks + reject on worker loss: a task whose worker dies is delivered again.

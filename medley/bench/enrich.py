@@ -335,6 +335,14 @@ def render(d: dict[str, Any]) -> str:
     if "upload_to_ready" in d:
         rows = [[k, v] for k, v in d["upload_to_ready"].items() if not isinstance(v, dict)]
         parts += ["## Upload to ready", table(["measure", "value"], rows)]
+        stages = d["upload_to_ready"].get("stages", {})
+        keys = sorted({k for v in stages.values() for k in v})
+        parts += [
+            "Per modality (seconds; they run in parallel):",
+            table(["modality", *keys],
+                  [[m, *[round(v[k], 3) if k in v else "" for k in keys]]
+                   for m, v in sorted(stages.items())]),
+        ]
     if d["limits"]:
         parts += ["## Targets missed", *[f"- {n}" for n in d["limits"]]]
     return "\n\n".join(parts)

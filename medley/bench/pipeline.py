@@ -22,20 +22,22 @@ def _random_vit_b32(folder: Path) -> Path:
     return path
 
 
-def measure_upload_to_ready(out_dir: Path, timeout_s: float = 600.0) -> dict[str, Any]:
+def measure_upload_to_ready(timeout_s: float = 600.0) -> dict[str, Any]:
     from fastapi.testclient import TestClient
 
     from api.app import create_app
-    from medley.config import Settings
+    from medley.config import Settings, get_settings
     from medley.samples import build_samples
 
     work = Path(tempfile.mkdtemp(prefix="medley-bench-"))
-    samples = build_samples(out_dir / ".samples")
+    inputs = get_settings().data_dir / "bench-inputs"  # reused between runs, never committed
+    samples = build_samples(inputs)
     settings = Settings(
         data_dir=work / "data",
         clip_model="ViT-B-32",
         clip_pretrained=None,
-        clip_checkpoint=_random_vit_b32(out_dir / ".samples"),
+        clip_checkpoint=_random_vit_b32(inputs),
+        model_cache_dir=get_settings().models_dir,
     )
     with TestClient(create_app(settings)) as client:
         t0 = time.perf_counter()
