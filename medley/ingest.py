@@ -109,7 +109,11 @@ def _modality_errors(body: dict[str, Any]) -> str:
     mods = body.get("modalities") or {}
     bad = [(n, m) for n, m in sorted(mods.items()) if isinstance(m, dict)]
     bad = [(n, m) for n, m in bad if m.get("status") not in ("ready", "absent")]
-    return "; ".join(f"{n}: {m.get('error') or m.get('status')}" for n, m in bad) or "no detail"
+    # One line per distinct reason: an unavailable model would otherwise repeat per modality.
+    by_reason: dict[str, list[str]] = {}
+    for name, m in bad:
+        by_reason.setdefault(str(m.get("error") or m.get("status")), []).append(name)
+    return "; ".join(f"{', '.join(n)}: {r}" for r, n in by_reason.items()) or "no detail"
 
 
 def _wait(
