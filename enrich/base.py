@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,31 @@ class ModelInfo:
     name: str  # e.g. "ViT-B-32", "all-MiniLM-L6-v2", "tiny.en"
     version: str  # weights tag or checksum, backend and precision
     dim: int = 0  # embedding size; 0 for a transcriber
+
+
+class LoadOnce:
+    """Weights load on first use, once per process, even when threads race for them.
+    Subclasses implement `_load()`, which sets `self._info`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loaded = False
+        self._info: ModelInfo | None = None
+
+    @property
+    def info(self) -> ModelInfo:
+        self.load()
+        assert self._info is not None
+        return self._info
+
+    def load(self) -> None:
+        with self._lock:
+            if not self._loaded:
+                self._load()
+                self._loaded = True
+
+    def _load(self) -> None:
+        raise NotImplementedError
 
 
 class Embedder(Protocol[T_contra]):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from enrich.base import ModelInfo, ModelUnavailable, l2_normalise
+from enrich.base import LoadOnce, ModelInfo, ModelUnavailable, l2_normalise
 from enrich.hub import hub_unreachable, unreachable
 from medley.config import Precision, Settings
 
@@ -37,33 +36,21 @@ def _safetensors_name(filename: str) -> str:
     return str(Path(filename).with_suffix(".safetensors"))
 
 
-class ClipModel:
-    """Loads lazily, once, under a lock; `image_embedder()` and `text_embedder()` share it."""
+class ClipModel(LoadOnce):
+    """Loads lazily, once; `image_embedder()` and `text_embedder()` share it."""
 
     def __init__(self, settings: Settings) -> None:
+        super().__init__()
         self.settings = settings
-        self._lock = threading.Lock()
         self._model: Any = None
         self._preprocess: Any = None
         self._tokenizer: Any = None
-        self._info: ModelInfo | None = None
-
-    @property
-    def info(self) -> ModelInfo:
-        self.load()
-        assert self._info is not None
-        return self._info
 
     def image_embedder(self) -> ClipImageEmbedder:
         return ClipImageEmbedder(self)
 
     def text_embedder(self) -> ClipTextEmbedder:
         return ClipTextEmbedder(self)
-
-    def load(self) -> None:
-        with self._lock:
-            if self._model is None:
-                self._load()
 
     def _load(self) -> None:
         import open_clip

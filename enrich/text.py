@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from enrich.base import ModelInfo, ModelUnavailable, l2_normalise
+from enrich.base import LoadOnce, ModelInfo, ModelUnavailable, l2_normalise
 from enrich.hub import hub_unreachable
 from medley.config import Precision, Settings
 
@@ -80,28 +80,16 @@ def _weights_digest(folder: Path) -> str:
     return "local"
 
 
-class SentenceEmbedder:
+class SentenceEmbedder(LoadOnce):
     """Embedder[str]: loads once (thread-safe), embeds in batches of `text_batch_size`."""
 
     def __init__(self, settings: Settings) -> None:
+        super().__init__()
         self.settings = settings
-        self._lock = threading.Lock()  # one load
         self._run_lock = threading.Lock()  # HF fast tokenizers fail when shared across threads
         self._model: Any = None
         self._session: Any = None  # ONNX Runtime session of the int8 encoder
         self._inputs: list[str] = []
-        self._info: ModelInfo | None = None
-
-    @property
-    def info(self) -> ModelInfo:
-        self.load()
-        assert self._info is not None
-        return self._info
-
-    def load(self) -> None:
-        with self._lock:
-            if self._model is None:
-                self._load()
 
     def _load(self) -> None:
         s = self.settings
