@@ -36,11 +36,12 @@ def list_items(
 
 
 def modality(s: Session, item_id: str, m: Modality, *, lock: bool = False) -> ModalityRecord | None:
+    if lock:
+        # Writers lock the item row, always before any modality row: one order, no deadlocks.
+        s.execute(select(Item.id).where(Item.id == item_id).with_for_update())
     q = select(ModalityRecord).where(
         ModalityRecord.item_id == item_id, ModalityRecord.modality == m.value
     )
-    if lock:
-        q = q.with_for_update()
     return s.scalars(q).first()
 
 
@@ -49,6 +50,10 @@ def media_of(s: Session, item_id: str, kind: str) -> Media | None:
 
 
 def refresh_status(s: Session, item: Item) -> None:
+    # Lock the item row first: status computations of one item then run one at a time, and the
+    # last one sees every other modality's committed state (PostgreSQL, READ COMMITTED). SQLite
+    # needs nothing: the flush below takes its single write lock before the read.
+    s.execute(select(Item.id).where(Item.id == item.id).with_for_update())
     s.flush()
     s.refresh(item, ["modalities"])
     item.status = overall_status([ModalityStatus(r.status) for r in item.modalities]).value

@@ -162,3 +162,33 @@ def test_pending_and_reuse_lookups(env) -> None:
         repo.mark_indexed(s, item.id, utcnow())
     with catalog.db.session() as s:
         assert item.id not in repo.unindexed(s)
+
+
+def test_concurrent_finishes_leave_the_item_ready(env) -> None:
+    """Two modalities finishing at the same moment: the item's status must not be left stale."""
+    import threading
+
+    catalog, _, _ = env
+    for _ in range(10):
+        item = catalog.create(ItemMetadata(title="Race"), {})
+        with catalog.db.session() as s:
+            for m in (Modality.TEXT, Modality.CLIP_TEXT):
+                r = repo.modality(s, item.id, m)
+                assert r is not None
+                repo.start(s, r)
+        barrier = threading.Barrier(2)
+
+        def finish(m: Modality, item_id: str = item.id) -> None:
+            with catalog.db.session() as s:
+                r = repo.modality(s, item_id, m)
+                assert r is not None
+                barrier.wait()
+                repo.finish(s, r, repo.Outcome(ModalityStatus.READY, vector=np.ones(3)))
+
+        threads = [threading.Thread(target=finish, args=(m,))
+                   for m in (Modality.TEXT, Modality.CLIP_TEXT)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert catalog.get(item.id).status == "ready"
