@@ -35,10 +35,15 @@ def list_items(
     return list(rows), int(s.scalar(count_q) or 0)
 
 
+def lock_item(s: Session, item_id: str) -> None:
+    """Writers of an item's state lock its row, always before any modality row: one lock order,
+    no deadlocks (PostgreSQL; SQLite serialises writers by itself)."""
+    s.execute(select(Item.id).where(Item.id == item_id).with_for_update())
+
+
 def modality(s: Session, item_id: str, m: Modality, *, lock: bool = False) -> ModalityRecord | None:
     if lock:
-        # Writers lock the item row, always before any modality row: one order, no deadlocks.
-        s.execute(select(Item.id).where(Item.id == item_id).with_for_update())
+        lock_item(s, item_id)
     q = select(ModalityRecord).where(
         ModalityRecord.item_id == item_id, ModalityRecord.modality == m.value
     )
@@ -50,10 +55,10 @@ def media_of(s: Session, item_id: str, kind: str) -> Media | None:
 
 
 def refresh_status(s: Session, item: Item) -> None:
-    # Lock the item row first: status computations of one item then run one at a time, and the
-    # last one sees every other modality's committed state (PostgreSQL, READ COMMITTED). SQLite
-    # needs nothing: the flush below takes its single write lock before the read.
-    s.execute(select(Item.id).where(Item.id == item.id).with_for_update())
+    # With the item row locked, status computations of one item run one at a time and the last
+    # sees every modality's committed state (READ COMMITTED). On SQLite the flush below takes
+    # the single write lock before the read.
+    lock_item(s, item.id)
     s.flush()
     s.refresh(item, ["modalities"])
     item.status = overall_status([ModalityStatus(r.status) for r in item.modalities]).value
@@ -179,6 +184,8 @@ def mark_indexed(s: Session, item_id: str, as_of: datetime) -> None:
         update(Item)
         .where(Item.id == item_id, Item.updated_at <= as_of)
         .values(indexed=True, updated_at=Item.updated_at)
+        # Compare in SQL only: SQLite hands back naive datetimes that Python cannot compare.
+        .execution_options(synchronize_session=False)
     )
 
 

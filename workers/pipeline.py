@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from datetime import datetime
 from typing import Any
@@ -150,25 +151,28 @@ def payload_of(item: Item) -> dict[str, Any]:
     }
 
 
+# One index write at a time in this process, so an older read can never overwrite a newer one.
+_index_lock = threading.Lock()
+
+
 def write_index(rt: Runtime, item_id: str) -> None:
     """Upsert the item's current vectors and payload (or drop it if deleted). Idempotent."""
     index = rt.index()
-    as_of = utcnow()
-    with rt.db.session() as s:
+    with _index_lock, rt.db.session() as s:
+        as_of = utcnow()
+        repo.lock_item(s, item_id)  # no modality changes while we read, write and mark
         item = s.get(Item, item_id)
         if item is None:
             index.delete([item_id])
             return
         vectors = repo.vectors(s, item_id)
-        payload = payload_of(item)
-    dims = rt.dims
-    usable = {m: v for m, v in vectors.items() if m in dims and v.shape == (dims[m],)}
-    if not usable:
-        return  # nothing extracted yet; a later extraction will dispatch again
-    named: dict[str, Any] = {m.value: v.tolist() for m, v in usable.items()}
-    fused = fusion.fuse(usable, rt.settings.fusion_weights, dims)
-    if fused is not None:
-        named[FUSED] = fused.tolist()
-    index.upsert([IndexPoint(item_id, named, payload)])
-    with rt.db.session() as s:
+        dims = rt.dims
+        usable = {m: v for m, v in vectors.items() if m in dims and v.shape == (dims[m],)}
+        if not usable:
+            return  # nothing extracted yet; a later extraction will dispatch again
+        named: dict[str, Any] = {m.value: v.tolist() for m, v in usable.items()}
+        fused = fusion.fuse(usable, rt.settings.fusion_weights, dims)
+        if fused is not None:
+            named[FUSED] = fused.tolist()
+        index.upsert([IndexPoint(item_id, named, payload_of(item))])
         repo.mark_indexed(s, item_id, as_of)
