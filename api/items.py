@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from api.schemas import Accepted, ItemOut, ItemPage
 from api.service import Service
+from medley import repo
 from medley.catalog import ItemMetadata, ItemPatch
 from medley.domain import ItemStatus, MediaKind
 from medley.errors import InvalidInput
@@ -59,8 +60,7 @@ async def upload_item(
     except Exception:
         # A refused part must not leave the others' files behind.
         for media in stored.values():
-            if media.path is not None:
-                await run_in_threadpool(_drop_if_unused, service, media)
+            await run_in_threadpool(_drop_if_unused, service, media)
         raise
     item = await run_in_threadpool(service.catalog.create, meta, stored)
     return Accepted(
@@ -72,9 +72,8 @@ async def upload_item(
 
 
 def _drop_if_unused(service: Service, media: StoredMedia) -> None:
-    from medley import repo
-
-    assert media.path is not None
+    if media.path is None:
+        return
     with service.runtime.db.session() as s:
         if not repo.media_still_used(s, [str(media.path)]):
             service.runtime.store.remove(media.path)

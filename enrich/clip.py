@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,6 +36,23 @@ def _safetensors_name(filename: str) -> str:
     return str(Path(filename).with_suffix(".safetensors"))
 
 
+def architecture(settings: Settings) -> dict[str, Any]:
+    """The open_clip config of the configured architecture (a custom JSON is registered first).
+    Reads configs only; the registry uses it for vector sizes without loading weights."""
+    import open_clip
+
+    if settings.clip_model_config is not None:
+        if not Path(settings.clip_model_config).is_file():
+            raise ModelUnavailable(
+                f"CLIP architecture file {settings.clip_model_config} is missing"
+            )
+        open_clip.add_model_config(settings.clip_model_config)
+    config = open_clip.get_model_config(settings.clip_model)
+    if config is None:
+        raise ModelUnavailable(f"open_clip has no architecture named {settings.clip_model!r}")
+    return dict(config)
+
+
 class ClipModel(LoadOnce):
     """Loads lazily, once; `image_embedder()` and `text_embedder()` share it."""
 
@@ -46,11 +63,13 @@ class ClipModel(LoadOnce):
         self._preprocess: Any = None
         self._tokenizer: Any = None
 
-    def image_embedder(self) -> ClipImageEmbedder:
-        return ClipImageEmbedder(self)
+    def image_embedder(self) -> ClipEmbedder:
+        """Embedder[PIL.Image.Image]."""
+        return ClipEmbedder(self, "clip-image", self.encode_images)
 
-    def text_embedder(self) -> ClipTextEmbedder:
-        return ClipTextEmbedder(self)
+    def text_embedder(self) -> ClipEmbedder:
+        """Embedder[str]."""
+        return ClipEmbedder(self, "clip-text", self.encode_texts)
 
     def _load(self) -> None:
         import open_clip
@@ -59,13 +78,7 @@ class ClipModel(LoadOnce):
         s = self.settings
         if s.torch_threads:
             torch.set_num_threads(s.torch_threads)
-        if s.clip_model_config is not None:
-            if not Path(s.clip_model_config).is_file():
-                raise ModelUnavailable(f"CLIP architecture file {s.clip_model_config} is missing")
-            open_clip.add_model_config(s.clip_model_config)
-        config = open_clip.get_model_config(s.clip_model)
-        if config is None:
-            raise ModelUnavailable(f"open_clip has no architecture named {s.clip_model!r}")
+        config = architecture(s)
         checkpoint, weights, options = self._weights()
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
@@ -178,37 +191,21 @@ class ClipModel(LoadOnce):
         return l2_normalise(np.concatenate(rows))
 
 
-class ClipImageEmbedder:
-    """Embedder[PIL.Image.Image]."""
+class ClipEmbedder:
+    """Embedder over one tower of the shared model: images or texts, into the same space."""
 
-    def __init__(self, clip: ClipModel) -> None:
+    def __init__(self, clip: ClipModel, family: str, encode: Callable[[Sequence[Any]], np.ndarray]):
         self.clip = clip
+        self.family = family
+        self._encode = encode
 
     @property
     def info(self) -> ModelInfo:
         base = self.clip.info
-        return ModelInfo("clip-image", base.name, base.version, base.dim)
+        return ModelInfo(self.family, base.name, base.version, base.dim)
 
     def load(self) -> None:
         self.clip.load()
 
     def embed(self, inputs: Sequence[Any]) -> np.ndarray:
-        return self.clip.encode_images(inputs)
-
-
-class ClipTextEmbedder:
-    """Embedder[str], into the same space as the images."""
-
-    def __init__(self, clip: ClipModel) -> None:
-        self.clip = clip
-
-    @property
-    def info(self) -> ModelInfo:
-        base = self.clip.info
-        return ModelInfo("clip-text", base.name, base.version, base.dim)
-
-    def load(self) -> None:
-        self.clip.load()
-
-    def embed(self, inputs: Sequence[str]) -> np.ndarray:
-        return self.clip.encode_texts(inputs)
+        return self._encode(inputs)

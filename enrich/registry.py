@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import threading
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
 from enrich.base import ModelInfo, ModelUnavailable, UnknownModel
@@ -91,21 +90,11 @@ class Models:
 
     def dims(self) -> dict[Modality, int]:
         """Vector size per modality, read from model configs without loading weights."""
-        clip = _clip_embed_dim(self.settings)
+        from enrich.clip import architecture
+
+        clip = int(architecture(self.settings)["embed_dim"])
         text = _text_dim(self.settings, self)
         return {m: (clip if fam is Family.CLIP else text) for m, fam in MODALITY_FAMILY.items()}
-
-
-def _clip_embed_dim(settings: Settings) -> int:
-    import open_clip
-
-    if settings.clip_model_config is not None:
-        cfg = json.loads(Path(settings.clip_model_config).read_text())
-        return int(cfg["embed_dim"])
-    cfg = open_clip.get_model_config(settings.clip_model)
-    if cfg is None:
-        raise UnknownModel(f"open_clip has no architecture named {settings.clip_model!r}")
-    return int(cfg["embed_dim"])
 
 
 def _text_dim(settings: Settings, models: Models) -> int:

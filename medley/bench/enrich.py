@@ -232,6 +232,10 @@ def run_enrich_bench(
     return data
 
 
+def _versus(unit: str, medley: float, peer_name: str, peer: float) -> str:
+    return table(["path", unit], [["Medley", medley], [peer_name, peer]])
+
+
 def render(d: dict[str, Any]) -> str:
     c, t, s = d["clip"], d["text"], d["speech"]
     parts = [
@@ -240,26 +244,16 @@ def render(d: dict[str, Any]) -> str:
         f"{d['machine']['numpy_sgemm_gflops']} GFLOP/s, torch threads "
         f"{d['machine']['torch_threads']}.",
         f"## CLIP images\n{c['model']}. Batch {c['batch']} photos; Medley: `{c['medley_path']}`.",
-        table(
-            ["path", "images/s"],
-            [
-                ["Medley", c["medley_images_per_s"]],
-                ["open_clip fp32", c["open_clip_fp32_images_per_s"]],
-            ],
-        ),
+        _versus("images/s", c["medley_images_per_s"], "open_clip fp32",
+                c["open_clip_fp32_images_per_s"]),
         f"Speedup **{c['speedup']}x**; cosine to fp32 min {c['cosine_min']}, mean "
         f"{c['cosine_mean']} (fp32 photos' mutual cosine: {c['fp32_mean_cosine_between_photos']})."
         f" fp32 ceiling {c['fp32_ceiling_images_per_s']} images/s ({c['gflop_per_image']} "
         "GFLOP/image at the SGEMM rate).",
         f"## Text\n{t['model']}; {t['sentences']} catalog descriptions, {t['mean_words']} words "
         f"/ {t['mean_tokens']} tokens each, batch {t['batch']}.",
-        table(
-            ["path", "sentences/s"],
-            [
-                ["Medley", t["medley_sentences_per_s"]],
-                ["sentence-transformers fp32", t["st_fp32_sentences_per_s"]],
-            ],
-        ),
+        _versus("sentences/s", t["medley_sentences_per_s"], "sentence-transformers fp32",
+                t["st_fp32_sentences_per_s"]),
         f"Speedup **{t['speedup']}x**; cosine min {t['cosine_min']}, mean {t['cosine_mean']}. "
         f"Linear layers: {t['gflop_per_sentence_linear']} GFLOP/sentence, fp32 ceiling "
         f"{t['fp32_ceiling_sentences_per_s']}/s. Medley's first load (int8 build): "

@@ -178,7 +178,7 @@ def test_concurrent_finishes_leave_the_item_ready(env) -> None:
                 repo.start(s, r)
         barrier = threading.Barrier(2)
 
-        def finish(m: Modality, item_id: str = item.id) -> None:
+        def finish(m: Modality, item_id: str = item.id, barrier=barrier) -> None:
             with catalog.db.session() as s:
                 r = repo.modality(s, item_id, m)
                 assert r is not None
