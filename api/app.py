@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from api import errors, items
+from api import errors, items, recs
 from api.service import Service
 from medley import __version__
 from medley.config import Settings, get_settings
@@ -35,7 +35,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def refuse_oversize(request: Request, call_next):
         # Refuse on the declared length before a byte of the body is parsed.
         declared = request.headers.get("content-length")
-        limit = 3 * settings.max_upload_bytes + 1024 * 1024
+        multipart = request.headers.get("content-type", "").startswith("multipart/")
+        limit = (3 * settings.max_upload_bytes + 1024 * 1024 if multipart
+                 else settings.max_json_bytes)
         if declared and declared.isdigit() and int(declared) > limit:
             return JSONResponse(
                 errors.error_body("payload_too_large", f"the request is over {limit} bytes"),
@@ -59,8 +61,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "models": models or {},
             "index": "embedded" if settings.qdrant_url is None else "qdrant",
             "broker": "embedded" if settings.embedded_broker else "external",
+            "recommendations": service.recs.status(),
         }
 
     app.include_router(items.router)
+    app.include_router(recs.router)
     logging.getLogger("medley").setLevel(logging.INFO)
     return app

@@ -8,6 +8,7 @@ import threading
 from medley import repo
 from medley.catalog import Catalog
 from medley.config import Settings
+from medley.recs.service import Recommendations
 from workers import app as celery_setup
 from workers.dispatch import CeleryDispatcher
 from workers.embedded import InProcessWorker, recover
@@ -22,6 +23,8 @@ class Service:
         self.runtime = Runtime.build(settings)
         self.dispatch = CeleryDispatcher()
         self.catalog = Catalog(self.runtime.db, self.runtime.store, self.dispatch)
+        self.recs = Recommendations(settings, self.runtime.db, self.runtime.models,
+                                    self.runtime.index, self.dispatch.train)
         self.worker: InProcessWorker | None = None
         self.health: dict[str, dict[str, str]] | None = None  # None while models load
         self._stop = threading.Event()
@@ -49,6 +52,8 @@ class Service:
             recover(self.runtime, self.dispatch)
         self._spawn(self._probe_models, "medley-model-probe")
         self._spawn(self._sweep_stale, "medley-stale-sweep")
+        for target, name in self.recs.threads(self._stop):
+            self._spawn(target, name)
 
     def _spawn(self, target: object, name: str) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)  # type: ignore[arg-type]
@@ -75,6 +80,7 @@ class Service:
 
     def stop(self) -> None:
         self._stop.set()
+        self.recs.sync.wake.set()
         if self.worker is not None:
             self.worker.stop()
         self.runtime.close()

@@ -23,6 +23,25 @@ class Hit:
     payload: Mapping[str, Any]
 
 
+UNRATED_AGE = 99  # payload age_min of an item without a known rating: only unfiltered answers
+
+
+@dataclass(frozen=True)
+class Where:
+    """Business filters every answer honours. Payload fields: tags, age_min, published_ts."""
+
+    max_age: int | None = None  # age-rating ceiling: the minimum age an item may require
+    include_tags: frozenset[str] = frozenset()  # any of these
+    exclude_tags: frozenset[str] = frozenset()  # none of these
+    published_from: float | None = None  # epoch seconds, inclusive
+    published_to: float | None = None
+    exclude_ids: frozenset[str] = frozenset()
+
+    def but_not(self, ids: set[str] | frozenset[str]) -> Where:
+        return Where(self.max_age, self.include_tags, self.exclude_tags, self.published_from,
+                     self.published_to, self.exclude_ids | frozenset(ids))
+
+
 class IndexUnavailable(RuntimeError):
     """The index cannot be reached or opened."""
 
@@ -41,7 +60,7 @@ class VectorIndex(Protocol):
         vector: Sequence[float],
         limit: int,
         *,
-        exclude_ids: Sequence[str] = (),
+        where: Where | None = None,
     ) -> list[Hit]: ...
 
     def retrieve(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[IndexPoint]: ...

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from index.base import Hit, IndexPoint, IndexUnavailable
+from index.base import Hit, IndexPoint, IndexUnavailable, Where
 
 
 class EdgeIndex:
@@ -61,16 +61,15 @@ class EdgeIndex:
             self.shard.update(qe.UpdateOperation.delete_points(list(ids)))
 
     def search(
-        self, using: str, vector: Sequence[float], limit: int, *, exclude_ids: Sequence[str] = ()
+        self, using: str, vector: Sequence[float], limit: int, *, where: Where | None = None
     ) -> list[Hit]:
         import qdrant_edge as qe
 
-        flt = qe.Filter(must_not=[qe.HasIdCondition(set(exclude_ids))]) if exclude_ids else None
         res = self.shard.query(
             qe.QueryRequest(
                 limit=limit,
                 query=qe.Query.Nearest(list(map(float, vector)), using=using),
-                filter=flt,
+                filter=_edge_filter(where) if where else None,
                 with_payload=True,
             )
         )
@@ -97,3 +96,22 @@ class EdgeIndex:
             self._shard.flush()
             self._shard.close()
             self._shard = None
+
+
+def _edge_filter(where: Where) -> Any:
+    import qdrant_edge as qe
+
+    must: list[Any] = []
+    must_not: list[Any] = []
+    if where.max_age is not None:
+        must.append(qe.FieldCondition("age_min", range=qe.RangeFloat(lte=where.max_age)))
+    if where.include_tags:
+        must.append(qe.FieldCondition("tags", match=qe.MatchAny(sorted(where.include_tags))))
+    if where.exclude_tags:
+        must_not.append(qe.FieldCondition("tags", match=qe.MatchAny(sorted(where.exclude_tags))))
+    if where.published_from is not None or where.published_to is not None:
+        rng = qe.RangeFloat(gte=where.published_from, lte=where.published_to)
+        must.append(qe.FieldCondition("published_ts", range=rng))
+    if where.exclude_ids:
+        must_not.append(qe.HasIdCondition(set(where.exclude_ids)))
+    return qe.Filter(must=must or None, must_not=must_not or None)

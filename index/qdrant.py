@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from index.base import Hit, IndexPoint, IndexUnavailable
+from index.base import Hit, IndexPoint, IndexUnavailable, Where
 
 
 class QdrantIndex:
@@ -71,15 +71,9 @@ class QdrantIndex:
         )
 
     def search(
-        self, using: str, vector: Sequence[float], limit: int, *, exclude_ids: Sequence[str] = ()
+        self, using: str, vector: Sequence[float], limit: int, *, where: Where | None = None
     ) -> list[Hit]:
-        from qdrant_client import models as qm
-
-        flt = (
-            qm.Filter(must_not=[qm.HasIdCondition(has_id=list(exclude_ids))])
-            if exclude_ids
-            else None
-        )
+        flt = _qdrant_filter(where) if where else None
         res = self.client.query_points(
             self.collection,
             query=list(map(float, vector)),
@@ -108,3 +102,26 @@ class QdrantIndex:
 
 def _sid(pid: Any) -> str:
     return str(uuid.UUID(str(pid)))
+
+
+def _qdrant_filter(where: Where) -> Any:
+    from qdrant_client import models as qm
+
+    must: list[Any] = []
+    must_not: list[Any] = []
+    if where.max_age is not None:
+        must.append(qm.FieldCondition(key="age_min", range=qm.Range(lte=where.max_age)))
+    if where.include_tags:
+        must.append(
+            qm.FieldCondition(key="tags", match=qm.MatchAny(any=sorted(where.include_tags)))
+        )
+    if where.exclude_tags:
+        must_not.append(
+            qm.FieldCondition(key="tags", match=qm.MatchAny(any=sorted(where.exclude_tags)))
+        )
+    if where.published_from is not None or where.published_to is not None:
+        rng = qm.Range(gte=where.published_from, lte=where.published_to)
+        must.append(qm.FieldCondition(key="published_ts", range=rng))
+    if where.exclude_ids:
+        must_not.append(qm.HasIdCondition(has_id=sorted(where.exclude_ids)))
+    return qm.Filter(must=must or None, must_not=must_not or None)

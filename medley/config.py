@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     max_image_pixels: int = 64_000_000  # larger images are treated as decompression bombs
     max_media_seconds: float = 4 * 3600.0
     max_page_size: int = 200
+    max_json_bytes: int = 4 * 1024 * 1024  # any request body that is not an upload
     task_soft_time_limit_s: int = 900
     task_time_limit_s: int = 960
     task_max_attempts: int = 3  # deliveries of one extraction before it is marked failed
@@ -81,6 +82,30 @@ class Settings(BaseSettings):
     whisper_language: str | None = None  # None: detect
     keyframe_cap: int = 8
     scene_threshold: float = 0.3
+
+    # --- recommendations --------------------------------------------------------------------
+    max_event_batch: int = 1000
+    max_event_future_skew_s: float = 300.0  # later timestamps are refused as clock errors
+    events_poll_interval_s: float = 0.25  # how often a serving process folds in new events
+    popularity_half_life_days: float = 30.0
+    trending_half_life_hours: float = 24.0
+    # An item's behavioural weight is n / (n + k) for n interactions: k = evidence needed for 50%.
+    behavior_confidence: float = 10.0
+    blend_content: float = 1.0
+    blend_collab: float = 1.0
+    blend_popularity: float = 0.5
+    prior_neighbours: int = 20  # established items a new item's prior appeal is predicted from
+    new_item_max_age_days: float = 14.0
+    exploration_share: float = 0.2  # share of for-you slots kept for new items matched on content
+    exploration_grace_hours: float = 48.0  # a new item explores this long whatever its velocity
+    exploration_min_velocity: float = 1.0  # after that, trending score it needs to keep exploring
+    mmr_lambda: float = 0.8  # 1 = relevance only, lower = more diverse
+    candidates_per_source: int = 100
+    max_results: int = 100
+    collab_factors: int = 64
+    collab_iterations: int = 15
+    collab_regularization: float = 0.05
+    collab_retrain_interval_s: float = 600.0
 
     # --- fusion -----------------------------------------------------------------------------
     fusion_weights: dict[Modality, float] = Field(

@@ -60,3 +60,21 @@ def overall_status(statuses: list[ModalityStatus]) -> ItemStatus:
     if ready == len(live):
         return ItemStatus.READY
     return ItemStatus.PARTIAL if ready else ItemStatus.FAILED
+
+
+# Rating words seen in catalogs, as the minimum age each asks for. Numeric ratings ("12",
+# "16+", "FSK 16") read as their number. An unknown word counts as adult-only (safe side).
+_RATING_AGES = {"all": 0, "g": 0, "u": 0, "tv-y": 0, "tv-g": 0, "pg": 8, "tv-pg": 8, "tv-y7": 7,
+                "pg-13": 13, "tv-14": 14, "r": 17, "nc-17": 18, "tv-ma": 17, "adult": 18, "x": 18}
+ADULT_AGE = 18
+
+
+def age_min(rating: str | None) -> int | None:
+    """The minimum viewer age an age rating asks for; None when the item is unrated."""
+    if rating is None or not rating.strip():
+        return None
+    word = rating.strip().lower()
+    if word in _RATING_AGES:
+        return _RATING_AGES[word]
+    digits = "".join(ch for ch in word if ch.isdigit())
+    return min(int(digits), 99) if digits else ADULT_AGE

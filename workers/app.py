@@ -1,5 +1,6 @@
 """The Celery application. Queues: `media` (image, video, speech: heavy, GPU-capable workers),
-`text` (metadata text), `index` (index writes, consumed by whichever process owns the index)."""
+`text` (metadata text), `index` (index writes, consumed by whichever process owns the index),
+`train` (scheduled collaborative-model training)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from medley.domain import Modality
 MEDIA_QUEUE = "media"
 TEXT_QUEUE = "text"
 INDEX_QUEUE = "index"
-ALL_QUEUES = (MEDIA_QUEUE, TEXT_QUEUE, INDEX_QUEUE)
+TRAIN_QUEUE = "train"  # scheduled model training (collaborative filtering)
+ALL_QUEUES = (MEDIA_QUEUE, TEXT_QUEUE, INDEX_QUEUE, TRAIN_QUEUE)
 
 QUEUE_OF: dict[Modality, str] = {
     Modality.IMAGE: MEDIA_QUEUE,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from medley.domain import Modality
-from workers.app import INDEX_QUEUE, QUEUE_OF
+from workers.app import INDEX_QUEUE, QUEUE_OF, TRAIN_QUEUE
 
 
 class CeleryDispatcher:
@@ -16,3 +16,8 @@ class CeleryDispatcher:
         from workers.tasks import index_item
 
         index_item.apply_async((item_id,), queue=INDEX_QUEUE)
+
+    def train(self) -> None:
+        from workers.tasks import train_collab
+
+        train_collab.apply_async(queue=TRAIN_QUEUE)

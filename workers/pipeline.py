@@ -13,11 +13,11 @@ import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
 
 from enrich.base import MediaDecodeError, ModelUnavailable
-from index.base import FUSED, IndexPoint, IndexUnavailable
+from index.base import FUSED, UNRATED_AGE, IndexPoint, IndexUnavailable
 from medley import fusion, repo
 from medley.catalog import text_hash, text_input
 from medley.db.models import Item, utcnow
-from medley.domain import MediaKind, Modality, ModalityStatus
+from medley.domain import MediaKind, Modality, ModalityStatus, age_min
 from workers.extractors import EXTRACTORS, Extracted, model_key
 from workers.runtime import Runtime
 
@@ -146,6 +146,8 @@ def payload_of(item: Item) -> dict[str, Any]:
         "external_id": item.external_id,
         "published_at": ts(item.published_at),
         "created_at": ts(item.created_at),
+        "age_min": UNRATED_AGE if (age := age_min(item.age_rating)) is None else age,
+        "published_ts": ts(item.published_at) or ts(item.created_at),
         "modalities": sorted(r.modality for r in item.modalities
                              if r.status == ModalityStatus.READY.value),
     }

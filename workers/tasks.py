@@ -40,3 +40,18 @@ def extract(item_id: str, modality: str) -> None:
 )
 def index_item(item_id: str) -> None:
     pipeline.write_index(get_runtime(), item_id)
+
+
+@shared_task(
+    name="medley.train_collab",
+    autoretry_for=TRANSIENT,
+    retry_backoff=5,
+    retry_backoff_max=120,
+    max_retries=3,
+)
+def train_collab() -> None:
+    """Retrain the collaborative model on every event so far (a no-op when nothing is new)."""
+    from medley.recs.training import train_and_store
+
+    rt = get_runtime()
+    train_and_store(rt.db, rt.settings)

@@ -115,3 +115,60 @@ class Transcript(Base):
     model_version: Mapped[str] = mapped_column(String(256))
 
     item: Mapped[Item] = relationship(back_populates="transcript")
+
+
+class EventRecord(Base):
+    """One behavioural event. `seq` orders arrival, so serving processes can tail new events."""
+
+    __tablename__ = "events"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(128), unique=True)
+    user_id: Mapped[str] = mapped_column(String(128), index=True)
+    item_id: Mapped[str] = mapped_column(String(64), index=True)
+    type: Mapped[str] = mapped_column(String(16))
+    value: Mapped[float | None] = mapped_column(Float)
+    ts: Mapped[float] = mapped_column(Float)
+    context: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    recommendation_id: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class UserPreferences(Base):
+    """What a user told us: liked items, a free-text wish (and its embedding), disliked tags."""
+
+    __tablename__ = "user_preferences"
+
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    liked_items: Mapped[list[str]] = mapped_column(JSON, default=list)
+    text: Mapped[str | None] = mapped_column(Text)
+    text_vector: Mapped[bytes | None] = mapped_column(LargeBinary)
+    disliked_tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class CollabModelRecord(Base):
+    """A trained collaborative model; serving processes load the newest one."""
+
+    __tablename__ = "collab_models"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    trained_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seq: Mapped[int] = mapped_column(Integer)  # the newest event it has seen
+    n_events: Mapped[int] = mapped_column(Integer)
+    blob: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+
+
+class Editorial(Base):
+    """Editorial pins and boosts (one row)."""
+
+    __tablename__ = "editorial"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pins: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    boosts: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )

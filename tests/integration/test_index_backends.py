@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.base import IndexPoint, IndexUnavailable, VectorIndex
+from index.base import IndexPoint, IndexUnavailable, VectorIndex, Where
 from index.edge import EdgeIndex
 from index.qdrant import QdrantIndex
 
@@ -50,11 +50,28 @@ def test_nearest_on_a_named_vector_ranks_by_cosine(index: VectorIndex) -> None:
 def test_exclude_ids_and_delete(index: VectorIndex) -> None:
     pts = [_point(None, list(np.eye(3)[i % 3] + 0.01 * i)) for i in range(5)]
     index.upsert(pts)
-    hits = index.search("text", [1, 0, 0], 10, exclude_ids=[pts[0].id])
+    hits = index.search("text", [1, 0, 0], 10, where=Where(exclude_ids=frozenset({pts[0].id})))
     assert pts[0].id not in {h.id for h in hits} and len(hits) == 4
     index.delete([pts[1].id])
     assert index.count() == 4
     assert index.retrieve([pts[1].id]) == []
+
+
+def test_business_filters_apply_inside_the_search(index: VectorIndex) -> None:
+    kids = _point(None, [1, 0, 0], tags=["comedy", "family"], age_min=0, published_ts=100.0)
+    teen = _point(None, [0.9, 0.1, 0], tags=["comedy"], age_min=13, published_ts=200.0)
+    adult = _point(None, [0.8, 0.2, 0], tags=["drama"], age_min=18, published_ts=300.0)
+    unrated = _point(None, [0.7, 0.3, 0], tags=["comedy"], age_min=99, published_ts=400.0)
+    index.upsert([kids, teen, adult, unrated])
+
+    def ids(where: Where) -> list[str]:
+        return [h.id for h in index.search("text", [1, 0, 0], 10, where=where)]
+
+    assert ids(Where(max_age=13)) == [kids.id, teen.id]  # the unrated item is not "all ages"
+    assert ids(Where(include_tags=frozenset({"drama", "family"}))) == [kids.id, adult.id]
+    assert ids(Where(exclude_tags=frozenset({"comedy"}))) == [adult.id]
+    assert ids(Where(published_from=150.0, published_to=300.0)) == [teen.id, adult.id]
+    assert ids(Where(max_age=18, exclude_ids=frozenset({kids.id}))) == [teen.id, adult.id]
 
 
 def test_upsert_replaces_vectors_and_payload(index: VectorIndex) -> None:

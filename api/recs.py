@@ -1,0 +1,147 @@
+"""Routes for client apps: events, similar, for-you, new items, search, preferences; and the
+editorial pins and boosts. Handlers are plain `def`: FastAPI runs them on its thread pool, so
+ranking and query embedding never block the event loop."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+
+from api.rec_schemas import (
+    AnswerOut,
+    EditorialIn,
+    EventBatch,
+    EventsOut,
+    PreferencesIn,
+    PreferencesOut,
+    RejectedOut,
+    answer_out,
+)
+from index.base import Where
+from medley.domain import age_min
+from medley.errors import InvalidInput
+from medley.recs.service import Recommendations
+
+router = APIRouter(prefix="/v1", tags=["recommendations"])
+
+
+def _recs(request: Request) -> Recommendations:
+    return request.app.state.service.recs
+
+
+def _split(values: list[str]) -> frozenset[str]:
+    return frozenset(v.strip() for raw in values for v in raw.split(",") if v.strip())
+
+
+def filters(
+    max_age_rating: Annotated[str | None, Query(max_length=16, description=
+        "age-rating ceiling: a number (12, 16+) or a rating (G, PG, PG-13, R, NC-17, TV-MA)")
+    ] = None,
+    include_tags: Annotated[list[str], Query(description="any of these tags")] = [],  # noqa: B006
+    exclude_tags: Annotated[list[str], Query(description="none of these tags")] = [],  # noqa: B006
+    published_after: datetime | None = None,
+    published_before: datetime | None = None,
+    exclude_ids: Annotated[list[str], Query()] = [],  # noqa: B006
+) -> Where:
+    ceiling = None
+    if max_age_rating is not None:
+        ceiling = age_min(max_age_rating)
+        if ceiling is None or (not any(c.isdigit() for c in max_age_rating)
+                               and max_age_rating.strip().lower() not in _KNOWN_WORDS):
+            raise InvalidInput(f"max_age_rating: {max_age_rating!r} is not an age rating")
+    if published_after and published_before and published_after > published_before:
+        raise InvalidInput("published_after is later than published_before")
+    return Where(
+        max_age=ceiling,
+        include_tags=_split(include_tags),
+        exclude_tags=_split(exclude_tags),
+        published_from=published_after.timestamp() if published_after else None,
+        published_to=published_before.timestamp() if published_before else None,
+        exclude_ids=_split(exclude_ids),
+    )
+
+
+_KNOWN_WORDS = {"all", "g", "u", "tv-y", "tv-g", "pg", "tv-pg", "tv-y7", "pg-13", "tv-14", "r",
+                "nc-17", "tv-ma", "adult", "x"}
+Filters = Annotated[Where, Depends(filters)]
+Limit = Annotated[int, Query(ge=1, le=100, description="how many items to return")]
+UserId = Annotated[str, Path(min_length=1, max_length=128)]
+
+
+def _context(device: str | None, surface: str | None, locale: str | None) -> dict[str, str]:
+    return {k: v for k, v in (("device", device), ("surface", surface), ("locale", locale)) if v}
+
+
+@router.post("/events", response_model=EventsOut)
+def post_events(request: Request, batch: EventBatch) -> Any:
+    accepted, duplicates, rejected = _recs(request).ingest(batch.events)
+    body = EventsOut(accepted=accepted, duplicates=duplicates,
+                     rejected=[RejectedOut(index=r.index, event_id=r.event_id, reason=r.reason)
+                               for r in rejected])
+    if accepted == 0 and not duplicates and rejected:
+        raise InvalidInput(f"no event was accepted; first problem: event {rejected[0].index}: "
+                           f"{rejected[0].reason}")
+    return body
+
+
+@router.get("/items/{item_id}/similar", response_model=AnswerOut)
+def similar(request: Request, item_id: str, where: Filters, limit: Limit = 10) -> AnswerOut:
+    recs = _recs(request)
+    return answer_out(recs.similar(item_id, limit, where), recs.table)
+
+
+@router.get("/users/{user_id}/recommendations", response_model=AnswerOut)
+def recommendations(
+    request: Request, user_id: UserId, where: Filters, limit: Limit = 10,
+    device: Annotated[str | None, Query(max_length=64)] = None,
+    surface: Annotated[str | None, Query(max_length=64)] = None,
+    locale: Annotated[str | None, Query(max_length=35)] = None,
+) -> AnswerOut:
+    recs = _recs(request)
+    answer = recs.for_user(user_id, limit, where, _context(device, surface, locale))
+    return answer_out(answer, recs.table)
+
+
+@router.get("/users/{user_id}/new-items", response_model=AnswerOut)
+def new_items(request: Request, user_id: UserId, where: Filters, limit: Limit = 10) -> AnswerOut:
+    recs = _recs(request)
+    return answer_out(recs.for_user(user_id, limit, where, {}, only_new=True), recs.table)
+
+
+@router.get("/search", response_model=AnswerOut)
+def search(
+    request: Request, where: Filters,
+    q: Annotated[str, Query(min_length=1, max_length=500, description="what to look for")],
+    limit: Limit = 10,
+    user_id: Annotated[str | None, Query(max_length=128)] = None,
+) -> AnswerOut:
+    recs = _recs(request)
+    return answer_out(recs.search(q, limit, where, user_id), recs.table)
+
+
+@router.put("/users/{user_id}/preferences", response_model=PreferencesOut)
+def put_preferences(request: Request, user_id: UserId, body: PreferencesIn) -> PreferencesOut:
+    prefs = _recs(request).put_preferences(user_id, body.liked_items, body.text,
+                                           body.disliked_tags)
+    return PreferencesOut.of(user_id, prefs)
+
+
+@router.get("/users/{user_id}/preferences", response_model=PreferencesOut)
+def get_preferences(request: Request, user_id: UserId) -> PreferencesOut:
+    prefs = _recs(request).preferences(user_id)
+    return PreferencesOut.of(user_id, prefs)
+
+
+@router.put("/editorial", response_model=EditorialIn, tags=["editorial"])
+def put_editorial(request: Request, body: EditorialIn) -> EditorialIn:
+    _recs(request).put_editorial([p.model_dump() for p in body.pins],
+                                 [b.model_dump(exclude_none=True) for b in body.boosts])
+    return body
+
+
+@router.get("/editorial", response_model=EditorialIn, tags=["editorial"])
+def get_editorial(request: Request) -> EditorialIn:
+    ed = _recs(request).rec.editorial
+    return EditorialIn.of(ed)

@@ -1,0 +1,179 @@
+"""Live behavioural state folded from the event stream, in the serving process's memory.
+
+Everything here is derived from the events table, so a restarted process replays it and several
+API processes each converge on the same state (they all tail the same table).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import Counter, deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from medley.recs.events import CONSUMED, Event, EventType
+
+LN2 = math.log(2.0)
+RECENT_POSITIVES = 50  # per user: what the taste vector and "because you liked" draw on
+COOC_WINDOW = 10  # a positive pairs with the user's previous positives up to this many back
+CONTEXT_KEYS = ("surface", "device", "locale")
+
+
+class DecayedCounter:
+    """Per-key exponentially decayed sums, kept in log space so any time span is safe:
+    log S = log Σ w·e^(r·t); the value at time T is S·e^(-r·T). Ranking by log S is the same
+    at every T, so the top list needs no clock."""
+
+    def __init__(self, half_life_s: float) -> None:
+        self.rate = LN2 / half_life_s
+        self.log: dict[str, float] = {}
+
+    def add(self, key: str, w: float, t: float) -> None:
+        if w <= 0:
+            return
+        v = math.log(w) + self.rate * t
+        old = self.log.get(key)
+        if old is None:
+            self.log[key] = v
+        else:  # log(e^old + e^v) without overflow
+            hi, lo = (old, v) if old >= v else (v, old)
+            self.log[key] = hi + math.log1p(math.exp(lo - hi))
+
+    def value(self, key: str, now: float) -> float:
+        v = self.log.get(key)
+        return 0.0 if v is None else math.exp(min(v - self.rate * now, 700.0))
+
+    def top(self, n: int) -> list[str]:
+        return sorted(self.log, key=self.log.__getitem__, reverse=True)[:n]
+
+
+@dataclass
+class UserState:
+    positives: deque[tuple[str, float, float]] = field(
+        default_factory=lambda: deque(maxlen=RECENT_POSITIVES)
+    )  # (item, weight, ts), newest last
+    negatives: dict[str, float] = field(default_factory=dict)  # item -> summed negative weight
+    consumed: set[str] = field(default_factory=set)
+    events: int = 0
+    # (item, seq) of recent positives, for co-engagement pairs
+    recent: deque[tuple[str, int]] = field(default_factory=lambda: deque(maxlen=COOC_WINDOW))
+
+
+class Behavior:
+    def __init__(self, popularity_half_life_s: float, trending_half_life_s: float) -> None:
+        self.popularity = DecayedCounter(popularity_half_life_s)
+        self.trending = DecayedCounter(trending_half_life_s)
+        self._trending_half_life_s = trending_half_life_s
+        self.trending_by_context: dict[tuple[str, str], DecayedCounter] = {}
+        self.interactions: Counter[str] = Counter()  # non-impression events per item
+        self.impressions: Counter[str] = Counter()
+        self.users: dict[str, UserState] = {}
+        # Co-engagement counted since the collaborative model's training data ended.
+        self.cooc: dict[str, Counter[str]] = {}
+        self.cooc_after_seq = 0
+        self.last_seq = 0
+        self.latest_ts = 0.0
+        self.lock = threading.Lock()
+
+    # --- folding events in ------------------------------------------------------------------
+    def apply(self, rows: Iterable[tuple[int, Event]]) -> int:
+        n = 0
+        with self.lock:
+            for seq, ev in rows:
+                self._apply_one(seq, ev)
+                n += 1
+        return n
+
+    def _apply_one(self, seq: int, ev: Event) -> None:
+        self.last_seq = max(self.last_seq, seq)
+        self.latest_ts = max(self.latest_ts, ev.ts)
+        if ev.type is EventType.IMPRESSION:
+            self.impressions[ev.item_id] += 1
+            return
+        self.interactions[ev.item_id] += 1
+        user = self.users.get(ev.user_id)
+        if user is None:
+            user = self.users[ev.user_id] = UserState()
+        user.events += 1
+        if ev.type in CONSUMED:
+            user.consumed.add(ev.item_id)
+        w = ev.weight
+        if w < 0:
+            user.negatives[ev.item_id] = user.negatives.get(ev.item_id, 0.0) + w
+            return
+        self.popularity.add(ev.item_id, w, ev.ts)
+        self.trending.add(ev.item_id, w, ev.ts)
+        for key in CONTEXT_KEYS:
+            value = ev.context.get(key)
+            if value:
+                counter = self.trending_by_context.get((key, value))
+                if counter is None:
+                    counter = DecayedCounter(self._trending_half_life_s)
+                    self.trending_by_context[(key, value)] = counter
+                counter.add(ev.item_id, w, ev.ts)
+        if seq > self.cooc_after_seq:
+            self._count_cooc(user, ev.item_id)
+        user.positives.append((ev.item_id, w, ev.ts))
+        user.recent.append((ev.item_id, seq))
+
+    def _count_cooc(self, user: UserState, item: str) -> None:
+        # Only pairs the collaborative model has not seen: both events after its data ends,
+        # the same rule `add_cooc` applies on replay, so live and restarted processes agree.
+        others = {i for i, q in user.recent if i != item and q > self.cooc_after_seq}
+        if not others:
+            return
+        mine = self.cooc.setdefault(item, Counter())
+        for other in others:
+            mine[other] += 1
+            self.cooc.setdefault(other, Counter())[item] += 1
+
+    def reset_cooc(self, after_seq: int) -> None:
+        """A new collaborative model covers events up to `after_seq`; live counts start after."""
+        with self.lock:
+            self.cooc = {}
+            self.cooc_after_seq = after_seq
+
+    def add_cooc(self, rows: Iterable[tuple[int, Event]]) -> None:
+        """Recount co-engagement for events after the model (replayed after `reset_cooc`)."""
+        last: dict[str, deque[str]] = {}
+        with self.lock:
+            for seq, ev in rows:
+                if seq <= self.cooc_after_seq or ev.weight <= 0:
+                    continue
+                window = last.setdefault(ev.user_id, deque(maxlen=COOC_WINDOW))
+                for other in set(window) - {ev.item_id}:
+                    self.cooc.setdefault(ev.item_id, Counter())[other] += 1
+                    self.cooc.setdefault(other, Counter())[ev.item_id] += 1
+                window.append(ev.item_id)
+
+    # --- reading ----------------------------------------------------------------------------
+    def user(self, user_id: str) -> UserState | None:
+        return self.users.get(user_id)
+
+    def trending_top(self, n: int, context: dict[str, str] | None = None) -> list[str]:
+        """Trending in the given context first (device, surface, locale), then overall."""
+        with self.lock:
+            picks: list[str] = []
+            for key in CONTEXT_KEYS:
+                value = (context or {}).get(key)
+                counter = self.trending_by_context.get((key, value)) if value else None
+                if counter is not None:
+                    picks.extend(counter.top(n))
+            picks.extend(self.trending.top(n))
+        return list(dict.fromkeys(picks))[: max(n, 0) * 2]
+
+    def counts(self, items: Sequence[str]) -> list[int]:
+        return [self.interactions.get(i, 0) for i in items]
+
+    def popularity_log(self, items: Sequence[str], now: float) -> list[float]:
+        """log(1 + decayed popularity): comparable across items, 0 for an item nobody touched."""
+        return [math.log1p(self.popularity.value(i, now)) for i in items]
+
+    def velocity(self, item: str, now: float) -> float:
+        return self.trending.value(item, now)
+
+    def co_engagement(self, item: str, n: int) -> list[tuple[str, int]]:
+        with self.lock:
+            counter = self.cooc.get(item)
+            return counter.most_common(n) if counter else []

@@ -1,0 +1,153 @@
+"""Collaborative filtering: implicit-feedback ALS (the `implicit` library), trained by a scheduled
+worker task, stored in the database, loaded by serving processes.
+
+A user who arrived after training is folded in from their recent positives with one
+least-squares solve against the fixed item factors, so they get collaborative scores at once.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+CONFIDENCE_SCALE = 2.0  # ALS confidence of a user-item pair = scale x summed positive weight
+
+
+@dataclass
+class CollabModel:
+    user_ids: list[str]
+    item_ids: list[str]
+    user_factors: np.ndarray  # float32 (users x f)
+    item_factors: np.ndarray  # float32 (items x f)
+    regularization: float
+    last_seq: int = 0
+    user_row: dict[str, int] = field(init=False)
+    item_row: dict[str, int] = field(init=False)
+    unit_items: np.ndarray = field(init=False)
+    gram: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.user_row = {u: i for i, u in enumerate(self.user_ids)}
+        self.item_row = {t: i for i, t in enumerate(self.item_ids)}
+        norms = np.linalg.norm(self.item_factors, axis=1, keepdims=True)
+        self.unit_items = self.item_factors / np.maximum(norms, 1e-9)
+        self.gram = self.item_factors.T @ self.item_factors
+
+    # --- users ----------------------------------------------------------------------------
+    def fold_in(self, positives: Iterable[tuple[str, float]]) -> np.ndarray | None:
+        """The ALS user step for one user, as `implicit` computes it: (YᵀY + Yᵀ(C-1)Y + λI) x =
+        YᵀC·1 over the items the user touched, with confidence C = scale x weight."""
+        totals: dict[str, float] = defaultdict(float)  # repeated events add up, as in training
+        for item, w in positives:
+            totals[item] += w
+        rows, conf = [], []
+        for item, w in totals.items():
+            r = self.item_row.get(item)
+            if r is not None and w > 0:
+                rows.append(r)
+                conf.append(CONFIDENCE_SCALE * w)
+        if not rows:
+            return None
+        y = self.item_factors[rows]
+        c = np.asarray(conf, dtype=np.float32)
+        a = self.gram + (y.T * (c - 1.0)) @ y + self.regularization * np.eye(y.shape[1])
+        return np.linalg.solve(a, (y.T * c).sum(axis=1)).astype(np.float32)
+
+    def user_vector(self, user_id: str, recent: Iterable[tuple[str, float]]) -> np.ndarray | None:
+        r = self.user_row.get(user_id)
+        if r is not None:
+            return self.user_factors[r]
+        return self.fold_in(recent)
+
+    # --- items ----------------------------------------------------------------------------
+    def scores(self, user_vec: np.ndarray, items: Sequence[str]) -> np.ndarray:
+        """x·y per item; NaN where the model has never seen the item."""
+        out = np.full(len(items), np.nan, dtype=np.float32)
+        idx = [(k, self.item_row[i]) for k, i in enumerate(items) if i in self.item_row]
+        if idx:
+            pos, rows = zip(*idx, strict=True)
+            out[list(pos)] = self.item_factors[list(rows)] @ user_vec
+        return out
+
+    def top_for_user(self, user_vec: np.ndarray, n: int) -> list[str]:
+        s = self.item_factors @ user_vec
+        n = min(n, len(s))
+        if n <= 0:
+            return []
+        part = np.argpartition(-s, n - 1)[:n]
+        return [self.item_ids[i] for i in part[np.argsort(-s[part])]]
+
+    def similar_items(self, item: str, n: int) -> list[tuple[str, float]]:
+        r = self.item_row.get(item)
+        if r is None:
+            return []
+        s = self.unit_items @ self.unit_items[r]
+        s[r] = -np.inf
+        n = min(n, len(s) - 1)
+        if n <= 0:
+            return []
+        part = np.argpartition(-s, n - 1)[:n]
+        return [(self.item_ids[i], float(s[i])) for i in part[np.argsort(-s[part])]]
+
+    def item_factor(self, item: str) -> np.ndarray | None:
+        r = self.item_row.get(item)
+        return None if r is None else self.item_factors[r]
+
+    # --- storage --------------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        meta = {"users": self.user_ids, "items": self.item_ids, "reg": self.regularization,
+                "last_seq": self.last_seq}
+        np.savez_compressed(buf, user_factors=self.user_factors, item_factors=self.item_factors,
+                            meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> CollabModel:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+            meta = json.loads(z["meta"].tobytes().decode())
+            return cls(meta["users"], meta["items"], z["user_factors"], z["item_factors"],
+                       float(meta["reg"]), int(meta["last_seq"]))
+
+
+def train(
+    interactions: Iterable[tuple[str, str, float]],
+    *,
+    factors: int,
+    iterations: int,
+    regularization: float,
+    last_seq: int = 0,
+    seed: int = 0,
+) -> CollabModel | None:
+    """Fit ALS on (user, item, weight) triples; negative weights cancel positive ones."""
+    import scipy.sparse as sp
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    totals: dict[tuple[str, str], float] = defaultdict(float)
+    for user, item, w in interactions:
+        totals[(user, item)] += w
+    pairs = [(u, i, w) for (u, i), w in totals.items() if w > 0]
+    if not pairs:
+        return None
+    users = sorted({u for u, _, _ in pairs})
+    items = sorted({i for _, i, _ in pairs})
+    urow = {u: k for k, u in enumerate(users)}
+    irow = {t: k for k, t in enumerate(items)}
+    matrix = sp.csr_matrix(
+        (
+            np.asarray([CONFIDENCE_SCALE * w for _, _, w in pairs], dtype=np.float32),
+            ([urow[u] for u, _, _ in pairs], [irow[i] for _, i, _ in pairs]),
+        ),
+        shape=(len(users), len(items)),
+    )
+    model = AlternatingLeastSquares(factors=factors, iterations=iterations,
+                                    regularization=regularization, random_state=seed,
+                                    calculate_training_loss=False)
+    model.fit(matrix, show_progress=False)
+    return CollabModel(users, items, np.asarray(model.user_factors, dtype=np.float32),
+                       np.asarray(model.item_factors, dtype=np.float32), regularization, last_seq)

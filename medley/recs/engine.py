@@ -1,0 +1,301 @@
+"""Answers for client apps: similar items, for-you, new items. Candidates from several
+sources, one blended score, then re-ranking (diversity, boosts, exploration, pins).
+
+Search lives in `medley.recs.search`; reason wording in `medley.recs.reasons`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from index.base import FUSED, Where
+from medley.config import Settings
+from medley.recs import reasons
+from medley.recs.behavior import Behavior
+from medley.recs.collab import CollabModel
+from medley.recs.items import ItemTable
+from medley.recs.ranking import BlendWeights, behaviour_weight, blend, interleave, mmr, place_pins
+from medley.recs.signals import Priors, SearchFn, Taste, taste_of
+
+LIKED_WEIGHT = 3.0  # a stated liked item counts as a like
+
+
+@dataclass(frozen=True)
+class Scored:
+    item_id: str
+    score: float
+    reasons: list[str]
+
+
+@dataclass(frozen=True)
+class Answer:
+    items: list[Scored]
+    recommendation_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    fallback: bool = False
+    note: str | None = None  # why the fallback answered
+
+
+@dataclass(frozen=True)
+class Preferences:
+    liked_items: tuple[str, ...] = ()
+    text: str | None = None
+    text_vector: np.ndarray | None = None  # metadata-text space
+    disliked_tags: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Editorial:
+    pins: tuple[tuple[str, int], ...] = ()  # (item, 0-based position) in for-you answers
+    boosts: dict[str, float] = field(default_factory=dict)  # item id or "tag:<tag>" -> factor
+
+
+@dataclass
+class Pool:
+    """Candidates and their signals for one request."""
+
+    ids: list[str]
+    sources: dict[str, set[str]] = field(default_factory=dict)  # item -> which sources found it
+
+    def add(self, found: Sequence[str], source: str) -> None:
+        for item in found:
+            if item not in self.sources:
+                self.ids.append(item)
+                self.sources[item] = set()
+            self.sources[item].add(source)
+
+
+class Recommender:
+    def __init__(
+        self, settings: Settings, table: ItemTable, behavior: Behavior, search: SearchFn,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.s = settings
+        self.table = table
+        self.behavior = behavior
+        self.search = search
+        self.clock = clock
+        self.collab: CollabModel | None = None
+        self.editorial = Editorial()
+        self.priors = Priors(settings.prior_neighbours)
+        # Neighbour searches one request may spend on new items' priors; a background warmer
+        # (or an offline caller) fills the rest of the cache.
+        self.prior_budget = 2
+        self.weights = BlendWeights(settings.blend_content, settings.blend_collab,
+                                    settings.blend_popularity, settings.behavior_confidence)
+
+    # --- shared steps -----------------------------------------------------------------------
+    def user_taste(self, user_id: str | None, prefs: Preferences | None) -> tuple[Taste, set[str]]:
+        now = self.clock()
+        user = self.behavior.user(user_id) if user_id else None
+        positives = list(user.positives) if user else []
+        if prefs:
+            positives = [(i, LIKED_WEIGHT, now) for i in prefs.liked_items] + positives
+        negatives = dict(user.negatives) if user else {}
+        consumed = set(user.consumed) if user else set()
+        return taste_of(self.table, positives, negatives, now), consumed
+
+    def score(self, ids: list[str], taste: Taste, prefs: Preferences | None) -> np.ndarray:
+        """Blended score per candidate (see `medley.recs.ranking`)."""
+        now = self.clock()
+        rows = self.table.rows(ids)
+        vecs = self.table.vectors_of(rows)
+        content = vecs @ taste.vector if taste.vector is not None else np.full(len(ids), np.nan)
+        if prefs is not None and prefs.text_vector is not None:
+            content = np.fmax(content, self._block_cos(vecs, "text", prefs.text_vector))
+        collab, user_vec = self.collab, None
+        if collab is not None:
+            user_vec = collab.fold_in(taste.positives) if taste.positives else None
+        observed = (collab.scores(user_vec, ids) if collab is not None and user_vec is not None
+                    else np.full(len(ids), np.nan))
+        pops = np.array(self.behavior.popularity_log(ids, now))
+        counts = np.array(self.behavior.counts(ids), dtype=np.float64)
+        need = [i for i, a in zip(ids, behaviour_weight(counts, self.weights.confidence),
+                                   strict=True) if a < 0.95]
+        found = self.priors.neighbours(need, self.table, self.behavior, self.search,
+                                       self.prior_budget)
+        col_prior, pop_prior = self.priors.predict(ids, found, self.behavior, collab, user_vec,
+                                                   now)
+        scores = blend(content, observed, pops, col_prior, pop_prior, counts, self.weights)
+        return self._boost(ids, scores)
+
+    def _block_cos(self, vecs: np.ndarray, modality: str, query: np.ndarray) -> np.ndarray:
+        from medley.domain import Modality
+
+        sl = self.table.layout.get(Modality(modality))
+        if sl is None or query.shape != (sl.stop - sl.start,):
+            return np.full(len(vecs), np.nan)
+        block = vecs[:, sl]
+        norms = np.linalg.norm(block, axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(norms > 0, block @ query / norms / np.linalg.norm(query), np.nan)
+
+    def _boost(self, ids: list[str], scores: np.ndarray) -> np.ndarray:
+        boosts = self.editorial.boosts
+        if not boosts or not len(scores):
+            return scores
+        factor = np.ones(len(ids))
+        for k, item in enumerate(ids):
+            info = self.table.get(item)
+            tags = info.tags if info else ()
+            for key in (item, *(f"tag:{t}" for t in tags)):
+                factor[k] *= boosts.get(key, 1.0)
+        base = scores.min()
+        return base + (scores - base + 1e-3) * factor
+
+    def filters(self, where: Where | None, prefs: Preferences | None, consumed: set[str]) -> Where:
+        where = (where or Where()).but_not(consumed)
+        if prefs and prefs.disliked_tags:
+            where = Where(where.max_age, where.include_tags,
+                          where.exclude_tags | prefs.disliked_tags, where.published_from,
+                          where.published_to, where.exclude_ids)
+        return where
+
+    def young(self, where: Where, now: float, *, any_age: bool = False) -> list[str]:
+        """Items added within the new-item age (or any), passing the filters, newest first."""
+        m = self.table.mask(where)
+        if not any_age:
+            m &= self.table.created[: len(m)] >= now - self.s.new_item_max_age_days * 86400
+        rows = np.flatnonzero(m)
+        rows = rows[np.argsort(-self.table.created[rows])]
+        return [self.table.ids[r] for r in rows]
+
+    def _keep(self, ids: Sequence[str], allowed: np.ndarray) -> list[str]:
+        """The ids the table knows whose rows pass `allowed` (a mask from `table.mask`)."""
+        out = []
+        for i in ids:
+            r = self.table.row.get(i)
+            if r is not None and r < len(allowed) and allowed[r]:
+                out.append(i)
+        return out
+
+    def popular(self, n: int, where: Where, context: dict[str, str] | None = None) -> list[str]:
+        return self._keep(self.behavior.trending_top(max(n * 4, 50), context),
+                          self.table.mask(where))
+
+    # --- endpoints --------------------------------------------------------------------------
+    def similar(self, item_id: str, n: int, where: Where | None) -> Answer:
+        r = self.table.row.get(item_id)
+        base = (where or Where()).but_not({item_id})
+        if r is None or not self.table.has_vector[r]:
+            return self.fallback(n, base, "this item has no content vector yet")
+        q = self.table.vectors_of(np.array([r]))[0]
+        pool = Pool([])
+        pool.add([i for i, _ in self.search(FUSED, q, self.s.candidates_per_source, base)],
+                 "content")
+        co: dict[str, float] = {}
+        if self.collab is not None:
+            co.update(self.collab.similar_items(item_id, self.s.candidates_per_source))
+        for other, cnt in self.behavior.co_engagement(item_id, self.s.candidates_per_source):
+            co[other] = max(co.get(other, 0.0), cnt / (cnt + 3.0))
+        allowed = self.table.mask(base, need_vector=True)
+        pool.add(self._keep(list(co), allowed), "co-engagement")
+        pool.ids = self._keep(pool.ids, allowed)
+        if not pool.ids:
+            return Answer([])
+        vecs = self.table.vectors_of(self.table.rows(pool.ids))
+        content = vecs @ q
+        coeng = np.array([max(co.get(i, 0.0), 0.0) for i in pool.ids])
+        beta = float(behaviour_weight(np.array([self.behavior.interactions.get(item_id, 0)]),
+                                      self.weights.confidence)[0])
+        scores = self._boost(pool.ids, content + beta * self.weights.collab * coeng)
+        order = np.argsort(-scores)[:n]
+        title = self.table.get(item_id)
+        out = []
+        for k in order:
+            parts = self.table.contributions(q, vecs[k])
+            why = reasons.similar(parts, co.get(pool.ids[k], 0.0) * beta,
+                                  title.title if title else "this")
+            out.append(Scored(pool.ids[k], float(scores[k]), why))
+        return Answer(out)
+
+    def for_user(
+        self, user_id: str, n: int, where: Where | None, prefs: Preferences | None,
+        context: dict[str, str] | None = None, *, only_new: bool = False,
+    ) -> Answer:
+        now = self.clock()
+        taste, consumed = self.user_taste(user_id, prefs)
+        flt = self.filters(where, prefs, consumed)
+        c = self.s.candidates_per_source
+        young = self.young(flt, now)
+        pool = Pool([])
+        if only_new:
+            pool.add(young, "new")
+        else:
+            if taste.vector is not None:
+                pool.add([i for i, _ in self.search(FUSED, taste.vector, c, flt)], "content")
+            if prefs and prefs.text_vector is not None:
+                pool.add([i for i, _ in self.search("text", prefs.text_vector, c, flt)], "stated")
+            if self.collab is not None and taste.positives:
+                uv = self.collab.fold_in(taste.positives)
+                if uv is not None:
+                    top = self.collab.top_for_user(uv, c + len(consumed))
+                    pool.add(self._keep(top, self.table.mask(flt))[:c], "collab")
+            pool.add(self.popular(c // 2, flt, context)[:c], "trending")
+            pool.add(young[:c], "new")
+        allowed = self.table.mask(flt, need_vector=True)
+        pool.ids = self._keep(pool.ids, allowed)
+        if not pool.ids:  # nothing behavioural or new to go on: the newest items, flagged
+            return self.fallback(n, flt, "no signal for this user yet", context)
+        scores = self.score(pool.ids, taste, prefs)
+        best = np.argsort(-scores)[: 3 * n]
+        shortlist = [pool.ids[k] for k in best]
+        vecs = self.table.vectors_of(self.table.rows(shortlist))
+        ranked = [shortlist[k] for k in mmr(scores[best], vecs, self.s.mmr_lambda, n)]
+        if not only_new:
+            explore = self._explorers(young, taste, prefs, now)
+            ranked = interleave(ranked, explore, n, self.s.exploration_share)
+            pinned_ok = set(self._keep([i for i, _ in self.editorial.pins], allowed))
+            pins = [(i, p) for i, p in self.editorial.pins if i in pinned_ok]
+            ranked = place_pins(ranked, pins, n)
+        by_id = dict(zip(pool.ids, scores, strict=True))
+        pinned = {i for i, _ in self.editorial.pins}
+        explain = reasons.Explainer(self.table, taste, prefs, self.behavior, now,
+                                    self.s.new_item_max_age_days * 86400)
+        return Answer([
+            Scored(i, float(by_id.get(i, 0.0)),
+                   explain(i, pool.sources.get(i, set()), i in pinned or
+                           self._boosted(i)))
+            for i in ranked
+        ])
+
+    def _boosted(self, item_id: str) -> bool:
+        info = self.table.get(item_id)
+        keys = (item_id, *(f"tag:{t}" for t in (info.tags if info else ())))
+        return any(self.editorial.boosts.get(k, 1.0) > 1.0 for k in keys)
+
+    def warm_priors(self, items: Sequence[str], budget: int) -> int:
+        """Fill the neighbour cache for these items (background work); returns searches run."""
+        before = len(self.priors)
+        self.priors.neighbours(items, self.table, self.behavior, self.search, budget)
+        return len(self.priors) - before
+
+    def _explorers(self, young: list[str], taste: Taste, prefs: Preferences | None,
+                   now: float) -> list[str]:
+        """New items that keep their exploration slot: inside the grace period, or engaging
+        fast enough. Best content match (and predicted appeal) first."""
+        grace = now - self.s.exploration_grace_hours * 3600
+        keep = [i for i in young
+                if self.table.created[self.table.row[i]] >= grace
+                or self.behavior.velocity(i, now) >= self.s.exploration_min_velocity]
+        if not keep:
+            return []
+        keep = keep[: self.s.candidates_per_source]
+        scores = self.score(keep, taste, prefs)
+        return [keep[k] for k in np.argsort(-scores)]
+
+    def fallback(self, n: int, where: Where, note: str,
+                 context: dict[str, str] | None = None) -> Answer:
+        """Popularity, for when the index or a model cannot answer; flagged as such."""
+        items = self.popular(n, where, context)[:n]
+        if len(items) < n:  # a catalog without events yet: newest first
+            now = self.clock()
+            items += [i for i in self.young(where, now, any_age=True) if i not in items][
+                : n - len(items)]
+        trending = set(self.behavior.trending_top(n))
+        return Answer([Scored(i, 0.0, ["trending" if i in trending else "popular"])
+                       for i in items], fallback=True, note=note)

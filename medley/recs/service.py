@@ -1,0 +1,179 @@
+"""Recommendations as a serving process runs them: state kept in step by a background thread,
+answers that fall back to popularity (flagged) when the index or a model cannot answer, events
+validated and stored, preferences and editorial settings read and written."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from enrich.base import ModelUnavailable
+from enrich.registry import Family, Models
+from index.base import IndexUnavailable, VectorIndex, Where
+from medley.config import Settings
+from medley.db import Database
+from medley.db.models import Transcript
+from medley.errors import InvalidInput, NotFound, PayloadTooLarge
+from medley.recs import store
+from medley.recs.behavior import Behavior
+from medley.recs.engine import Answer, Preferences, Recommender
+from medley.recs.events import Rejected, validate_batch
+from medley.recs.items import ItemTable
+from medley.recs.search import QueryVectors, search
+from medley.recs.sync import RecSync
+
+log = logging.getLogger(__name__)
+DOWN = (IndexUnavailable, ModelUnavailable)
+
+
+class Recommendations:
+    def __init__(self, settings: Settings, db: Database, models: Models,
+                 index: Callable[[], VectorIndex], train: Callable[[], None]) -> None:
+        self.settings = settings
+        self.db = db
+        self.models = models
+        self._index = index
+        self._train = train
+        self.table = ItemTable(models.dims())
+        self.behavior = Behavior(settings.popularity_half_life_days * 86400,
+                                 settings.trending_half_life_hours * 3600)
+        self.rec = Recommender(settings, self.table, self.behavior, self._search)
+        self.sync = RecSync(settings, db, self.rec)
+
+    def _search(self, using: str, vector: np.ndarray, limit: int, where: Where | None
+                ) -> list[tuple[str, float]]:
+        hits = self._index().search(using, vector.tolist(), limit, where=where)
+        return [(h.id, h.score) for h in hits]
+
+    # --- background -------------------------------------------------------------------------
+    def threads(self, stop: threading.Event) -> list[tuple[Callable[[], None], str]]:
+        return [(lambda: self.sync.run(stop), "medley-rec-sync"),
+                (lambda: self._schedule_training(stop), "medley-rec-train-schedule")]
+
+    def _schedule_training(self, stop: threading.Event) -> None:
+        # The first model as soon as there are events; then on the interval. The task itself
+        # does nothing when no event arrived since the newest model.
+        wait = 5.0
+        while not stop.wait(wait):
+            if self.behavior.last_seq > 0:
+                try:
+                    self._train()
+                    wait = self.settings.collab_retrain_interval_s
+                except Exception:
+                    log.exception("could not dispatch collaborative training")
+
+    def status(self) -> dict[str, Any]:
+        return {"ready": self.sync.ready.is_set(), "items": len(self.table),
+                "events_applied": self.behavior.last_seq, "collab_model": self.sync.model_id}
+
+    # --- answers ----------------------------------------------------------------------------
+    def _guarded(self, call: Callable[[], Answer], n: int, where: Where | None,
+                 context: dict[str, str] | None = None) -> Answer:
+        try:
+            return call()
+        except DOWN as exc:
+            log.warning("answering from popularity: %s", exc)
+            return self.rec.fallback(n, where or Where(), str(exc), context)
+
+    def similar(self, item_id: str, n: int, where: Where | None) -> Answer:
+        self._require_item(item_id)
+        return self._guarded(lambda: self.rec.similar(item_id, n, where), n,
+                             (where or Where()).but_not({item_id}))
+
+    def for_user(self, user_id: str, n: int, where: Where | None,
+                 context: dict[str, str], *, only_new: bool = False) -> Answer:
+        prefs = self.preferences(user_id)
+        return self._guarded(
+            lambda: self.rec.for_user(user_id, n, where, prefs, context, only_new=only_new),
+            n, where, context)
+
+    def search(self, query: str, n: int, where: Where | None, user_id: str | None) -> Answer:
+        if not query.strip():
+            raise InvalidInput("q: the search query is empty")
+        prefs = self.preferences(user_id) if user_id else None
+
+        def run() -> Answer:
+            vectors = QueryVectors(self._embed(Family.TEXT, query), self._embed(Family.CLIP, query))
+            return search(self.rec, query, vectors, n, where, user_id=user_id, prefs=prefs,
+                          transcripts=self._transcripts)
+
+        return self._guarded(run, n, where)
+
+    def _embed(self, family: Family, text: str) -> np.ndarray | None:
+        try:
+            model = self.models.load(family)
+        except ModelUnavailable:
+            return None
+        embedder = model.text_embedder() if family is Family.CLIP else model
+        return np.asarray(embedder.embed([text])[0], dtype=np.float32)
+
+    def _transcripts(self, ids: list[str]) -> dict[str, list[dict[str, object]]]:
+        if not ids:
+            return {}
+        with self.db.session() as s:
+            rows = s.query(Transcript.item_id, Transcript.segments).filter(
+                Transcript.item_id.in_(ids))
+            return {item_id: list(segments or []) for item_id, segments in rows}
+
+    def _require_item(self, item_id: str) -> None:
+        if self.table.get(item_id) is None:
+            with self.db.session() as s:
+                if not store.existing_items(s, {item_id}):
+                    raise NotFound(f"item {item_id} does not exist")
+
+    # --- events -----------------------------------------------------------------------------
+    def ingest(self, raw: list[Any]) -> tuple[int, list[str], list[Rejected]]:
+        """(accepted, duplicate event ids, refusals). Stored before this returns."""
+        limit = self.settings.max_event_batch
+        if len(raw) > limit:
+            raise PayloadTooLarge(f"a batch holds at most {limit} events, this one {len(raw)}")
+        ids = {r["item_id"] for r in raw
+               if isinstance(r, dict) and isinstance(r.get("item_id"), str)}
+        with self.db.session() as s:
+            known = store.existing_items(s, ids)
+            events, rejected = validate_batch(raw, known_items=known, now=time.time(),
+                                              max_future_skew_s=self.settings.max_event_future_skew_s)
+            inserted = store.insert_events(s, events)
+        self.sync.wake.set()  # fold them in now rather than at the next poll
+        duplicates = [e.event_id for e in events if e.event_id not in inserted]
+        return len(inserted), duplicates, rejected
+
+    # --- preferences and editorial ----------------------------------------------------------
+    def preferences(self, user_id: str | None) -> Preferences | None:
+        if not user_id:
+            return None
+        with self.db.session() as s:
+            row = store.get_preferences(s, user_id)
+            if row is None:
+                return None
+            vec = np.frombuffer(row.text_vector, dtype=np.float32) if row.text_vector else None
+            return Preferences(tuple(row.liked_items or ()), row.text, vec,
+                               frozenset(row.disliked_tags or ()))
+
+    def put_preferences(self, user_id: str, liked: list[str], text: str | None,
+                        disliked_tags: list[str]) -> Preferences:
+        with self.db.session() as s:
+            missing = set(liked) - store.existing_items(s, set(liked))
+        if missing:
+            raise InvalidInput(f"liked_items: unknown item ids: {', '.join(sorted(missing))}")
+        vec = self._embed(Family.TEXT, text) if text and text.strip() else None
+        with self.db.session() as s:
+            store.put_preferences(s, user_id, liked_items=liked, text=text, text_vector=vec,
+                                  disliked_tags=disliked_tags)
+        prefs = self.preferences(user_id)
+        assert prefs is not None
+        return prefs
+
+    def put_editorial(self, pins: list[dict[str, Any]], boosts: list[dict[str, Any]]) -> None:
+        ids = {p["item_id"] for p in pins} | {b["item_id"] for b in boosts if b.get("item_id")}
+        with self.db.session() as s:
+            missing = ids - store.existing_items(s, ids)
+            if missing:
+                raise InvalidInput(f"unknown item ids: {', '.join(sorted(missing))}")
+            store.put_editorial(s, pins, boosts)
+        self.sync.load_editorial()

@@ -1,0 +1,131 @@
+"""Per-request signals: a user's taste, and a new item's prior appeal from its neighbours."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from index.base import FUSED, Where
+from medley.recs.behavior import Behavior
+from medley.recs.collab import CollabModel
+from medley.recs.items import ItemTable
+from medley.recs.ranking import neighbour_mean
+
+# (named vector, query, limit, where) -> [(item_id, cosine)]: the index, or the table's exact scan.
+SearchFn = Callable[[str, np.ndarray, int, Where | None], list[tuple[str, float]]]
+
+TASTE_HALF_LIFE_S = 30 * 86400.0  # older likes count half as much after a month
+NEGATIVE_WEIGHT = 0.5  # how hard disliked/skipped items push the taste vector away
+EMPTY_RETRY_S = 60.0
+ESTABLISHED = 5  # interactions an item needs to lend its behaviour to a neighbour's prior
+
+
+@dataclass
+class Taste:
+    vector: np.ndarray | None  # unit fused-space vector, None without any positive
+    positives: list[tuple[str, float]]  # (item, weight) newest first, for collab fold-in
+    liked_rows: np.ndarray  # table rows of positives, for "because you liked"
+
+
+def taste_of(
+    table: ItemTable,
+    positives: Sequence[tuple[str, float, float]],
+    negatives: dict[str, float],
+    now: float,
+) -> Taste:
+    """Recency-weighted mean of liked items' vectors, minus a share of the disliked ones."""
+    pos = list(reversed(positives))  # newest first
+    rows = table.rows([i for i, _, _ in pos])
+    weights = np.array([w * 0.5 ** (max(now - ts, 0.0) / TASTE_HALF_LIFE_S) for _, w, ts in pos])
+    ok = rows >= 0
+    ok[ok] = table.has_vector[rows[ok]]
+    vec = None
+    if ok.any():
+        vec = (weights[ok, None] * table.vectors_of(rows[ok])).sum(axis=0)
+        neg_rows = table.rows(list(negatives))
+        neg_rows = neg_rows[neg_rows >= 0]
+        if len(neg_rows):
+            vec -= NEGATIVE_WEIGHT * weights[ok].mean() * table.vectors_of(neg_rows).sum(axis=0)
+        norm = float(np.linalg.norm(vec))
+        vec = vec / norm if norm > 0 else None
+    return Taste(vec, [(i, w) for i, w, _ in pos], np.unique(rows[ok]))
+
+
+class Priors:
+    """Each item's nearest established neighbours (by content), computed once per item and
+    cached. Their current popularity and collaborative factors give the item's prior appeal,
+    so the prediction follows behaviour without recomputing neighbours."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self._cache: dict[str, tuple[list[str], np.ndarray]] = {}
+        self._empty_at: dict[str, float] = {}  # items whose search found no established item
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def forget(self, item_id: str) -> None:
+        with self._lock:
+            self._cache.pop(item_id, None)
+
+    def neighbours(
+        self,
+        items: Sequence[str],
+        table: ItemTable,
+        behavior: Behavior,
+        search: SearchFn,
+        budget: int,
+    ) -> dict[str, tuple[list[str], np.ndarray]]:
+        """Cached neighbour lists; at most `budget` new ones are searched in this call."""
+        out: dict[str, tuple[list[str], np.ndarray]] = {}
+        for item in items:
+            hit = self._cache.get(item)
+            if hit is not None and not hit[0] and time.monotonic() - self._empty_at.get(
+                    item, 0.0) > EMPTY_RETRY_S:
+                hit = None  # behaviour may have established some neighbours since
+            if hit is None and budget > 0:
+                r = table.row.get(item)
+                if r is None or not table.has_vector[r]:
+                    continue
+                budget -= 1
+                found = search(FUSED, table.vectors_of(np.array([r]))[0], self.k * 3,
+                                Where(exclude_ids=frozenset({item})))
+                est = [(i, s) for i, s in found if behavior.interactions.get(i, 0) >= ESTABLISHED]
+                hit = ([i for i, _ in est[: self.k]],
+                       np.array([s for _, s in est[: self.k]], dtype=np.float64))
+                with self._lock:
+                    self._cache[item] = hit
+                    if not hit[0]:
+                        self._empty_at[item] = time.monotonic()
+            if hit is not None:
+                out[item] = hit
+        return out
+
+    def predict(
+        self,
+        items: Sequence[str],
+        found: dict[str, tuple[list[str], np.ndarray]],
+        behavior: Behavior,
+        collab: CollabModel | None,
+        user_vec: np.ndarray | None,
+        now: float,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(collab prior, popularity prior) per item; NaN where nothing is known."""
+        k = self.k
+        sims = np.zeros((len(items), k))
+        pops = np.full((len(items), k), np.nan)
+        cols = np.full((len(items), k), np.nan)
+        for r, item in enumerate(items):
+            ids, s = found.get(item, ([], np.zeros(0)))
+            if not ids:
+                continue
+            sims[r, : len(ids)] = s
+            pops[r, : len(ids)] = behavior.popularity_log(ids, now)
+            if collab is not None and user_vec is not None:
+                cols[r, : len(ids)] = collab.scores(user_vec, ids)
+        return neighbour_mean(sims, cols), neighbour_mean(sims, pops)

@@ -1,0 +1,205 @@
+"""Keeps a serving process's recommendation state in step with the database: items (and their
+fused vectors), the event stream, the newest collaborative model, editorial settings.
+
+Every source of truth is a table, so any number of API processes converge on the same state,
+and a restarted one rebuilds it (events are replayed).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from medley import fusion
+from medley.config import Settings
+from medley.db import Database
+from medley.db.models import Item, ModalityRecord
+from medley.domain import Modality, ModalityStatus, age_min
+from medley.recs import store
+from medley.recs.behavior import Behavior
+from medley.recs.collab import CollabModel
+from medley.recs.engine import Editorial, Recommender
+from medley.recs.events import Event
+from medley.recs.items import ItemInfo, ItemTable
+
+log = logging.getLogger(__name__)
+
+ITEM_BATCH = 2000
+RECONCILE_EVERY_S = 30.0  # full id comparison, catching deletions made by other processes
+MODEL_CHECK_EVERY_S = 5.0
+WARM_PRIORS_PER_TICK = 20
+WATERMARK_OVERLAP_S = 5.0
+
+
+def _ts(value: datetime | None) -> float | None:
+    return value.timestamp() if value else None
+
+
+class RecSync:
+    def __init__(self, settings: Settings, db: Database, rec: Recommender) -> None:
+        self.settings = settings
+        self.db = db
+        self.rec = rec
+        self.items_seen_at: datetime | None = None
+        self._seen_moved_at = 0.0  # monotonic time the watermark last advanced
+        self._loaded_at: dict[str, datetime] = {}  # item -> updated_at as loaded
+        self.model_id: int | None = None
+        self._applied: set[int] = set()  # seqs inside the tail overlap window
+        self._last_reconcile = 0.0
+        self._last_model_check = 0.0
+        self.wake = threading.Event()
+        self.ready = threading.Event()
+
+    @property
+    def table(self) -> ItemTable:
+        return self.rec.table
+
+    @property
+    def behavior(self) -> Behavior:
+        return self.rec.behavior
+
+    # --- items ------------------------------------------------------------------------------
+    def load_items(self, ids: Iterable[str] | None = None) -> int:
+        """(Re)load items changed since the last call (or these ids) into the table."""
+        weights = self.settings.fusion_weights
+        dims = self.table.dims
+        n = 0
+        with self.db.session() as s:
+            q = select(Item.id, Item.title, Item.tags, Item.age_rating, Item.published_at,
+                       Item.created_at, Item.updated_at)
+            if ids is not None:
+                q = q.where(Item.id.in_(list(ids)))
+            elif self.items_seen_at is not None:
+                # Overlap the watermark for a while: a slow transaction may commit an older
+                # timestamp after a newer one was seen.
+                recent = time.monotonic() - self._seen_moved_at < 2 * WATERMARK_OVERLAP_S
+                since = self.items_seen_at - timedelta(seconds=WATERMARK_OVERLAP_S if recent else 0)
+                q = q.where(Item.updated_at > since)
+            rows = [r for r in s.execute(q).all() if self._loaded_at.get(r.id) != r.updated_at]
+            for start in range(0, len(rows), ITEM_BATCH):
+                chunk = rows[start : start + ITEM_BATCH]
+                vectors = self._vectors(s, [r.id for r in chunk])
+                for r in chunk:
+                    created = _ts(r.created_at) or 0.0
+                    info = ItemInfo(r.title, tuple(r.tags or ()), age_min(r.age_rating),
+                                    _ts(r.published_at), created)
+                    usable = {m: v for m, v in vectors.get(r.id, {}).items()
+                              if m in dims and v.shape == (dims[m],)}
+                    fused = fusion.fuse(usable, weights, dims) if usable else None
+                    if self.table.get(r.id) is not None and fused is not None:
+                        self.rec.priors.forget(r.id)
+                    self.table.upsert(r.id, info, fused)
+                    self._loaded_at[r.id] = r.updated_at
+                    n += 1
+                    if self.items_seen_at is None or r.updated_at > self.items_seen_at:
+                        self.items_seen_at = r.updated_at
+                        self._seen_moved_at = time.monotonic()
+        return n
+
+    def _vectors(self, s: Session, ids: list[str]) -> dict[str, dict[Modality, np.ndarray]]:
+        out: dict[str, dict[Modality, np.ndarray]] = {}
+        q = (select(ModalityRecord.item_id, ModalityRecord.modality, ModalityRecord.vector)
+             .where(ModalityRecord.item_id.in_(ids),
+                    ModalityRecord.status == ModalityStatus.READY.value,
+                    ModalityRecord.vector.is_not(None)))
+        for item_id, m, blob in s.execute(q):
+            out.setdefault(item_id, {})[Modality(m)] = np.frombuffer(blob, dtype=np.float32)
+        return out
+
+    def reconcile(self) -> None:
+        with self.db.session() as s:
+            present = set(s.scalars(select(Item.id)))
+        for item_id in list(self.table.row):
+            if item_id not in present and self.table.get(item_id) is not None:
+                self.table.remove(item_id)
+                self._loaded_at.pop(item_id, None)
+
+    # --- events -----------------------------------------------------------------------------
+    def tail_events(self) -> int:
+        start = max(self.behavior.last_seq - store.TAIL_OVERLAP, 0)
+        with self.db.session() as s:
+            fresh: list[tuple[int, Event]] = [
+                (seq, ev) for seq, ev in store.events_after(s, start) if seq not in self._applied
+            ]
+        n = self.behavior.apply(fresh)
+        self._applied.update(seq for seq, _ in fresh)
+        floor = self.behavior.last_seq - store.TAIL_OVERLAP
+        self._applied = {q for q in self._applied if q > floor}
+        return n
+
+    # --- models and editorial --------------------------------------------------------------
+    def check_model(self) -> bool:
+        with self.db.session() as s:
+            latest = store.latest_model_id(s)
+            if latest is None or latest == self.model_id:
+                return False
+            found = store.load_model_blob(s, latest)
+        if found is None:
+            return False
+        model = CollabModel.from_bytes(found[0])
+        self.behavior.reset_cooc(model.last_seq)
+        with self.db.session() as s:
+            self.behavior.add_cooc(store.events_after(s, model.last_seq))
+        self.rec.collab = model
+        self.model_id = latest
+        log.info("serving collaborative model %s (events up to %s)", latest, model.last_seq)
+        return True
+
+    def load_editorial(self) -> None:
+        with self.db.session() as s:
+            row = store.get_editorial(s)
+            pins = tuple((p["item_id"], int(p["position"])) for p in row.pins or [])
+            boosts = {(f"tag:{b['tag']}" if b.get("tag") else b["item_id"]): float(b["factor"])
+                      for b in row.boosts or []}
+        self.rec.editorial = Editorial(pins, boosts)
+
+    # --- the loop ---------------------------------------------------------------------------
+    def catch_up(self) -> None:
+        """Everything at once (start-up)."""
+        started = time.perf_counter()
+        n_items = self.load_items()
+        n_events = self.tail_events()
+        self.check_model()
+        self.load_editorial()
+        self.ready.set()
+        log.info("recommendations ready: %d items, %d events in %.1f s", n_items, n_events,
+                 time.perf_counter() - started)
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        self.load_items()
+        self.tail_events()
+        if now - self._last_model_check >= MODEL_CHECK_EVERY_S:
+            self._last_model_check = now
+            self.check_model()
+            self.load_editorial()
+        if now - self._last_reconcile >= RECONCILE_EVERY_S:
+            self._last_reconcile = now
+            self.reconcile()
+        young = self.rec.young(self.rec.filters(None, None, set()), self.rec.clock())
+        self.rec.warm_priors(young, WARM_PRIORS_PER_TICK)
+
+    def run(self, stop: threading.Event) -> None:
+        try:
+            self.catch_up()
+        except Exception:
+            log.exception("recommendation state could not be built; retrying")
+        while not stop.is_set():
+            self.wake.wait(self.settings.events_poll_interval_s)
+            self.wake.clear()
+            if stop.is_set():
+                return
+            try:
+                if not self.ready.is_set():
+                    self.catch_up()
+                else:
+                    self.tick()
+            except Exception:
+                log.exception("recommendation sync failed")
