@@ -145,9 +145,13 @@ def train(
         ),
         shape=(len(users), len(items)),
     )
-    model = AlternatingLeastSquares(factors=factors, iterations=iterations,
-                                    regularization=regularization, random_state=seed,
-                                    calculate_training_loss=False)
-    model.fit(matrix, show_progress=False)
+    from threadpoolctl import threadpool_limits
+
+    # implicit parallelises over users itself; a multi-threaded BLAS underneath it thrashes.
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(factors=factors, iterations=iterations,
+                                        regularization=regularization, random_state=seed,
+                                        calculate_training_loss=False)
+        model.fit(matrix, show_progress=False)
     return CollabModel(users, items, np.asarray(model.user_factors, dtype=np.float32),
                        np.asarray(model.item_factors, dtype=np.float32), regularization, last_seq)

@@ -256,6 +256,7 @@ class Recommender:
         pinned = {i for i, _ in self.editorial.pins}
         explain = reasons.Explainer(self.table, taste, prefs, self.behavior, now,
                                     self.s.new_item_max_age_days * 86400)
+        explain.prepare(ranked)
         return Answer([
             Scored(i, float(by_id.get(i, 0.0)),
                    explain(i, pool.sources.get(i, set()), i in pinned or

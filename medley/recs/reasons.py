@@ -73,6 +73,24 @@ class Explainer:
             info = table.info[r]
             tags.update(info.tags if info else ())
         self.interests = {t for t, c in tags.most_common(5) if c >= 2}
+        self.best: dict[str, tuple[float, int]] = {}  # item -> (cosine, liked row)
+        self.bar = LIKED_MIN_COSINE
+
+    def prepare(self, items: Sequence[str]) -> None:
+        """Find each answer item's closest liked item. "Because you liked X" is said only for
+        items at least as close as the answer's median: fused cosines have a baseline that
+        differs by catalog and model, so a fixed bar alone would explain unrelated items."""
+        if self.liked_vecs is None or not items:
+            return
+        rows = self.table.rows(items)
+        known = rows >= 0
+        sims = self.table.vectors_of(rows[known]) @ self.liked_vecs.T
+        for item, row_sims in zip([i for i, k in zip(items, known, strict=True) if k], sims,
+                                  strict=True):
+            best = int(np.argmax(row_sims))
+            self.best[item] = (float(row_sims[best]), int(self.liked[best]))
+        if self.best:
+            self.bar = max(LIKED_MIN_COSINE, float(np.median([v for v, _ in self.best.values()])))
 
     def __call__(self, item: str, sources: set[str], editorial: bool) -> list[str]:
         out: list[str] = []
@@ -80,11 +98,10 @@ class Explainer:
         info = self.table.get(item)
         if editorial:
             out.append("editor's pick")
-        if r is not None and self.liked_vecs is not None and sources & {"content", "collab"}:
-            sims = self.liked_vecs @ self.table.vectors_of(np.array([r]))[0]
-            best = int(np.argmax(sims))
-            liked = self.table.info[self.liked[best]]
-            if sims[best] >= LIKED_MIN_COSINE and liked is not None:
+        close = self.best.get(item)
+        if close is not None and close[0] >= self.bar and sources & {"content", "collab"}:
+            liked = self.table.info[close[1]]
+            if liked is not None:
                 out.append(f"because you liked {liked.title}")
         shared = sorted(self.interests & set(info.tags if info else ()))
         if shared:

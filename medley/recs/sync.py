@@ -110,7 +110,8 @@ class RecSync:
                     ModalityRecord.status == ModalityStatus.READY.value,
                     ModalityRecord.vector.is_not(None)))
         for item_id, m, blob in s.execute(q):
-            out.setdefault(item_id, {})[Modality(m)] = np.frombuffer(blob, dtype=np.float32)
+            if blob is not None:
+                out.setdefault(item_id, {})[Modality(m)] = np.frombuffer(blob, dtype=np.float32)
         return out
 
     def reconcile(self) -> None:

@@ -1,0 +1,272 @@
+"""Recommendation routes on a running app with a real-text-model catalog of three topics."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tests.api.conftest import wait_until
+
+
+def now_iso(offset_s: float = 0.0) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=offset_s)).isoformat()
+
+
+def event(user: str, item: str, kind: str = "like", **extra: Any) -> dict[str, Any]:
+    return {"event_id": str(uuid.uuid4()), "user_id": user, "item_id": item, "type": kind,
+            "timestamp": now_iso(), **extra}
+
+
+def cluster_of(ids: dict[str, list[str]]) -> dict[str, str]:
+    return {i: c for c, members in ids.items() for i in members}
+
+
+def top(client: Any, url: str, **params: Any) -> dict[str, Any]:
+    r = client.get(url, params=params)
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+# --- events --------------------------------------------------------------------------------
+def test_a_batch_keeps_its_valid_events_and_says_why_each_bad_one_was_refused(catalog):
+    client, ids = catalog
+    item = ids["space"][0]
+    batch = [
+        event("ev-user", item, "view", value=42.0, context={"device": "tv"}),
+        event("ev-user", "no-such-item"),
+        {**event("ev-user", item), "type": "teleport"},
+        {**event("ev-user", item), "timestamp": now_iso(86400)},
+        {k: v for k, v in event("ev-user", item).items() if k != "user_id"},
+        "not an object",
+        event("ev-user", item, "like"),
+    ]
+    r = client.post("/v1/events", json={"events": batch})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["accepted"] == 2
+    reasons = {rej["index"]: rej["reason"] for rej in body["rejected"]}
+    assert set(reasons) == {1, 2, 3, 4, 5}
+    assert "does not exist" in reasons[1]
+    assert reasons[2].startswith("type")
+    assert "future" in reasons[3]
+    assert reasons[4].startswith("user_id")
+    assert "object" in reasons[5]
+
+    again = client.post("/v1/events", json={"events": [batch[0], batch[6]]}).json()
+    assert again["accepted"] == 0  # idempotent: the same event ids are not counted twice
+    assert sorted(again["duplicates"]) == sorted([batch[0]["event_id"], batch[6]["event_id"]])
+
+
+def test_a_batch_with_nothing_valid_is_422_and_an_oversized_one_413(catalog):
+    client, _ = catalog
+    r = client.post("/v1/events", json={"events": [event("u", "missing")]})
+    assert r.status_code == 422
+    assert "does not exist" in r.json()["error"]["message"]
+    big = [event("u", "x") for _ in range(1001)]
+    r = client.post("/v1/events", json={"events": big})
+    assert r.status_code == 413 and "1000" in r.json()["error"]["message"]
+    for body in ({"events": "nope"}, {"wrong": []}, [1, 2]):
+        assert client.post("/v1/events", json=body).status_code == 422
+    r = client.post("/v1/events", content=b'{"events": [', headers={"content-type":
+                                                                   "application/json"})
+    assert r.status_code == 422  # truncated JSON
+
+
+# --- the loop ------------------------------------------------------------------------------
+def test_a_new_user_who_likes_one_topic_gets_that_topic_within_two_seconds(catalog):
+    client, ids = catalog
+    clusters = cluster_of(ids)
+    user = f"loop-{uuid.uuid4().hex[:6]}"
+    liked = ids["cooking"][:5]
+    r = client.post("/v1/events", json={"events": [event(user, i) for i in liked]})
+    assert r.json()["accepted"] == 5
+    sent = time.monotonic()
+
+    def cooking_heavy() -> bool:
+        items = top(client, f"/v1/users/{user}/recommendations", limit=10)["items"]
+        return sum(clusters[i["item_id"]] == "cooking" for i in items) >= 6
+
+    wait_until(cooking_heavy, timeout=2.0)
+    assert time.monotonic() - sent <= 2.5
+    body = top(client, f"/v1/users/{user}/recommendations", limit=10)
+    got = [i["item_id"] for i in body["items"]]
+    assert len(got) == 10 and len(set(got)) == 10
+    assert not set(got) & set(liked)  # what they consumed is not offered again
+    assert body["recommendation_id"] and body["fallback"] is False
+    assert any(r.startswith("because you liked") for i in body["items"] for r in i["reasons"])
+    assert all(i["reasons"] for i in body["items"])
+
+
+def test_likes_in_a_context_make_an_item_trend_there_for_a_user_with_no_history(catalog):
+    client, ids = catalog
+    item = ids["football"][5]
+    surface = f"surface-{uuid.uuid4().hex[:6]}"
+    likes = [event(f"fan-{k}", item, context={"surface": surface}) for k in range(4)]
+    assert client.post("/v1/events", json={"events": likes}).json()["accepted"] == 4
+
+    def trending_first() -> bool:
+        items = top(client, "/v1/users/nobody-yet/recommendations", surface=surface)["items"]
+        return bool(items) and items[0]["item_id"] == item
+
+    wait_until(trending_first, timeout=2.0)
+    first = top(client, "/v1/users/nobody-yet/recommendations", surface=surface)["items"][0]
+    assert "trending" in first["reasons"]
+
+
+def test_an_unknown_user_still_gets_a_full_answer(catalog):
+    client, _ = catalog
+    body = top(client, f"/v1/users/{uuid.uuid4()}/recommendations", limit=10)
+    assert len(body["items"]) == 10 and all(i["reasons"] for i in body["items"])
+
+
+# --- similar -------------------------------------------------------------------------------
+def test_similar_items_share_the_topic_and_honour_filters(catalog):
+    client, ids = catalog
+    clusters = cluster_of(ids)
+    item = ids["space"][0]
+    items = top(client, f"/v1/items/{item}/similar", limit=8)["items"]
+    assert item not in {i["item_id"] for i in items}
+    assert sum(clusters[i["item_id"]] == "space" for i in items) >= 6
+    assert all(i["reasons"] for i in items)
+
+    other = top(client, f"/v1/items/{item}/similar", exclude_tags="space")["items"]
+    assert other and all(clusters[i["item_id"]] != "space" for i in other)
+    only = top(client, f"/v1/items/{item}/similar", include_tags="cooking")["items"]
+    assert only and all(clusters[i["item_id"]] == "cooking" for i in only)
+    pg13 = {i for c in ids.values() for k, i in enumerate(c) if k % 4 == 3}
+    young = top(client, f"/v1/items/{item}/similar", max_age_rating="12", limit=30)["items"]
+    assert young and not {i["item_id"] for i in young} & pg13
+
+
+def test_similar_refuses_unknown_items_and_bad_filters(catalog):
+    client, ids = catalog
+    assert client.get("/v1/items/nope/similar").status_code == 404
+    item = ids["space"][0]
+    assert client.get(f"/v1/items/{item}/similar", params={"max_age_rating": "weird"}
+                      ).status_code == 422
+    assert client.get(f"/v1/items/{item}/similar", params={"limit": 0}).status_code == 422
+    assert client.get(f"/v1/items/{item}/similar", params={"limit": 1000}).status_code == 422
+    r = client.get(f"/v1/items/{item}/similar", params={
+        "published_after": "2030-01-01T00:00:00Z", "published_before": "2020-01-01T00:00:00Z"})
+    assert r.status_code == 422
+
+
+def test_co_engagement_lifts_an_item_from_another_topic(catalog):
+    client, ids = catalog
+    a, b = ids["space"][3], ids["cooking"][9]
+    batch = [event(f"pair-{k}", i) for k in range(8) for i in (a, b)]
+    assert client.post("/v1/events", json={"events": batch}).json()["accepted"] == 16
+
+    def lifted() -> bool:
+        items = top(client, f"/v1/items/{a}/similar", limit=10)["items"]
+        return any(i["item_id"] == b and any("also liked" in r for r in i["reasons"])
+                   for i in items)
+
+    wait_until(lifted, timeout=5.0)
+
+
+# --- new items, search, preferences --------------------------------------------------------
+def test_new_items_leave_out_items_older_than_the_age_limit(catalog, rec_settings):
+    from sqlalchemy import create_engine, text
+
+    client, ids = catalog
+    old = ids["football"][:2]
+    engine = create_engine(rec_settings.resolved_database_url)
+    past = datetime.now(UTC) - timedelta(days=60)
+    with engine.begin() as c:
+        for item in old:
+            c.execute(text("UPDATE items SET created_at = :t, updated_at = :u WHERE id = :i"),
+                      {"t": past, "u": datetime.now(UTC), "i": item})
+    engine.dispose()
+
+    def excluded() -> bool:
+        got = top(client, "/v1/users/new-items-user/new-items", limit=50)["items"]
+        return len(got) == 34 and not {i["item_id"] for i in got} & set(old)
+
+    wait_until(excluded, timeout=5.0)
+    got = top(client, "/v1/users/new-items-user/new-items", limit=50)["items"]
+    assert all("new" in i["reasons"] for i in got)
+
+
+def test_search_finds_the_topic_and_explains_the_match(catalog):
+    client, ids = catalog
+    clusters = cluster_of(ids)
+    body = top(client, "/v1/search", q="rocket launch to the moon with astronauts", limit=5)
+    assert sum(clusters[i["item_id"]] == "space" for i in body["items"][:3]) >= 2
+    assert all(i["reasons"] for i in body["items"])
+    personal = top(client, "/v1/search", q="dinner recipes", user_id="loop-user", limit=5)
+    assert personal["items"]
+    assert client.get("/v1/search", params={"q": "   "}).status_code == 422
+    assert client.get("/v1/search").status_code == 422
+    assert client.get("/v1/search", params={"q": "x" * 501}).status_code == 422
+
+
+def test_stated_preferences_shape_a_cold_start(catalog):
+    client, ids = catalog
+    clusters = cluster_of(ids)
+    user = f"prefs-{uuid.uuid4().hex[:6]}"
+    prefs = {"liked_items": ids["football"][6:8], "text": "football goals and match highlights",
+             "disliked_tags": ["space"]}
+    r = client.put(f"/v1/users/{user}/preferences", json=prefs)
+    assert r.status_code == 200, r.text
+    assert client.get(f"/v1/users/{user}/preferences").json()["disliked_tags"] == ["space"]
+    items = top(client, f"/v1/users/{user}/recommendations", limit=10)["items"]
+    assert not any(clusters[i["item_id"]] == "space" for i in items)
+    assert sum(clusters[i["item_id"]] == "football" for i in items) >= 6
+    assert any(r.startswith("matches what you asked for") for i in items for r in i["reasons"])
+
+    bad = client.put(f"/v1/users/{user}/preferences", json={"liked_items": ["nope"]})
+    assert bad.status_code == 422 and "nope" in bad.json()["error"]["message"]
+    assert client.put(f"/v1/users/{user}/preferences", json={"colour": "red"}).status_code == 422
+
+
+# --- editorial, fallback, collaborative model ----------------------------------------------
+def test_a_pinned_item_leads_for_you_answers_and_says_why(catalog):
+    client, ids = catalog
+    pin = ids["football"][4]
+    r = client.put("/v1/editorial", json={"pins": [{"item_id": pin, "position": 0}]})
+    assert r.status_code == 200, r.text
+    try:
+        first = top(client, "/v1/users/pinned-user/recommendations")["items"][0]
+        assert first["item_id"] == pin and "editor's pick" in first["reasons"]
+    finally:
+        client.put("/v1/editorial", json={"pins": [], "boosts": []})
+    both = {"boosts": [{"item_id": pin, "tag": "x", "factor": 2}]}
+    assert client.put("/v1/editorial", json=both).status_code == 422
+    assert client.put("/v1/editorial", json={"pins": [{"item_id": "nope", "position": 0}]}
+                      ).status_code == 422
+
+
+def test_when_the_index_is_down_answers_come_from_popularity_flagged(catalog, monkeypatch):
+    from index.base import IndexUnavailable
+
+    client, ids = catalog
+    service = client.app.state.service
+    user = f"down-{uuid.uuid4().hex[:6]}"
+    client.post("/v1/events", json={"events": [event(user, ids["space"][2])]})
+    wait_until(lambda: service.recs.behavior.user(user) is not None)
+
+    def down() -> Any:
+        raise IndexUnavailable("the index is unreachable (test)")
+
+    monkeypatch.setattr(service.recs, "_index", down)
+    for url, params in ((f"/v1/users/{user}/recommendations", {}),
+                        (f"/v1/items/{ids['space'][1]}/similar", {}),
+                        ("/v1/search", {"q": "football"})):
+        r = client.get(url, params=params)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["fallback"] is True and "unreachable" in body["note"]
+        assert body["items"]
+
+
+@pytest.mark.timeout(60)
+def test_the_collaborative_model_is_trained_on_schedule_and_served(catalog):
+    client, _ = catalog
+    wait_until(lambda: client.get("/healthz").json()["recommendations"]["collab_model"],
+               timeout=30.0)
