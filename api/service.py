@@ -40,6 +40,11 @@ class Service:
         return list(self.settings.embedded_worker_queues) if self.owns_index else []
 
     def start(self) -> None:
+        from threadpoolctl import threadpool_limits
+
+        # Ranking does many small matrix products from many request threads at once; BLAS
+        # threads on top of that only contend for the same cores.
+        threadpool_limits(1, user_api="blas")
         set_runtime(self.runtime)
         app = celery_setup.configure(self.settings)
         if self.owns_index:

@@ -23,6 +23,7 @@ from medley.recs.ranking import BlendWeights, behaviour_weight, blend, interleav
 from medley.recs.signals import Priors, SearchFn, Taste, taste_of
 
 LIKED_WEIGHT = 3.0  # a stated liked item counts as a like
+EXPLORE_POOL = 300  # newest in-grace items (and fastest movers) considered for exploration
 
 
 @dataclass(frozen=True)
@@ -280,12 +281,19 @@ class Recommender:
         """New items that keep their exploration slot: inside the grace period, or engaging
         fast enough. Best content match (and predicted appeal) first."""
         grace = now - self.s.exploration_grace_hours * 3600
-        keep = [i for i in young
-                if self.table.created[self.table.row[i]] >= grace
-                or self.behavior.velocity(i, now) >= self.s.exploration_min_velocity]
+        rows = self.table.rows(young)
+        fresh = [i for i, r in zip(young, rows, strict=True) if self.table.created[r] >= grace]
+        young_set = set(young)
+        fast = [i for i in self.behavior.trending.top(EXPLORE_POOL) if i in young_set
+                and self.behavior.velocity(i, now) >= self.s.exploration_min_velocity]
+        keep = list(dict.fromkeys(fresh[:EXPLORE_POOL] + fast))
         if not keep:
             return []
-        keep = keep[: self.s.candidates_per_source]
+        if taste.vector is not None and len(keep) > self.s.candidates_per_source // 2:
+            cos = self.table.vectors_of(self.table.rows(keep)) @ taste.vector
+            keep = [keep[k] for k in np.argsort(-cos)[: self.s.candidates_per_source // 2]]
+        else:
+            keep = keep[: self.s.candidates_per_source // 2]
         scores = self.score(keep, taste, prefs)
         return [keep[k] for k in np.argsort(-scores)]
 

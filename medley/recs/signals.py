@@ -118,14 +118,19 @@ class Priors:
         """(collab prior, popularity prior) per item; NaN where nothing is known."""
         k = self.k
         sims = np.zeros((len(items), k))
-        pops = np.full((len(items), k), np.nan)
-        cols = np.full((len(items), k), np.nan)
+        flat: list[str] = []
+        where_r: list[int] = []
+        where_c: list[int] = []
         for r, item in enumerate(items):
             ids, s = found.get(item, ([], np.zeros(0)))
-            if not ids:
-                continue
             sims[r, : len(ids)] = s
-            pops[r, : len(ids)] = behavior.popularity_log(ids, now)
+            flat.extend(ids)
+            where_r.extend([r] * len(ids))
+            where_c.extend(range(len(ids)))
+        pops = np.full((len(items), k), np.nan)
+        cols = np.full((len(items), k), np.nan)
+        if flat:  # one lookup for every neighbour of every item
+            pops[where_r, where_c] = behavior.popularity_log(flat, now)
             if collab is not None and user_vec is not None:
-                cols[r, : len(ids)] = collab.scores(user_vec, ids)
+                cols[where_r, where_c] = collab.scores(user_vec, flat)
         return neighbour_mean(sims, cols), neighbour_mean(sims, pops)
