@@ -63,9 +63,14 @@ def blend(
     return w.content * c + a * observed + (1.0 - a) * predicted
 
 
-def neighbour_mean(similarities: np.ndarray, values: np.ndarray) -> np.ndarray:
+def neighbour_mean(
+    similarities: np.ndarray, values: np.ndarray, shrink: float = 0.0
+) -> np.ndarray:
     """Per row, the similarity-weighted mean of the neighbours' values (negative similarities
-    and NaN values ignored); NaN where a row has no usable neighbour. Shapes: (n, k)."""
+    and NaN values ignored); NaN where a row has no usable neighbour. Shapes: (n, k).
+
+    `shrink` adds that much weight on a value of 0: neighbours that are only faintly similar
+    then lend little of their value, where a plain weighted mean would lend all of it."""
     s = np.clip(np.asarray(similarities, dtype=np.float64), 0.0, None)
     v = np.asarray(values, dtype=np.float64)
     ok = np.isfinite(v) & (s > 0)
@@ -73,7 +78,7 @@ def neighbour_mean(similarities: np.ndarray, values: np.ndarray) -> np.ndarray:
     total = s.sum(axis=-1)
     num = (s * np.where(ok, v, 0.0)).sum(axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, num / np.where(total > 0, total, 1.0), np.nan)
+        return np.where(total > 0, num / np.where(total > 0, total + shrink, 1.0), np.nan)
 
 
 def mmr(scores: np.ndarray, vectors: np.ndarray, lam: float, k: int) -> list[int]:

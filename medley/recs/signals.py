@@ -21,6 +21,9 @@ SearchFn = Callable[[str, np.ndarray, int, Where | None], list[tuple[str, float]
 TASTE_HALF_LIFE_S = 30 * 86400.0  # older likes count half as much after a month
 NEGATIVE_WEIGHT = 0.5  # how hard disliked/skipped items push the taste vector away
 EMPTY_RETRY_S = 60.0
+# Weight of "no evidence" (a value of 0) in a prior: twenty close neighbours (cosine ~0.8) lend
+# ~94% of their appeal, twenty faint ones (~0.1) ~67%, one faint one ~9%.
+PRIOR_SHRINK = 1.0
 ESTABLISHED = 5  # interactions an item needs to lend its behaviour to a neighbour's prior
 
 
@@ -133,4 +136,5 @@ class Priors:
             pops[where_r, where_c] = behavior.popularity_log(flat, now)
             if collab is not None and user_vec is not None:
                 cols[where_r, where_c] = collab.scores(user_vec, flat)
-        return neighbour_mean(sims, cols), neighbour_mean(sims, pops)
+        return (neighbour_mean(sims, cols, PRIOR_SHRINK),
+                neighbour_mean(sims, pops, PRIOR_SHRINK))
