@@ -110,5 +110,7 @@ def patch_item(request: Request, item_id: str, patch: ItemPatch) -> ItemOut:
 
 @router.delete("/{item_id}", status_code=204)
 def delete_item(request: Request, item_id: str) -> Response:
-    _service(request).catalog.delete(item_id)
+    service = _service(request)
+    service.catalog.delete(item_id)
+    service.recs.table.remove(item_id)  # other API processes notice within their reconcile
     return Response(status_code=204)
