@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from medley.recs.engine import Answer, Editorial, Preferences
+from medley.recs.answers import Answer, Editorial, Preferences
 from medley.recs.items import ItemTable
 
 

@@ -7,7 +7,6 @@ Search lives in `medley.recs.search`; reason wording in `medley.recs.reasons`.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -16,6 +15,7 @@ import numpy as np
 from index.base import FUSED, Where
 from medley.config import Settings
 from medley.recs import reasons
+from medley.recs.answers import Answer, Editorial, Preferences, Scored
 from medley.recs.behavior import Behavior
 from medley.recs.collab import CollabModel
 from medley.recs.items import ItemTable
@@ -24,35 +24,6 @@ from medley.recs.signals import Priors, SearchFn, Taste, taste_of
 
 LIKED_WEIGHT = 3.0  # a stated liked item counts as a like
 EXPLORE_POOL = 300  # newest in-grace items (and fastest movers) considered for exploration
-
-
-@dataclass(frozen=True)
-class Scored:
-    item_id: str
-    score: float
-    reasons: list[str]
-
-
-@dataclass(frozen=True)
-class Answer:
-    items: list[Scored]
-    recommendation_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    fallback: bool = False
-    note: str | None = None  # why the fallback answered
-
-
-@dataclass(frozen=True)
-class Preferences:
-    liked_items: tuple[str, ...] = ()
-    text: str | None = None
-    text_vector: np.ndarray | None = None  # metadata-text space
-    disliked_tags: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True)
-class Editorial:
-    pins: tuple[tuple[str, int], ...] = ()  # (item, 0-based position) in for-you answers
-    boosts: dict[str, float] = field(default_factory=dict)  # item id or "tag:<tag>" -> factor
 
 
 @dataclass

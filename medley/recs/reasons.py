@@ -14,7 +14,7 @@ from medley.recs.behavior import Behavior
 from medley.recs.items import ItemTable
 
 if TYPE_CHECKING:
-    from medley.recs.engine import Preferences
+    from medley.recs.answers import Preferences
     from medley.recs.signals import Taste
 
 SIMILAR_BY: dict[Modality, str] = {

@@ -11,7 +11,8 @@ import numpy as np
 
 from index.base import Where
 from medley.domain import Modality
-from medley.recs.engine import Answer, Preferences, Recommender, Scored
+from medley.recs.answers import Answer, Preferences, Scored
+from medley.recs.engine import Recommender
 from medley.recs.reasons import dialogue_phrase
 
 RRF_K = 60.0

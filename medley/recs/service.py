@@ -20,8 +20,9 @@ from medley.db import Database
 from medley.db.models import Transcript
 from medley.errors import InvalidInput, NotFound, PayloadTooLarge
 from medley.recs import store
+from medley.recs.answers import Answer, Preferences
 from medley.recs.behavior import Behavior
-from medley.recs.engine import Answer, Preferences, Recommender
+from medley.recs.engine import Recommender
 from medley.recs.events import Rejected, validate_batch
 from medley.recs.items import ItemTable
 from medley.recs.search import QueryVectors, search

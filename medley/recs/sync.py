@@ -23,9 +23,10 @@ from medley.db import Database
 from medley.db.models import Item, ModalityRecord
 from medley.domain import Modality, ModalityStatus, age_min
 from medley.recs import store
+from medley.recs.answers import Editorial
 from medley.recs.behavior import Behavior
 from medley.recs.collab import CollabModel
-from medley.recs.engine import Editorial, Recommender
+from medley.recs.engine import Recommender
 from medley.recs.events import Event
 from medley.recs.items import ItemInfo, ItemTable
 
