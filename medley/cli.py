@@ -35,7 +35,7 @@ def serve(
 
 @app.command()
 def worker(
-    queues: Annotated[str, typer.Option(help="comma-separated queues")] = "media,text",
+    queues: Annotated[str, typer.Option(help="comma-separated queues")] = "media,text,train",
     concurrency: Annotated[int, typer.Option()] = 1,
     pool: Annotated[str, typer.Option(help="prefork, threads or solo")] = "prefork",
 ) -> None:
@@ -129,6 +129,24 @@ def convert_whisper(
     typer.echo(convert(ct2_dir, out))
 
 
+@app.command("eval")
+def evaluate(
+    data: Path = typer.Option(Path("../shared/data/movielens-small"), "--data"),
+    out: Path = typer.Option(Path("bench"), "--out"),
+    tune: bool = typer.Option(False, "--tune", help="choose settings on a validation split"),
+) -> None:
+    """Offline evaluation on MovieLens: Medley's blend beside popularity, ALS and content-only."""
+    from medley.bench.eval_report import results_table
+    from medley.bench.evaluate import run_eval
+    from medley.config import get_settings
+
+    report = run_eval(data, out, cache_dir=get_settings().data_dir / "eval", tune_settings=tune)
+    typer.echo(results_table(report["results"]))
+    changed = {k: v for k, v in report["settings"].items() if v != report["defaults"][k]}
+    typer.echo(f"beats every peer: {report['medley_beats_every_peer']}; settings changed from "
+               f"the defaults: {changed or 'none'}; {report['runtime_s']} s")
+
+
 @bench_app.command("enrich")
 def bench_enrich(
     out: Annotated[Path, typer.Option(help="report folder")] = Path("bench"),
@@ -141,6 +159,24 @@ def bench_enrich(
     stages = measure_upload_to_ready()
     result = run_enrich_bench(out, quick=quick, stages=stages)
     typer.echo(json.dumps(result.get("summary", result), indent=2, default=str))
+
+
+@bench_app.command("serve")
+def bench_serve(
+    items: Annotated[int, typer.Option(help="synthetic items")] = 100_000,
+    events: Annotated[int, typer.Option(help="synthetic events")] = 1_000_000,
+    duration: Annotated[float, typer.Option(help="seconds per endpoint and client count")] = 15.0,
+    out: Annotated[Path, typer.Option(help="report folder")] = Path("bench"),
+    data_dir: Annotated[Path, typer.Option(help="dataset folder, reused when it matches")] = Path(
+        "data/bench-serve"),
+    rebuild: Annotated[bool, typer.Option(help="build the dataset again")] = False,
+) -> None:
+    """Latency of the recommendation endpoints (1 and 16 clients) on a synthetic catalog."""
+    from medley.bench.serve import run_serve_bench
+
+    result = run_serve_bench(out, data_dir, items=items, events=events, duration=duration,
+                             rebuild=rebuild)
+    typer.echo(json.dumps(result["summary"], indent=2, default=str))
 
 
 if __name__ == "__main__":

@@ -90,9 +90,9 @@ class Settings(BaseSettings):
     popularity_half_life_days: float = 30.0
     trending_half_life_hours: float = 24.0
     # An item's behavioural weight is n / (n + k) for n interactions: k = evidence needed for 50%.
-    behavior_confidence: float = 10.0
+    behavior_confidence: float = 30.0
     blend_content: float = 1.0
-    blend_collab: float = 1.0
+    blend_collab: float = 2.0
     blend_popularity: float = 0.5
     prior_neighbours: int = 20  # established items a new item's prior appeal is predicted from
     new_item_max_age_days: float = 14.0
@@ -104,7 +104,7 @@ class Settings(BaseSettings):
     max_results: int = 100
     collab_factors: int = 64
     collab_iterations: int = 15
-    collab_regularization: float = 0.05
+    collab_regularization: float = 10.0
     collab_retrain_interval_s: float = 600.0
 
     # --- fusion -----------------------------------------------------------------------------

@@ -179,6 +179,10 @@ class Behavior:
             picks.extend(self.trending.top(n))
         return list(dict.fromkeys(picks))[: max(n, 0) * 2]
 
+    def popularity_top(self, n: int) -> list[str]:
+        with self.lock:
+            return self.popularity.top(n)
+
     def counts(self, items: Sequence[str]) -> list[int]:
         return [self.interactions.get(i, 0) for i in items]
 

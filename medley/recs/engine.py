@@ -130,8 +130,10 @@ class Recommender:
     def young(self, where: Where, now: float, *, any_age: bool = False) -> list[str]:
         """Items added within the new-item age (or any), passing the filters, newest first."""
         m = self.table.mask(where)
+        created = self.table.created[: len(m)]
+        m &= created <= now  # dated in the future: not new yet (clock skew, scheduled items)
         if not any_age:
-            m &= self.table.created[: len(m)] >= now - self.s.new_item_max_age_days * 86400
+            m &= created >= now - self.s.new_item_max_age_days * 86400
         rows = np.flatnonzero(m)
         rows = rows[np.argsort(-self.table.created[rows])]
         return [self.table.ids[r] for r in rows]
@@ -146,8 +148,10 @@ class Recommender:
         return out
 
     def popular(self, n: int, where: Where, context: dict[str, str] | None = None) -> list[str]:
-        return self._keep(self.behavior.trending_top(max(n * 4, 50), context),
-                          self.table.mask(where))
+        """Trending (in this context first), then popular over the longer half-life."""
+        ranked = self.behavior.trending_top(max(n * 4, 50), context)
+        ranked += self.behavior.popularity_top(max(n * 4, 50))
+        return self._keep(list(dict.fromkeys(ranked)), self.table.mask(where))[:n]
 
     # --- endpoints --------------------------------------------------------------------------
     def similar(self, item_id: str, n: int, where: Where | None) -> Answer:
@@ -207,7 +211,9 @@ class Recommender:
                 if uv is not None:
                     top = self.collab.top_for_user(uv, c + len(consumed))
                     pool.add(self._keep(top, self.table.mask(flt))[:c], "collab")
-            pool.add(self.popular(c // 2, flt, context)[:c], "trending")
+            allowed = self.table.mask(flt)
+            pool.add(self._keep(self.behavior.trending_top(c // 2, context), allowed), "trending")
+            pool.add(self._keep(self.behavior.popularity_top(c // 2), allowed), "popular")
             pool.add(young[:c], "new")
         allowed = self.table.mask(flt, need_vector=True)
         pool.ids = self._keep(pool.ids, allowed)

@@ -1,9 +1,10 @@
 """Ranking and re-ranking maths, pure functions over numpy arrays.
 
-The blend: score = w_c·content + a·(w_f·collab + w_p·pop) + (1-a)·(w_f·collab^ + w_p·pop^)
+The blend: score = w_c·content + w_f·(a·collab + (1-a)·collab^) + w_p·(a·pop + (1-a)·pop^)
 where a = n / (n + k) grows with an item's interaction count n, and collab^ / pop^ are the same
 signals predicted from the item's content neighbours. A new item therefore starts where similar
-established items stand, and its own evidence takes over as it accumulates.
+established items stand, and its own evidence takes over as it accumulates. Each signal is
+min-max scaled over the candidate pool first, so the weights compare like with like.
 """
 
 from __future__ import annotations
@@ -44,6 +45,24 @@ def scale_jointly(*arrays: np.ndarray) -> list[np.ndarray]:
     return out
 
 
+def evidence(observed: np.ndarray, predicted: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """One behavioural signal on a shared 0..1 scale: a·observed + (1-a)·predicted. Where only
+    one of the two is known it stands alone; where neither is, the item gets the pool's median
+    (no evidence either way, rather than the worst)."""
+    obs, pred = scale_jointly(observed, predicted)
+    has_obs, has_pred = np.isfinite(observed), np.isfinite(predicted)
+    out = np.where(has_obs & has_pred, a * obs + (1.0 - a) * pred,
+                   np.where(has_obs, obs, np.where(has_pred, pred, np.nan)))
+    return _fill_median(out)
+
+
+def _fill_median(x: np.ndarray) -> np.ndarray:
+    known = np.isfinite(x)
+    if not known.any():
+        return np.zeros_like(x, dtype=np.float64)
+    return np.where(known, x, float(np.median(x[known])))
+
+
 def blend(
     content: np.ndarray,
     collab: np.ndarray,
@@ -53,14 +72,14 @@ def blend(
     interactions: np.ndarray,
     w: BlendWeights,
 ) -> np.ndarray:
-    """Blended scores; NaN in any input means "no signal" and contributes nothing."""
-    f, f_hat = scale_jointly(collab, collab_prior)
-    p, p_hat = scale_jointly(popularity, popularity_prior)
+    """Blended scores. Every signal is scaled to 0..1 over the candidate pool, so the weights
+    say how much each counts; NaN means "unknown" (see `evidence`)."""
     a = behaviour_weight(interactions, w.confidence)
-    c = np.where(np.isfinite(content), content, 0.0)
-    observed = w.collab * f + w.popularity * p
-    predicted = w.collab * f_hat + w.popularity * p_hat
-    return w.content * c + a * observed + (1.0 - a) * predicted
+    (c,) = scale_jointly(content)
+    c = _fill_median(np.where(np.isfinite(content), c, np.nan))
+    f = evidence(collab, collab_prior, a)
+    p = evidence(popularity, popularity_prior, a)
+    return w.content * c + w.collab * f + w.popularity * p
 
 
 def neighbour_mean(

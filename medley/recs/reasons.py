@@ -112,6 +112,8 @@ class Explainer:
             out.append("popular with people who like what you like")
         if "trending" in sources:
             out.append("trending")
+        elif "popular" in sources and not out:
+            out.append("popular")
         if r is not None and self.table.created[r] >= self.now - self.new_age_s:
             out.append("new")
         return out or ["popular"]

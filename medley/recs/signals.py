@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -20,7 +19,6 @@ SearchFn = Callable[[str, np.ndarray, int, Where | None], list[tuple[str, float]
 
 TASTE_HALF_LIFE_S = 30 * 86400.0  # older likes count half as much after a month
 NEGATIVE_WEIGHT = 0.5  # how hard disliked/skipped items push the taste vector away
-EMPTY_RETRY_S = 60.0
 # Weight of "no evidence" (a value of 0) in a prior: twenty close neighbours (cosine ~0.8) lend
 # ~94% of their appeal, twenty faint ones (~0.1) ~67%, one faint one ~9%.
 PRIOR_SHRINK = 1.0
@@ -59,14 +57,13 @@ def taste_of(
 
 
 class Priors:
-    """Each item's nearest established neighbours (by content), computed once per item and
-    cached. Their current popularity and collaborative factors give the item's prior appeal,
-    so the prediction follows behaviour without recomputing neighbours."""
+    """Each item's nearest neighbours by content, searched once per item and cached. The
+    established ones' current popularity and collaborative factors give the item's prior
+    appeal, so the prediction follows behaviour without searching again."""
 
     def __init__(self, k: int) -> None:
         self.k = k
         self._cache: dict[str, tuple[list[str], np.ndarray]] = {}
-        self._empty_at: dict[str, float] = {}  # items whose search found no established item
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -84,29 +81,26 @@ class Priors:
         search: SearchFn,
         budget: int,
     ) -> dict[str, tuple[list[str], np.ndarray]]:
-        """Cached neighbour lists; at most `budget` new ones are searched in this call."""
+        """Each item's nearest established neighbours (at most k). The raw search result is
+        cached (at most `budget` new searches in this call); "established" is applied on every
+        read, so a neighbour that gathers evidence later starts to count."""
         out: dict[str, tuple[list[str], np.ndarray]] = {}
         for item in items:
-            hit = self._cache.get(item)
-            if hit is not None and not hit[0] and time.monotonic() - self._empty_at.get(
-                    item, 0.0) > EMPTY_RETRY_S:
-                hit = None  # behaviour may have established some neighbours since
-            if hit is None and budget > 0:
+            raw = self._cache.get(item)
+            if raw is None and budget > 0:
                 r = table.row.get(item)
                 if r is None or not table.has_vector[r]:
                     continue
                 budget -= 1
                 found = search(FUSED, table.vectors_of(np.array([r]))[0], self.k * 3,
-                                Where(exclude_ids=frozenset({item})))
-                est = [(i, s) for i, s in found if behavior.interactions.get(i, 0) >= ESTABLISHED]
-                hit = ([i for i, _ in est[: self.k]],
-                       np.array([s for _, s in est[: self.k]], dtype=np.float64))
+                               Where(exclude_ids=frozenset({item})))
+                raw = ([i for i, _ in found], np.array([s for _, s in found], dtype=np.float64))
                 with self._lock:
-                    self._cache[item] = hit
-                    if not hit[0]:
-                        self._empty_at[item] = time.monotonic()
-            if hit is not None:
-                out[item] = hit
+                    self._cache[item] = raw
+            if raw is not None:
+                keep = [j for j, i in enumerate(raw[0])
+                        if behavior.interactions.get(i, 0) >= ESTABLISHED][: self.k]
+                out[item] = ([raw[0][j] for j in keep], raw[1][keep])
         return out
 
     def predict(

@@ -87,8 +87,8 @@ def test_new_item_is_scored_on_content_and_prior_only() -> None:
     pop_prior = _arr(1.0, 0.3)
     n = _arr(1e9, 0)
     base = _blend(content, _arr(0.0, 0.5), _arr(0.0, 0.5), collab_prior, pop_prior, n)
-    # its score is exactly content + the predicted signals ...
-    assert base[1] == pytest.approx(0.4 + 1.0 * 0.6 + 0.5 * 0.3)
+    # its score is exactly (scaled) content + the predicted signals ...
+    assert base[1] == pytest.approx(1.0 + 1.0 * 0.6 + 0.5 * 0.3)
     # ... and its own collab/pop readings (within the established range) do not move it
     for collab_new, pop_new in [(0.0, 0.0), (1.0, 1.0), (NAN, NAN), (0.9, 0.1)]:
         got = _blend(content, _arr(0.0, collab_new), _arr(0.0, pop_new), collab_prior,
@@ -110,7 +110,7 @@ def test_established_item_is_scored_on_observed_signals() -> None:
     a = _blend(content, collab, pop, _arr(0.0, 1.0), _arr(0.0, 0.0), n)
     b = _blend(content, collab, pop, _arr(1.0, 1.0), _arr(1.0, 0.0), n)  # its prior changes
     assert a[0] == pytest.approx(b[0], abs=1e-9)
-    assert a[0] == pytest.approx(0.3 + 1.0 * 0.8 + 0.5 * 0.6, abs=1e-9)
+    assert a[0] == pytest.approx(0.0 + 1.0 * 0.8 + 0.5 * 0.6, abs=1e-9)  # equal content: 0
 
 
 def test_half_evidence_mixes_observed_and_prior_equally() -> None:
@@ -119,13 +119,16 @@ def test_half_evidence_mixes_observed_and_prior_equally() -> None:
     assert score[0] == pytest.approx(0.5)
 
 
-def test_nan_content_contributes_nothing() -> None:
-    collab, pop = _arr(0.1, 0.9), _arr(0.2, 0.7)
-    n = _arr(5, 5)
-    with_nan = _blend(_arr(NAN, 0.5), collab, pop, collab, pop, n)
-    with_zero = _blend(_arr(0.0, 0.5), collab, pop, collab, pop, n)
-    np.testing.assert_allclose(with_nan, with_zero)
-    assert np.all(np.isfinite(with_nan))
+def test_unknown_signals_count_as_the_pools_median_not_the_worst() -> None:
+    # items 0..2 differ only in content; item 3's content is unknown
+    same = _arr(0.5, 0.5, 0.5, 0.5)
+    scores = _blend(_arr(0.1, 0.5, 0.9, NAN), same, same, same, same, _arr(5, 5, 5, 5))
+    assert scores[0] < scores[3] < scores[2] and scores[3] == pytest.approx(scores[1])
+    # an item the collaborative model has not seen yet (NaN) is not ranked below every other
+    collab = _arr(0.1, 0.5, 0.9, NAN)
+    scores = _blend(same, collab, same, collab, same, _arr(1e9, 1e9, 1e9, 1e9))
+    assert scores[0] < scores[3] < scores[2]
+    assert np.all(np.isfinite(scores))
 
 
 def test_no_collab_model_at_all_still_ranks_by_content() -> None:
