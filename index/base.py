@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 FUSED = "fused"  # the named vector holding the fused item vector
@@ -36,10 +36,16 @@ class Where:
     published_from: float | None = None  # epoch seconds, inclusive
     published_to: float | None = None
     exclude_ids: frozenset[str] = frozenset()
+    created_from: float | None = None  # entered the catalog at or after (payload created_at)
 
     def but_not(self, ids: set[str] | frozenset[str]) -> Where:
-        return Where(self.max_age, self.include_tags, self.exclude_tags, self.published_from,
-                     self.published_to, self.exclude_ids | frozenset(ids))
+        return replace(self, exclude_ids=self.exclude_ids | frozenset(ids))
+
+    def without_tags(self, tags: frozenset[str]) -> Where:
+        return replace(self, exclude_tags=self.exclude_tags | tags)
+
+    def created_since(self, when: float) -> Where:
+        return replace(self, created_from=when)
 
 
 class IndexUnavailable(RuntimeError):

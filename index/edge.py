@@ -114,4 +114,6 @@ def _edge_filter(where: Where) -> Any:
         must.append(qe.FieldCondition("published_ts", range=rng))
     if where.exclude_ids:
         must_not.append(qe.HasIdCondition(set(where.exclude_ids)))
+    if where.created_from is not None:
+        must.append(qe.FieldCondition("created_at", range=qe.RangeFloat(gte=where.created_from)))
     return qe.Filter(must=must or None, must_not=must_not or None)

@@ -124,4 +124,6 @@ def _qdrant_filter(where: Where) -> Any:
         must.append(qm.FieldCondition(key="published_ts", range=rng))
     if where.exclude_ids:
         must_not.append(qm.HasIdCondition(has_id=sorted(where.exclude_ids)))
+    if where.created_from is not None:
+        must.append(qm.FieldCondition(key="created_at", range=qm.Range(gte=where.created_from)))
     return qm.Filter(must=must or None, must_not=must_not or None)

@@ -54,9 +54,10 @@ class Recommender:
         self.collab: CollabModel | None = None
         self.editorial = Editorial()
         self.priors = Priors(settings.prior_neighbours)
-        # Neighbour searches one request may spend on new items' priors; a background warmer
-        # (or an offline caller) fills the rest of the cache.
-        self.prior_budget = 2
+        # Neighbour searches one request may spend on priors. Serving leaves it at 0: the
+        # background warmer (`warm_priors`) searches what requests asked for; offline callers
+        # raise it.
+        self.prior_budget = 0
         self.weights = BlendWeights(settings.blend_content, settings.blend_collab,
                                     settings.blend_popularity, settings.behavior_confidence)
 
@@ -87,11 +88,9 @@ class Recommender:
         pops = np.array(self.behavior.popularity_log(ids, now))
         counts = np.array(self.behavior.counts(ids), dtype=np.float64)
         need = [i for i, a in zip(ids, behaviour_weight(counts, self.weights.confidence),
-                                   strict=True) if a < 0.95]
-        found = self.priors.neighbours(need, self.table, self.behavior, self.search,
-                                       self.prior_budget)
-        col_prior, pop_prior = self.priors.predict(ids, found, self.behavior, collab, user_vec,
-                                                   now)
+                                   strict=True) if a < 0.5]  # the least known items first
+        self.priors.search_neighbours(need, self.table, self.search, self.prior_budget)
+        col_prior, pop_prior = self.priors.predict(ids, self.behavior, collab, user_vec, now)
         scores = blend(content, observed, pops, col_prior, pop_prior, counts, self.weights)
         return self._boost(ids, scores)
 
@@ -121,11 +120,7 @@ class Recommender:
 
     def filters(self, where: Where | None, prefs: Preferences | None, consumed: set[str]) -> Where:
         where = (where or Where()).but_not(consumed)
-        if prefs and prefs.disliked_tags:
-            where = Where(where.max_age, where.include_tags,
-                          where.exclude_tags | prefs.disliked_tags, where.published_from,
-                          where.published_to, where.exclude_ids)
-        return where
+        return where.without_tags(prefs.disliked_tags) if prefs and prefs.disliked_tags else where
 
     def young(self, where: Where, now: float, *, any_age: bool = False) -> list[str]:
         """Items added within the new-item age (or any), passing the filters, newest first."""
@@ -196,12 +191,13 @@ class Recommender:
         now = self.clock()
         taste, consumed = self.user_taste(user_id, prefs)
         flt = self.filters(where, prefs, consumed)
+        allowed = self.table.mask(flt, need_vector=True)  # once per request: ~1 ms at 100k
         c = self.s.candidates_per_source
-        young = self.young(flt, now)
+        young = flt.created_since(now - self.s.new_item_max_age_days * 86400)
         pool = Pool([])
-        if only_new:
-            pool.add(young, "new")
-        else:
+        explorers: list[str] = []
+        pool.add(self._matching(taste, young, allowed, c, now), "new")
+        if not only_new:
             if taste.vector is not None:
                 pool.add([i for i, _ in self.search(FUSED, taste.vector, c, flt)], "content")
             if prefs and prefs.text_vector is not None:
@@ -210,37 +206,51 @@ class Recommender:
                 uv = self.collab.fold_in(taste.positives)
                 if uv is not None:
                     top = self.collab.top_for_user(uv, c + len(consumed))
-                    pool.add(self._keep(top, self.table.mask(flt))[:c], "collab")
-            allowed = self.table.mask(flt)
+                    pool.add(self._keep(top, allowed)[:c], "collab")
             pool.add(self._keep(self.behavior.trending_top(c // 2, context), allowed), "trending")
             pool.add(self._keep(self.behavior.popularity_top(c // 2), allowed), "popular")
-            pool.add(young[:c], "new")
-        allowed = self.table.mask(flt, need_vector=True)
+            explorers = self._explorers(taste, young, allowed, now)
+            pool.add(explorers, "explore")
         pool.ids = self._keep(pool.ids, allowed)
         if not pool.ids:  # nothing behavioural or new to go on: the newest items, flagged
             return self.fallback(n, flt, "no signal for this user yet", context)
         scores = self.score(pool.ids, taste, prefs)
+        by_id = dict(zip(pool.ids, scores, strict=True))
         best = np.argsort(-scores)[: 3 * n]
         shortlist = [pool.ids[k] for k in best]
         vecs = self.table.vectors_of(self.table.rows(shortlist))
         ranked = [shortlist[k] for k in mmr(scores[best], vecs, self.s.mmr_lambda, n)]
         if not only_new:
-            explore = self._explorers(young, taste, prefs, now)
+            explore = sorted((i for i in explorers if i in by_id), key=lambda i: -by_id[i])
             ranked = interleave(ranked, explore, n, self.s.exploration_share)
             pinned_ok = set(self._keep([i for i, _ in self.editorial.pins], allowed))
             pins = [(i, p) for i, p in self.editorial.pins if i in pinned_ok]
             ranked = place_pins(ranked, pins, n)
-        by_id = dict(zip(pool.ids, scores, strict=True))
         pinned = {i for i, _ in self.editorial.pins}
         explain = reasons.Explainer(self.table, taste, prefs, self.behavior, now,
                                     self.s.new_item_max_age_days * 86400)
         explain.prepare(ranked)
         return Answer([
             Scored(i, float(by_id.get(i, 0.0)),
-                   explain(i, pool.sources.get(i, set()), i in pinned or
-                           self._boosted(i)))
+                   explain(i, pool.sources.get(i, set()), i in pinned or self._boosted(i)))
             for i in ranked
         ])
+
+    def _matching(self, taste: Taste, young: Where, allowed: np.ndarray, limit: int,
+                  now: float) -> list[str]:
+        """New items for this user: the best content matches (an index search restricted to
+        new items), else the fastest-moving and the newest."""
+        if taste.vector is not None:
+            return [i for i, _ in self.search(FUSED, taste.vector, limit, young)]
+        fresh = self._keep(self.behavior.trending_top(limit), self.table.mask(young))
+        return list(dict.fromkeys(fresh + self._newest(young, allowed, now, limit)))[:limit]
+
+    def _newest(self, young: Where, allowed: np.ndarray, now: float, limit: int) -> list[str]:
+        created = self.table.created[: len(allowed)]
+        rows = np.flatnonzero(allowed & (created >= (young.created_from or 0.0))
+                              & (created <= now))
+        rows = rows[np.argsort(-created[rows])[:limit]]
+        return [self.table.ids[r] for r in rows]
 
     def _boosted(self, item_id: str) -> bool:
         info = self.table.get(item_id)
@@ -249,30 +259,21 @@ class Recommender:
 
     def warm_priors(self, items: Sequence[str], budget: int) -> int:
         """Fill the neighbour cache for these items (background work); returns searches run."""
-        before = len(self.priors)
-        self.priors.neighbours(items, self.table, self.behavior, self.search, budget)
-        return len(self.priors) - before
+        return self.priors.search_neighbours(items, self.table, self.search, budget)
 
-    def _explorers(self, young: list[str], taste: Taste, prefs: Preferences | None,
-                   now: float) -> list[str]:
-        """New items that keep their exploration slot: inside the grace period, or engaging
-        fast enough. Best content match (and predicted appeal) first."""
-        grace = now - self.s.exploration_grace_hours * 3600
-        rows = self.table.rows(young)
-        fresh = [i for i, r in zip(young, rows, strict=True) if self.table.created[r] >= grace]
-        young_set = set(young)
-        fast = [i for i in self.behavior.trending.top(EXPLORE_POOL) if i in young_set
+    def _explorers(self, taste: Taste, young: Where, allowed: np.ndarray, now: float
+                   ) -> list[str]:
+        """New items that keep an exploration slot: inside the grace period (best content
+        matches first), or, after it, engaging fast enough."""
+        half = self.s.candidates_per_source // 2
+        grace = young.created_since(now - self.s.exploration_grace_hours * 3600)
+        fresh = self._matching(taste, grace, allowed, half, now)
+        cutoff = young.created_from or 0.0
+        fast = [i for i in self.behavior.trending.top(EXPLORE_POOL)
+                if (r := self.table.row.get(i)) is not None and r < len(allowed) and allowed[r]
+                and cutoff <= self.table.created[r] <= now
                 and self.behavior.velocity(i, now) >= self.s.exploration_min_velocity]
-        keep = list(dict.fromkeys(fresh[:EXPLORE_POOL] + fast))
-        if not keep:
-            return []
-        if taste.vector is not None and len(keep) > self.s.candidates_per_source // 2:
-            cos = self.table.vectors_of(self.table.rows(keep)) @ taste.vector
-            keep = [keep[k] for k in np.argsort(-cos)[: self.s.candidates_per_source // 2]]
-        else:
-            keep = keep[: self.s.candidates_per_source // 2]
-        scores = self.score(keep, taste, prefs)
-        return [keep[k] for k in np.argsort(-scores)]
+        return list(dict.fromkeys(fresh + fast[:half]))
 
     def fallback(self, n: int, where: Where, note: str,
                  context: dict[str, str] | None = None) -> Answer:

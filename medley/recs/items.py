@@ -111,6 +111,8 @@ class ItemTable:
             m &= self.published[:n] >= where.published_from
         if where.published_to is not None:
             m &= self.published[:n] <= where.published_to
+        if where.created_from is not None:
+            m &= self.created[:n] >= where.created_from
         if where.include_tags:
             keep = np.zeros(n, dtype=bool)
             for tag in where.include_tags:

@@ -65,8 +65,7 @@ def search(
 ) -> Answer:
     flt = where or Where()
     if prefs and prefs.disliked_tags:
-        flt = Where(flt.max_age, flt.include_tags, flt.exclude_tags | prefs.disliked_tags,
-                    flt.published_from, flt.published_to, flt.exclude_ids)
+        flt = flt.without_tags(prefs.disliked_tags)
     rankings: dict[Modality, list[str]] = {}
     for space, (kind, _) in SPACES.items():
         vec = vectors.get(kind)

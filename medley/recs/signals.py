@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -19,6 +20,8 @@ SearchFn = Callable[[str, np.ndarray, int, Where | None], list[tuple[str, float]
 
 TASTE_HALF_LIFE_S = 30 * 86400.0  # older likes count half as much after a month
 NEGATIVE_WEIGHT = 0.5  # how hard disliked/skipped items push the taste vector away
+PRIOR_TTL_S = 60.0
+WANTED_MAX = 50_000  # how long a computed prior stands before behaviour is read again
 # Weight of "no evidence" (a value of 0) in a prior: twenty close neighbours (cosine ~0.8) lend
 # ~94% of their appeal, twenty faint ones (~0.1) ~67%, one faint one ~9%.
 PRIOR_SHRINK = 1.0
@@ -56,79 +59,107 @@ def taste_of(
     return Taste(vec, [(i, w) for i, w, _ in pos], np.unique(rows[ok]))
 
 
+@dataclass
+class Prior:
+    pop: float  # neighbour-weighted log-popularity; NaN without an established neighbour
+    factor: np.ndarray | None  # neighbour-weighted collaborative factor (of `model`)
+    model: int  # id() of the collaborative model the factor belongs to
+    at: float  # monotonic time it was computed
+
+
 class Priors:
-    """Each item's nearest neighbours by content, searched once per item and cached. The
-    established ones' current popularity and collaborative factors give the item's prior
-    appeal, so the prediction follows behaviour without searching again."""
+    """A new item's prior appeal, predicted from its nearest neighbours by content.
+
+    The neighbour search runs once per item (the result is cached). From it, the established
+    neighbours' popularity and collaborative factors are averaged, weighted by similarity and
+    shrunk toward "no evidence"; that value does not depend on the user, so it is cached too
+    and refreshed every PRIOR_TTL_S (behaviour moves) or when the model changes. Per request
+    what is left is one product with the user's factor vector."""
 
     def __init__(self, k: int) -> None:
         self.k = k
-        self._cache: dict[str, tuple[list[str], np.ndarray]] = {}
+        self._raw: dict[str, tuple[list[str], np.ndarray]] = {}
+        self._values: dict[str, Prior] = {}
         self._lock = threading.Lock()
+        # Items a request needed a prior for before their neighbours were searched; the
+        # background warmer searches these next.
+        self.wanted: dict[str, None] = {}
 
     def __len__(self) -> int:
-        return len(self._cache)
+        return len(self._raw)
 
     def forget(self, item_id: str) -> None:
         with self._lock:
-            self._cache.pop(item_id, None)
+            self._raw.pop(item_id, None)
+            self._values.pop(item_id, None)
 
-    def neighbours(
-        self,
-        items: Sequence[str],
-        table: ItemTable,
-        behavior: Behavior,
-        search: SearchFn,
-        budget: int,
-    ) -> dict[str, tuple[list[str], np.ndarray]]:
-        """Each item's nearest established neighbours (at most k). The raw search result is
-        cached (at most `budget` new searches in this call); "established" is applied on every
-        read, so a neighbour that gathers evidence later starts to count."""
-        out: dict[str, tuple[list[str], np.ndarray]] = {}
+    def search_neighbours(self, items: Sequence[str], table: ItemTable, search: SearchFn,
+                          budget: int) -> int:
+        """Search (and cache) the neighbours of up to `budget` items not searched yet."""
+        done = 0
         for item in items:
-            raw = self._cache.get(item)
-            if raw is None and budget > 0:
-                r = table.row.get(item)
-                if r is None or not table.has_vector[r]:
-                    continue
-                budget -= 1
-                found = search(FUSED, table.vectors_of(np.array([r]))[0], self.k * 3,
-                               Where(exclude_ids=frozenset({item})))
-                raw = ([i for i, _ in found], np.array([s for _, s in found], dtype=np.float64))
-                with self._lock:
-                    self._cache[item] = raw
-            if raw is not None:
-                keep = [j for j, i in enumerate(raw[0])
-                        if behavior.interactions.get(i, 0) >= ESTABLISHED][: self.k]
-                out[item] = ([raw[0][j] for j in keep], raw[1][keep])
-        return out
+            if done >= budget:
+                break
+            if item in self._raw:
+                continue
+            r = table.row.get(item)
+            if r is None or not table.has_vector[r]:
+                self.wanted.pop(item, None)  # nothing to search with (yet)
+                continue
+            found = search(FUSED, table.vectors_of(np.array([r]))[0], self.k * 3,
+                           Where(exclude_ids=frozenset({item})))
+            with self._lock:
+                self._raw[item] = ([i for i, _ in found],
+                                   np.array([s for _, s in found], dtype=np.float64))
+                self.wanted.pop(item, None)
+            done += 1
+        return done
+
+    def _compute(self, item: str, behavior: Behavior, collab: CollabModel | None,
+                 now: float) -> Prior:
+        ids, sims = self._raw[item]
+        keep = [j for j, i in enumerate(ids)
+                if behavior.interactions.get(i, 0) >= ESTABLISHED][: self.k]
+        est = [ids[j] for j in keep]
+        s = np.clip(sims[keep], 0.0, None)
+        pops = np.array(behavior.popularity_log(est, now))
+        pop = neighbour_mean(s[None, :], pops[None, :], PRIOR_SHRINK)[0] if est else np.nan
+        factor = None
+        if collab is not None:
+            rows = [(w, collab.item_row[i]) for w, i in zip(s, est, strict=True)
+                    if i in collab.item_row and w > 0]
+            if rows:
+                w = np.array([w for w, _ in rows])
+                f = collab.item_factors[[r for _, r in rows]]
+                factor = (w[:, None] * f).sum(axis=0) / (w.sum() + PRIOR_SHRINK)
+        return Prior(float(pop), factor, id(collab), time.monotonic())
 
     def predict(
         self,
         items: Sequence[str],
-        found: dict[str, tuple[list[str], np.ndarray]],
         behavior: Behavior,
         collab: CollabModel | None,
         user_vec: np.ndarray | None,
         now: float,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(collab prior, popularity prior) per item; NaN where nothing is known."""
-        k = self.k
-        sims = np.zeros((len(items), k))
-        flat: list[str] = []
-        where_r: list[int] = []
-        where_c: list[int] = []
-        for r, item in enumerate(items):
-            ids, s = found.get(item, ([], np.zeros(0)))
-            sims[r, : len(ids)] = s
-            flat.extend(ids)
-            where_r.extend([r] * len(ids))
-            where_c.extend(range(len(ids)))
-        pops = np.full((len(items), k), np.nan)
-        cols = np.full((len(items), k), np.nan)
-        if flat:  # one lookup for every neighbour of every item
-            pops[where_r, where_c] = behavior.popularity_log(flat, now)
-            if collab is not None and user_vec is not None:
-                cols[where_r, where_c] = collab.scores(user_vec, flat)
-        return (neighbour_mean(sims, cols, PRIOR_SHRINK),
-                neighbour_mean(sims, pops, PRIOR_SHRINK))
+        pop = np.full(len(items), np.nan)
+        col = np.full(len(items), np.nan)
+        stale = time.monotonic() - PRIOR_TTL_S
+        rows, factors = [], []
+        for k, item in enumerate(items):
+            v = self._values.get(item)
+            if v is None or v.at < stale or v.model != id(collab):
+                if item not in self._raw:
+                    if len(self.wanted) < WANTED_MAX:
+                        self.wanted[item] = None
+                    continue
+                v = self._compute(item, behavior, collab, now)
+                self._values[item] = v
+            pop[k] = v.pop
+            if v.factor is not None:
+                rows.append(k)
+                factors.append(v.factor)
+        if rows and user_vec is not None:
+            col[rows] = np.stack(factors) @ user_vec
+        return col, pop

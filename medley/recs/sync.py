@@ -17,6 +17,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from index.base import Where
 from medley import fusion
 from medley.config import Settings
 from medley.db import Database
@@ -185,8 +186,15 @@ class RecSync:
         if now - self._last_reconcile >= RECONCILE_EVERY_S:
             self._last_reconcile = now
             self.reconcile()
-        young = self.rec.young(self.rec.filters(None, None, set()), self.rec.clock())
-        self.rec.warm_priors(young, WARM_PRIORS_PER_TICK)
+        self.warm_priors()
+
+    def warm_priors(self) -> None:
+        """New items first, then whatever requests found without a prior."""
+        young = self.rec.young(Where(), self.rec.clock())
+        done = self.rec.warm_priors(young, WARM_PRIORS_PER_TICK)
+        wanted = list(self.rec.priors.wanted)[: WARM_PRIORS_PER_TICK - done]
+        if wanted:
+            self.rec.warm_priors(wanted, len(wanted))
 
     def run(self, stop: threading.Event) -> None:
         try:

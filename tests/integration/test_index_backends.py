@@ -74,6 +74,14 @@ def test_business_filters_apply_inside_the_search(index: VectorIndex) -> None:
     assert ids(Where(max_age=18, exclude_ids=frozenset({kids.id}))) == [teen.id, adult.id]
 
 
+def test_new_items_filter_on_when_they_entered_the_catalog(index: VectorIndex) -> None:
+    old = _point(None, [1, 0, 0], created_at=1_000.0)
+    new = _point(None, [0.9, 0.1, 0], created_at=2_000.0)
+    index.upsert([old, new])
+    hits = index.search("text", [1, 0, 0], 10, where=Where(created_from=1_500.0))
+    assert [h.id for h in hits] == [new.id]
+
+
 def test_upsert_replaces_vectors_and_payload(index: VectorIndex) -> None:
     p = _point([1, 0, 0, 0], [1, 0, 0], title="old")
     index.upsert([p])
