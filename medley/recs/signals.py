@@ -84,6 +84,8 @@ class Priors:
         # Items a request needed a prior for before their neighbours were searched; the
         # background warmer searches these next.
         self.wanted: dict[str, None] = {}
+        self._order: list[str] = []  # round-robin order for `refresh`
+        self._cursor = 0
 
     def __len__(self) -> int:
         return len(self._raw)
@@ -133,6 +135,25 @@ class Priors:
                 f = collab.item_factors[[r for _, r in rows]]
                 factor = (w[:, None] * f).sum(axis=0) / (w.sum() + PRIOR_SHRINK)
         return Prior(float(pop), factor, id(collab), time.monotonic())
+
+    def refresh(self, behavior: Behavior, collab: CollabModel | None, now: float,
+                limit: int) -> int:
+        """Compute up to `limit` missing or stale priors (background work, so requests find
+        them ready)."""
+        stale = time.monotonic() - PRIOR_TTL_S
+        items = list(self._raw) if len(self._order) != len(self._raw) else self._order
+        self._order = items
+        done = 0
+        for _ in range(min(len(items), limit * 20)):  # a bounded slice of a round robin
+            self._cursor = (self._cursor + 1) % len(items)
+            item = items[self._cursor]
+            v = self._values.get(item)
+            if item in self._raw and (v is None or v.at < stale or v.model != id(collab)):
+                self._values[item] = self._compute(item, behavior, collab, now)
+                done += 1
+                if done >= limit:
+                    break
+        return done
 
     def predict(
         self,

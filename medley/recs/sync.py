@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 ITEM_BATCH = 2000
 RECONCILE_EVERY_S = 30.0  # full id comparison, catching deletions made by other processes
 MODEL_CHECK_EVERY_S = 5.0
-WARM_PRIORS_PER_TICK = 20
+WARM_PRIORS_PER_TICK = 20  # neighbour searches (~1 ms each at 100k items)
+REFRESH_PRIORS_PER_TICK = 200  # prior values (~0.1 ms each)
 WATERMARK_OVERLAP_S = 5.0
 
 
@@ -195,6 +196,8 @@ class RecSync:
         wanted = list(self.rec.priors.wanted)[: WARM_PRIORS_PER_TICK - done]
         if wanted:
             self.rec.warm_priors(wanted, len(wanted))
+        self.rec.priors.refresh(self.behavior, self.rec.collab, self.rec.clock(),
+                                REFRESH_PRIORS_PER_TICK)
 
     def run(self, stop: threading.Event) -> None:
         try:
