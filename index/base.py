@@ -23,6 +23,9 @@ class Hit:
     payload: Mapping[str, Any]
 
 
+# Payload fields answers filter on, and their index kinds (both backends create these).
+PAYLOAD_INDEXES = {"tags": "keyword", "age_min": "float", "published_ts": "float",
+                   "created_at": "float"}
 UNRATED_AGE = 99  # payload age_min of an item without a known rating: only unfiltered answers
 
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from index.base import Hit, IndexPoint, IndexUnavailable, Where
+from index.base import PAYLOAD_INDEXES, Hit, IndexPoint, IndexUnavailable, Where
 
 
 class EdgeIndex:
@@ -37,6 +37,20 @@ class EdgeIndex:
                 self._shard = qe.EdgeShard.create(str(self.path), config)
         except Exception as exc:
             raise IndexUnavailable(f"cannot open the embedded index at {self.path}: {exc}") from exc
+        self._index_payload()
+
+    def _index_payload(self) -> None:
+        """Payload indexes on the filter fields: with them the engine plans a filtered search
+        (a restrictive filter such as "added in the last 48 h" is answered from the index
+        instead of walking the HNSW graph past thousands of non-matching points)."""
+        import qdrant_edge as qe
+
+        have = set(self.shard.info().payload_schema)
+        kinds = {"keyword": qe.PayloadSchemaType.Keyword, "float": qe.PayloadSchemaType.Float}
+        for name, kind in PAYLOAD_INDEXES.items():
+            if name not in have:
+                with self._write_lock:
+                    self.shard.update(qe.UpdateOperation.create_field_index(name, kinds[kind]))
 
     @property
     def shard(self) -> Any:

@@ -6,20 +6,21 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from index.base import Hit, IndexPoint, IndexUnavailable, Where
+from index.base import PAYLOAD_INDEXES, Hit, IndexPoint, IndexUnavailable, Where
 
 
 class QdrantIndex:
-    def __init__(self, client: Any, collection: str) -> None:
+    def __init__(self, client: Any, collection: str, *, local: bool = False) -> None:
         self.client = client
         self.collection = collection
+        self.local = local  # qdrant-client's local mode: no payload indexes there
 
     @classmethod
     def connect(cls, url: str, collection: str, api_key: str | None = None) -> QdrantIndex:
         from qdrant_client import QdrantClient
 
         if url == ":memory:":
-            return cls(QdrantClient(location=":memory:"), collection)
+            return cls(QdrantClient(location=":memory:"), collection, local=True)
         return cls(QdrantClient(url=url, api_key=api_key, timeout=10), collection)
 
     def ensure(self, dims: Mapping[str, int]) -> None:
@@ -42,6 +43,9 @@ class QdrantIndex:
                     for name, dim in dims.items()
                 },
             )
+            kinds = {"keyword": qm.PayloadSchemaType.KEYWORD, "float": qm.PayloadSchemaType.FLOAT}
+            for name, kind in PAYLOAD_INDEXES.items() if not self.local else ():
+                self.client.create_payload_index(self.collection, name, kinds[kind])
         except IndexUnavailable:
             raise
         except Exception as exc:
