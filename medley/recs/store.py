@@ -68,6 +68,11 @@ def events_after(s: Session, seq: int, batch: int = 50_000) -> Iterator[tuple[in
         seq = rows[-1].seq
 
 
+def seqs_after(s: Session, seq: int) -> list[int]:
+    return list(s.scalars(select(EventRecord.seq).where(EventRecord.seq > seq)
+                          .order_by(EventRecord.seq)))
+
+
 def max_seq(s: Session) -> int:
     return int(s.scalar(select(func.max(EventRecord.seq))) or 0)
 

@@ -36,8 +36,9 @@ log = logging.getLogger(__name__)
 ITEM_BATCH = 2000
 RECONCILE_EVERY_S = 30.0  # full id comparison, catching deletions made by other processes
 MODEL_CHECK_EVERY_S = 5.0
-WARM_PRIORS_PER_TICK = 20  # neighbour searches (~1 ms each at 100k items)
-REFRESH_PRIORS_PER_TICK = 200  # prior values (~0.1 ms each)
+SLOW_TICK_S = 1.0
+WARM_PRIORS_PER_TICK = 50  # neighbour searches (~1 ms each at 100k items), once a second
+REFRESH_PRIORS_PER_TICK = 500  # prior values (~0.1 ms each), once a second
 WATERMARK_OVERLAP_S = 5.0
 
 
@@ -57,6 +58,7 @@ class RecSync:
         self._applied: set[int] = set()  # seqs inside the tail overlap window
         self._last_reconcile = 0.0
         self._last_model_check = 0.0
+        self._last_slow_tick = 0.0
         self.wake = threading.Event()
         self.ready = threading.Event()
 
@@ -129,8 +131,13 @@ class RecSync:
     def tail_events(self) -> int:
         start = max(self.behavior.last_seq - store.TAIL_OVERLAP, 0)
         with self.db.session() as s:
+            # Sequence numbers first (cheap): the overlap window is almost always all seen.
+            unseen = [q for q in store.seqs_after(s, start) if q not in self._applied]
+            if not unseen:
+                return 0
             fresh: list[tuple[int, Event]] = [
-                (seq, ev) for seq, ev in store.events_after(s, start) if seq not in self._applied
+                (seq, ev) for seq, ev in store.events_after(s, min(unseen) - 1)
+                if seq not in self._applied
             ]
         n = self.behavior.apply(fresh)
         self._applied.update(seq for seq, _ in fresh)
@@ -177,9 +184,14 @@ class RecSync:
                  time.perf_counter() - started)
 
     def tick(self) -> None:
+        """Events every poll (they must show within seconds); the rest at most once a second,
+        since each step scans something and holds the GIL beside the requests."""
         now = time.monotonic()
-        self.load_items()
         self.tail_events()
+        if now - self._last_slow_tick < SLOW_TICK_S:
+            return
+        self._last_slow_tick = now
+        self.load_items()
         if now - self._last_model_check >= MODEL_CHECK_EVERY_S:
             self._last_model_check = now
             self.check_model()
