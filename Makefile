@@ -7,7 +7,7 @@ BIN     := $(VENV)/bin
 TORCH   := torch==2.14.1 torchvision==0.29.1
 APT     := ffmpeg espeak-ng
 
-.PHONY: setup system-packages run worker test test-fast lint bench demo clean
+.PHONY: setup system-packages run worker test test-fast lint bench eval bench-serve demo clean
 
 setup: system-packages $(BIN)/medley
 	$(BIN)/medley prepare
@@ -44,6 +44,12 @@ lint:
 
 bench:
 	$(BIN)/medley bench enrich
+
+eval:
+	$(BIN)/medley eval --data ../shared/data/movielens-small
+
+bench-serve:
+	$(BIN)/medley bench serve
 
 demo:
 	$(BIN)/medley ingest --demo --wait
