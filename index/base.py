@@ -70,6 +70,7 @@ class VectorIndex(Protocol):
         limit: int,
         *,
         where: Where | None = None,
+        with_payload: bool = True,
     ) -> list[Hit]: ...
 
     def retrieve(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[IndexPoint]: ...

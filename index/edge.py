@@ -75,7 +75,8 @@ class EdgeIndex:
             self.shard.update(qe.UpdateOperation.delete_points(list(ids)))
 
     def search(
-        self, using: str, vector: Sequence[float], limit: int, *, where: Where | None = None
+        self, using: str, vector: Sequence[float], limit: int, *, where: Where | None = None,
+        with_payload: bool = True,
     ) -> list[Hit]:
         import qdrant_edge as qe
 
@@ -84,7 +85,7 @@ class EdgeIndex:
                 limit=limit,
                 query=qe.Query.Nearest(list(map(float, vector)), using=using),
                 filter=_edge_filter(where) if where else None,
-                with_payload=True,
+                with_payload=with_payload,
             )
         )
         return [Hit(str(p.id), float(p.score), p.payload or {}) for p in res]

@@ -75,7 +75,8 @@ class QdrantIndex:
         )
 
     def search(
-        self, using: str, vector: Sequence[float], limit: int, *, where: Where | None = None
+        self, using: str, vector: Sequence[float], limit: int, *, where: Where | None = None,
+        with_payload: bool = True,
     ) -> list[Hit]:
         flt = _qdrant_filter(where) if where else None
         res = self.client.query_points(
@@ -84,7 +85,7 @@ class QdrantIndex:
             using=using,
             limit=limit,
             query_filter=flt,
-            with_payload=True,
+            with_payload=with_payload,
         )
         return [Hit(_sid(p.id), float(p.score), p.payload or {}) for p in res.points]
 

@@ -196,7 +196,8 @@ class Recommender:
         young = flt.created_since(now - self.s.new_item_max_age_days * 86400)
         pool = Pool([])
         explorers: list[str] = []
-        pool.add(self._matching(taste, young, allowed, c, now), "new")
+        new = self._matching(taste, young, allowed, c, now)
+        pool.add(new, "new")
         if not only_new:
             if taste.vector is not None:
                 pool.add([i for i, _ in self.search(FUSED, taste.vector, c, flt)], "content")
@@ -209,7 +210,7 @@ class Recommender:
                     pool.add(self._keep(top, allowed)[:c], "collab")
             pool.add(self._keep(self.behavior.trending_top(c // 2, context), allowed), "trending")
             pool.add(self._keep(self.behavior.popularity_top(c // 2), allowed), "popular")
-            explorers = self._explorers(taste, young, allowed, now)
+            explorers = self._explorers(taste, new, allowed, now)
             pool.add(explorers, "explore")
         pool.ids = self._keep(pool.ids, allowed)
         if not pool.ids:  # nothing behavioural or new to go on: the newest items, flagged
@@ -261,17 +262,18 @@ class Recommender:
         """Fill the neighbour cache for these items (background work); returns searches run."""
         return self.priors.search_neighbours(items, self.table, self.search, budget)
 
-    def _explorers(self, taste: Taste, young: Where, allowed: np.ndarray, now: float
+    def _explorers(self, taste: Taste, new: list[str], allowed: np.ndarray, now: float
                    ) -> list[str]:
-        """New items that keep an exploration slot: inside the grace period (best content
-        matches first), or, after it, engaging fast enough."""
+        """New items that keep an exploration slot: inside the grace period (in the order
+        `new` has them: best content matches first), or, after it, engaging fast enough."""
         half = self.s.candidates_per_source // 2
-        grace = young.created_since(now - self.s.exploration_grace_hours * 3600)
-        fresh = self._matching(taste, grace, allowed, half, now)
-        cutoff = young.created_from or 0.0
+        grace = now - self.s.exploration_grace_hours * 3600
+        young = now - self.s.new_item_max_age_days * 86400
+        created = self.table.created
+        fresh = [i for i in new if created[self.table.row[i]] >= grace][:half]
         fast = [i for i in self.behavior.trending.top(EXPLORE_POOL)
                 if (r := self.table.row.get(i)) is not None and r < len(allowed) and allowed[r]
-                and cutoff <= self.table.created[r] <= now
+                and young <= created[r] <= now
                 and self.behavior.velocity(i, now) >= self.s.exploration_min_velocity]
         return list(dict.fromkeys(fresh + fast[:half]))
 

@@ -48,7 +48,8 @@ class Recommendations:
 
     def _search(self, using: str, vector: np.ndarray, limit: int, where: Where | None
                 ) -> list[tuple[str, float]]:
-        hits = self._index().search(using, vector.tolist(), limit, where=where)
+        hits = self._index().search(using, vector.tolist(), limit, where=where,
+                                    with_payload=False)  # ranking reads ids and scores only
         return [(h.id, h.score) for h in hits]
 
     # --- background -------------------------------------------------------------------------
