@@ -12,9 +12,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,156 +19,29 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from medley.bench.report import write_report
-from medley.bench.serve_data import INPUTS, DataSpec, bench_settings, prepare, restore
+from medley.bench.serve_data import INPUTS, DataSpec, prepare, restore
+from medley.bench.serve_proc import (
+    RETRAIN_OFF_S,
+    Server,
+    busy_seconds,
+    child_env,
+    code_state,
+    cpu_seconds,
+    rss_mib,
+    snapshot_code,
+)
 from medley.bench.serve_report import render, target_verdict
 
 ENDPOINTS = ("healthz", "similar", "recommendations", "new-items", "search", "events")
 CONCURRENCY = (1, 16)
 WARMUP_S = 3.0
-RETRAIN_OFF_S = 86_400  # no scheduled ALS retraining inside the measured window
-READY_TIMEOUT_S = 3600.0
-SETTLE_MAX_S = 120.0
-SETTLE_CPU = 0.2  # cores: below this the server counts as idle
 TARGET_ENDPOINTS = ("similar", "recommendations")
 # Per-candidate work dominates ranking; this run halves the candidates each source brings
 # (a setting, no code change) to show how latency scales with them.
 WHATIF_ENV = {"MEDLEY_CANDIDATES_PER_SOURCE": "50"}
 QUIET_CORES = 0.3  # other processes' CPU use below which a run may start
 QUIET_WAIT_S = 180.0
-
-
-PACKAGES = ("medley", "api", "index", "workers", "enrich")
-
-
-def snapshot_code(dest: Path) -> Path:
-    """Copy the service's packages: every process of the run imports this copy (PYTHONPATH
-    comes before the editable install), so edits made to the tree meanwhile change nothing."""
-    root = Path(__file__).resolve().parents[2]
-    if dest.exists():
-        shutil.rmtree(dest)
-    for pkg in PACKAGES:
-        shutil.copytree(root / pkg, dest / pkg,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    probe = subprocess.run(
-        [sys.executable, "-P", "-c", "import medley.recs.engine as m; print(m.__file__)"],
-        env=child_env(dest), capture_output=True, text=True, check=True)
-    if not Path(probe.stdout.strip()).resolve().is_relative_to(dest.resolve()):
-        raise RuntimeError(f"children would not import the snapshot: {probe.stdout.strip()}")
-    return dest
-
-
-def child_env(code: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(code.resolve()),
-                                                    env.get("PYTHONPATH")) if p)
-    env.update(extra or {})
-    return env
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def busy_seconds() -> float:
-    """CPU seconds the whole machine has spent busy (all processes; Linux /proc/stat)."""
-    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
-
-
-class Server:
-    """`medley serve` on the dataset, as a subprocess with its log in the data dir."""
-
-    def __init__(self, data_dir: Path, code: Path, extra_env: dict[str, str] | None = None
-                 ) -> None:
-        self.data_dir = data_dir
-        self.port = _free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log_path = data_dir / "server.log"
-        settings = bench_settings(data_dir)
-        self.code = code
-        env = {k: v for k, v in child_env(code).items()
-               if k not in ("MEDLEY_DATABASE_URL", "MEDLEY_BROKER_URL", "MEDLEY_QDRANT_URL")}
-        env.update(MEDLEY_DATA_DIR=str(settings.data_dir), MEDLEY_PORT=str(self.port),
-                   MEDLEY_HOST="127.0.0.1", MEDLEY_MODEL_CACHE_DIR=str(settings.models_dir),
-                   MEDLEY_COLLAB_RETRAIN_INTERVAL_S=str(RETRAIN_OFF_S))
-        env.update(extra_env or {})
-        self._log = self.log_path.open("w")
-        self.started = time.perf_counter()
-        self.proc = subprocess.Popen([sys.executable, "-P", "-m", "medley.cli", "serve"], env=env,
-                                     stdout=self._log, stderr=subprocess.STDOUT)
-
-    def wait_ready(self, items: int, events: int, say: Callable[[str], None]) -> dict[str, Any]:
-        """Seconds from launch until it answers, models are probed, recommendations ready."""
-        marks: dict[str, float] = {}
-        last = ""
-        with httpx.Client(timeout=10) as client:
-            while time.perf_counter() - self.started < READY_TIMEOUT_S:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"the server exited ({self.proc.returncode}); see "
-                                       f"{self.log_path}")
-                try:
-                    body = client.get(f"{self.base}/healthz").json()
-                except httpx.HTTPError:
-                    time.sleep(0.5)
-                    continue
-                now = round(time.perf_counter() - self.started, 1)
-                marks.setdefault("listening_s", now)
-                rec = body["recommendations"]
-                if body["status"] != "starting":
-                    marks.setdefault("models_probed_s", now)
-                if (rec["ready"] and rec["items"] >= items and rec["events_applied"] >= events
-                        and rec["collab_model"] is not None):
-                    marks.setdefault("recommendations_ready_s", now)
-                state = f"{body['status']} {rec}"
-                if state != last:
-                    say(f"[{now:7.1f} s] {state}")
-                    last = state
-                if "models_probed_s" in marks and "recommendations_ready_s" in marks:
-                    return {**marks, "health": body["status"], "models": body["models"],
-                            "recommendations": rec, "rss_mib": rss_mib(self.proc.pid)}
-                time.sleep(0.5)
-        raise TimeoutError(f"the server was not ready within {READY_TIMEOUT_S} s")
-
-    def settle(self) -> dict[str, float]:
-        """Wait (bounded) until background start-up work (prior warming) goes quiet."""
-        started = time.perf_counter()
-        cores = 0.0
-        while time.perf_counter() - started < SETTLE_MAX_S:
-            before = cpu_seconds(self.proc.pid)
-            time.sleep(2.0)
-            cores = (cpu_seconds(self.proc.pid) - before) / 2.0
-            if cores < SETTLE_CPU:
-                break
-        return {"settle_s": round(time.perf_counter() - started, 1),
-                "idle_cpu_cores": round(cores, 2)}
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
 
 
 def wait_quiet(server: Server) -> float:
@@ -237,17 +107,6 @@ def start(data_dir: Path, code: Path, spec: DataSpec, say: Callable[[str], None]
         raise
     say(f"ready: { {k: v for k, v in startup.items() if k != 'models'} }")
     return server, startup
-
-
-def code_state() -> dict[str, Any]:
-    """The commit and the files modified in the working tree: what was measured."""
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
-        return done.stdout
-
-    return {"commit": git("rev-parse", "--short", "HEAD").strip(),
-            "modified": [line[3:] for line in git("status", "--short", "--untracked-files=no")
-                         .splitlines() if line.strip()]}
 
 
 def run_serve_bench(out: Path, data_dir: Path, *, items: int = 100_000, events: int = 1_000_000,

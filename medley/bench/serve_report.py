@@ -89,9 +89,11 @@ def limits(data: dict[str, Any]) -> list[str]:
     if tick:
         stages = ", ".join(f"{k[:-3]} {v} ms" for k, v in tick.items()
                            if k.endswith("_ms") and k != "tick_ms")
-        out.append(f"Background sync with nothing to do: {tick['tick_ms']} ms per tick "
-                   f"({stages}), {tick['ticks_per_s']} ticks/s = {tick['cores']} cores of "
-                   f"GIL-holding work beside every request.")
+        out.append(f"Background sync with nothing changing (in-process): {tick['tick_ms']} ms "
+                   f"per tick at {tick['ticks_per_s']} ticks/s = {tick['cores']} cores (stages "
+                   f"called on their own: {stages}); the server itself idled at "
+                   f"{data['startup'].get('idle_cpu_cores')} cores after start-up. That work "
+                   f"holds the GIL beside every request.")
     index = prof.get("index") or {}
     if index:
         sc = index["thread_scaling_without_payload"]
