@@ -20,7 +20,7 @@ from api.rec_schemas import (
     answer_out,
 )
 from index.base import Where
-from medley.domain import age_min
+from medley.domain import RATING_WORDS, age_min
 from medley.errors import InvalidInput
 from medley.recs.service import Recommendations
 
@@ -49,7 +49,7 @@ def filters(
     if max_age_rating is not None:
         ceiling = age_min(max_age_rating)
         if ceiling is None or (not any(c.isdigit() for c in max_age_rating)
-                               and max_age_rating.strip().lower() not in _KNOWN_WORDS):
+                               and max_age_rating.strip().lower() not in RATING_WORDS):
             raise InvalidInput(f"max_age_rating: {max_age_rating!r} is not an age rating")
     if published_after and published_before and published_after > published_before:
         raise InvalidInput("published_after is later than published_before")
@@ -63,8 +63,6 @@ def filters(
     )
 
 
-_KNOWN_WORDS = {"all", "g", "u", "tv-y", "tv-g", "pg", "tv-pg", "tv-y7", "pg-13", "tv-14", "r",
-                "nc-17", "tv-ma", "adult", "x"}
 Filters = Annotated[Where, Depends(filters)]
 Limit = Annotated[int, Query(ge=1, le=100, description="how many items to return")]
 UserId = Annotated[str, Path(min_length=1, max_length=128)]

@@ -67,6 +67,7 @@ def overall_status(statuses: list[ModalityStatus]) -> ItemStatus:
 _RATING_AGES = {"all": 0, "g": 0, "u": 0, "tv-y": 0, "tv-g": 0, "pg": 8, "tv-pg": 8, "tv-y7": 7,
                 "pg-13": 13, "tv-14": 14, "r": 17, "nc-17": 18, "tv-ma": 17, "adult": 18, "x": 18}
 ADULT_AGE = 18
+RATING_WORDS = frozenset(_RATING_AGES)
 
 
 def age_min(rating: str | None) -> int | None:
