@@ -30,6 +30,14 @@ def fused_dim(dims: Mapping[Modality, int]) -> int:
     return sum(dims.values())
 
 
+def usable(
+    vectors: Mapping[Modality, np.ndarray], dims: Mapping[Modality, int]
+) -> dict[Modality, np.ndarray]:
+    """The vectors whose modality and size fit the current models (a vector stored under an
+    older model of another size is left out rather than fused wrongly)."""
+    return {m: v for m, v in vectors.items() if m in dims and v.shape == (dims[m],)}
+
+
 def fuse(
     vectors: Mapping[Modality, np.ndarray],
     weights: Mapping[Modality, float],

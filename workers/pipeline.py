@@ -169,7 +169,7 @@ def write_index(rt: Runtime, item_id: str) -> None:
             return
         vectors = repo.vectors(s, item_id)
         dims = rt.dims
-        usable = {m: v for m, v in vectors.items() if m in dims and v.shape == (dims[m],)}
+        usable = fusion.usable(vectors, dims)
         if not usable:
             return  # nothing extracted yet; a later extraction will dispatch again
         named: dict[str, Any] = {m.value: v.tolist() for m, v in usable.items()}

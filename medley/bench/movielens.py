@@ -69,22 +69,20 @@ class Split:
 
     def relevant(self) -> dict[str, set[str]]:
         """Users with history -> test items they liked that they had not rated in training."""
-        seen = self.train_items()
-        out: dict[str, set[str]] = {}
-        for r in self.test:
-            if r.rating >= LIKE_RATING and r.user in seen and r.item not in seen[r.user]:
-                out.setdefault(r.user, set()).add(r.item)
-        return out
+        return self._liked(self.test, unseen_only=True)
 
     def relevant_new(self) -> dict[str, set[str]]:
         """Users with history -> held-out items they liked (at any time)."""
+        return self._liked(self.held_out_ratings, unseen_only=False)
+
+    def _liked(self, ratings: list[Rating], *, unseen_only: bool) -> dict[str, set[str]]:
         seen = self.train_items()
         out: dict[str, set[str]] = {}
-        for r in self.held_out_ratings:
-            if r.rating >= LIKE_RATING and r.user in seen:
+        for r in ratings:
+            if r.rating >= LIKE_RATING and r.user in seen and not (
+                    unseen_only and r.item in seen[r.user]):
                 out.setdefault(r.user, set()).add(r.item)
         return out
-
 
 CITATION = (
     "MovieLens ml-latest-small (610 users, 9,742 movies, 100,836 ratings), GroupLens, research "

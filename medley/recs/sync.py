@@ -95,8 +95,7 @@ class RecSync:
                     created = _ts(r.created_at) or 0.0
                     info = ItemInfo(r.title, tuple(r.tags or ()), age_min(r.age_rating),
                                     _ts(r.published_at), created)
-                    usable = {m: v for m, v in vectors.get(r.id, {}).items()
-                              if m in dims and v.shape == (dims[m],)}
+                    usable = fusion.usable(vectors.get(r.id, {}), dims)
                     fused = fusion.fuse(usable, weights, dims) if usable else None
                     if self.table.get(r.id) is not None and fused is not None:
                         self.rec.priors.forget(r.id)
