@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from api import errors, items, recs
+from api import console, errors, fusion, items, recs
 from api.service import Service
 from medley import __version__
 from medley.config import Settings, get_settings
@@ -66,5 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(items.router)
     app.include_router(recs.router)
+    app.include_router(fusion.router)
+    app.include_router(console.router)
     logging.getLogger("medley").setLevel(logging.INFO)
     return app

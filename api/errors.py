@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from index.base import IndexUnavailable
 from medley.errors import (
+    Conflict,
     InvalidInput,
     MedleyError,
     NotFound,
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 STATUS: dict[type[MedleyError], int] = {
     NotFound: 404,
+    Conflict: 409,
     InvalidInput: 422,
     UnsupportedMedia: 415,
     PayloadTooLarge: 413,

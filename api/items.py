@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
+from fastapi import APIRouter, File, Form, Header, Query, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
 from api.schemas import Accepted, ItemOut, ItemPage
 from api.service import Service
-from medley import repo
+from medley import repo, thumbnails
 from medley.catalog import ItemMetadata, ItemPatch
 from medley.domain import ItemStatus, MediaKind
 from medley.errors import InvalidInput
@@ -101,6 +101,28 @@ def list_items(
 @router.get("/{item_id}", response_model=ItemOut)
 def get_item(request: Request, item_id: str) -> ItemOut:
     return ItemOut.of(_service(request).catalog.get(item_id))
+
+
+@router.get(
+    "/{item_id}/thumbnail",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}, 304: {"description": "Not modified"}},
+)
+def get_thumbnail(
+    request: Request,
+    item_id: str,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """A small JPEG of the item's image, or of a frame of its video."""
+    # A plain def: rendering is CPU and ffmpeg work, so FastAPI runs it in the threadpool.
+    service = _service(request)
+    source = thumbnails.source_of(service.catalog.get(item_id))
+    tag = thumbnails.etag(source, service.settings.thumbnail_px)
+    headers = {"ETag": tag, "Cache-Control": thumbnails.CACHE_CONTROL}
+    if thumbnails.etag_matches(if_none_match, tag):
+        return Response(status_code=304, headers=headers)
+    data = thumbnails.ThumbnailCache(service.settings).get(source)
+    return Response(data, media_type="image/jpeg", headers=headers)
 
 
 @router.patch("/{item_id}", response_model=ItemOut)

@@ -8,6 +8,7 @@ import threading
 from medley import repo
 from medley.catalog import Catalog
 from medley.config import Settings
+from medley.editor.service import FusionEditor
 from medley.recs.service import Recommendations
 from workers import app as celery_setup
 from workers.dispatch import CeleryDispatcher
@@ -25,6 +26,7 @@ class Service:
         self.catalog = Catalog(self.runtime.db, self.runtime.store, self.dispatch)
         self.recs = Recommendations(settings, self.runtime.db, self.runtime.models,
                                     self.runtime.index, self.dispatch.train)
+        self.editor = FusionEditor(self.recs, self.dispatch.refuse)
         self.worker: InProcessWorker | None = None
         self.health: dict[str, dict[str, str]] | None = None  # None while models load
         self._stop = threading.Event()
@@ -55,6 +57,7 @@ class Service:
             self.worker.start()
         if self.settings.embedded_broker:
             recover(self.runtime, self.dispatch)
+            self.editor.resume()
         self._spawn(self._probe_models, "medley-model-probe")
         self._spawn(self._sweep_stale, "medley-stale-sweep")
         for target, name in self.recs.threads(self._stop):

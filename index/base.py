@@ -6,7 +6,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-FUSED = "fused"  # the named vector holding the fused item vector
+FUSED = "fused"  # the named vector holding the fused item vector (the first slot)
+# Two slots for fused vectors: one serves, the other is re-fused in the background under new
+# weights and then takes over (or keeps the previous weights, for an instant rollback).
+FUSED_SLOTS = (FUSED, "fused_alt")
 
 
 @dataclass(frozen=True)
@@ -57,9 +60,13 @@ class IndexUnavailable(RuntimeError):
 
 class VectorIndex(Protocol):
     def ensure(self, dims: Mapping[str, int]) -> None:
-        """Create the collection with these named vectors (cosine) if it does not exist."""
+        """Create the collection with these named vectors (cosine) if it does not exist; add
+        named vectors an existing one lacks."""
 
     def upsert(self, points: Sequence[IndexPoint]) -> None: ...
+
+    def set_vectors(self, name: str, vectors: Mapping[str, Sequence[float]]) -> None:
+        """Replace one named vector of these existing points, leaving the rest as it is."""
 
     def delete(self, ids: Sequence[str]) -> None: ...
 

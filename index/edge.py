@@ -30,6 +30,7 @@ class EdgeIndex:
         )
         try:
             if (self.path / "edge_config.json").exists():
+                self._add_missing(dims)
                 # Loading with the config validates it against what the shard holds.
                 self._shard = qe.EdgeShard.load(str(self.path), config)
             else:
@@ -38,6 +39,21 @@ class EdgeIndex:
         except Exception as exc:
             raise IndexUnavailable(f"cannot open the embedded index at {self.path}: {exc}") from exc
         self._index_payload()
+
+    def _add_missing(self, dims: Mapping[str, int]) -> None:
+        """Named vectors added since the shard was made (the second fused slot) are created
+        empty; the items fill them when they are next written or re-fused."""
+        import json
+
+        import qdrant_edge as qe
+
+        have = json.loads((self.path / "edge_config.json").read_text()).get("vectors", {})
+        missing = {name: dim for name, dim in dims.items() if name not in have}
+        if missing:
+            shard = qe.EdgeShard.load(str(self.path))
+            for name, dim in missing.items():
+                shard.update(qe.UpdateOperation.create_dense_vector(name, dim, qe.Distance.Cosine))
+            shard.close()
 
     def _index_payload(self) -> None:
         """Payload indexes on the filter fields: with them the engine plans a filtered search
@@ -67,6 +83,13 @@ class EdgeIndex:
         ]
         with self._write_lock:
             self.shard.update(qe.UpdateOperation.upsert_points(ops))
+
+    def set_vectors(self, name: str, vectors: Mapping[str, Sequence[float]]) -> None:
+        import qdrant_edge as qe
+
+        ops = [qe.PointVectors(i, {name: list(map(float, v))}) for i, v in vectors.items()]
+        with self._write_lock:
+            self.shard.update(qe.UpdateOperation.update_vectors(ops))
 
     def delete(self, ids: Sequence[str]) -> None:
         import qdrant_edge as qe

@@ -30,6 +30,10 @@ class QdrantIndex:
             if self.client.collection_exists(self.collection):
                 info = self.client.get_collection(self.collection)
                 have = {k: v.size for k, v in (info.config.params.vectors or {}).items()}
+                missing = {k: d for k, d in dims.items() if k not in have}
+                if missing and all(have.get(k) == d for k, d in dims.items() if k in have):
+                    self._add_vectors(missing)
+                    have.update(missing)
                 if have != dict(dims):
                     raise IndexUnavailable(
                         f"collection {self.collection} holds vectors {have}, "
@@ -64,6 +68,26 @@ class QdrantIndex:
                 )
                 for p in points
             ],
+            wait=True,
+        )
+
+    def _add_vectors(self, missing: Mapping[str, int]) -> None:
+        """Named vectors added since the collection was made (the second fused slot); the
+        items fill them when they are next written or re-fused."""
+        from qdrant_client import models as qm
+
+        for name, dim in missing.items():
+            config = qm.DenseVectorConfig(size=dim, distance=qm.Distance.COSINE)
+            self.client.create_vector_name(self.collection, name,
+                                           qm.DenseVectorNameConfig(dense=config))
+
+    def set_vectors(self, name: str, vectors: Mapping[str, Sequence[float]]) -> None:
+        from qdrant_client import models as qm
+
+        self.client.update_vectors(
+            self.collection,
+            points=[qm.PointVectors(id=i, vector={name: list(map(float, v))})
+                    for i, v in vectors.items()],
             wait=True,
         )
 

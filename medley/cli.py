@@ -179,5 +179,19 @@ def bench_serve(
     typer.echo(json.dumps(result["summary"], indent=2, default=str))
 
 
+@bench_app.command("refuse")
+def bench_refuse(
+    items: Annotated[int, typer.Option(help="synthetic items")] = 100_000,
+    out: Annotated[Path, typer.Option(help="report folder")] = Path("bench"),
+    data_dir: Annotated[Path, typer.Option(help="catalog folder, reused when it matches")] = Path(
+        "data/bench-refuse"),
+) -> None:
+    """Publishing a fusion profile: every item re-fused from stored vectors, no model called."""
+    from medley.bench.refuse import run_refuse_bench
+
+    result = run_refuse_bench(out, data_dir, items=items)
+    typer.echo(json.dumps(result["runs"], indent=2, default=str))
+
+
 if __name__ == "__main__":
     app()

@@ -82,6 +82,7 @@ class Settings(BaseSettings):
     whisper_language: str | None = None  # None: detect
     keyframe_cap: int = 8
     scene_threshold: float = 0.3
+    thumbnail_px: int = 160  # longest side of the editor console's item thumbnails
 
     # --- recommendations --------------------------------------------------------------------
     max_event_batch: int = 1000

@@ -33,3 +33,9 @@ class StorageFull(MedleyError):
 
 class Unavailable(MedleyError):
     code = "unavailable"
+
+
+class Conflict(MedleyError):
+    """The request clashes with the current state (a job already running, say)."""
+
+    code = "conflict"

@@ -75,3 +75,27 @@ def mean_pool(rows: np.ndarray) -> np.ndarray:
     mean = np.asarray(rows, dtype=np.float32).mean(axis=0)
     norm = float(np.linalg.norm(mean))
     return mean / norm if norm > 0 else mean
+
+
+def fuse_many(
+    blocks: Mapping[Modality, np.ndarray],
+    weights: Mapping[Modality, float],
+    dims: Mapping[Modality, int],
+) -> np.ndarray:
+    """`fuse` for n items at once: `blocks[m]` is an (n, dims[m]) array with a zero row where an
+    item lacks m. Rows with no weighted modality come back as zeros."""
+    n = len(next(iter(blocks.values()))) if blocks else 0
+    out = np.zeros((n, fused_dim(dims)), dtype=np.float32)
+    norms: dict[Modality, np.ndarray] = {}
+    total = np.zeros(n, dtype=np.float64)
+    for m, v in blocks.items():
+        if m in dims and weights.get(m, 0.0) > 0:
+            norms[m] = np.linalg.norm(v, axis=1)
+            total += np.where(norms[m] > 0, weights[m], 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for m, sl in layout(dims).items():
+            if m in norms:
+                scale = np.where(norms[m] > 0,
+                                 np.sqrt(weights[m] / total) / norms[m], 0.0)
+                out[:, sl] = blocks[m] * scale[:, None]
+    return out

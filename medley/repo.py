@@ -149,6 +149,19 @@ def save_transcript(s: Session, item: Item, **fields: Any) -> None:
             setattr(item.transcript, k, v)
 
 
+def vectors_of_items(s: Session, ids: list[str]) -> dict[str, dict[Modality, np.ndarray]]:
+    """Ready modality vectors of many items in one query: item -> modality -> vector."""
+    out: dict[str, dict[Modality, np.ndarray]] = {}
+    q = (select(ModalityRecord.item_id, ModalityRecord.modality, ModalityRecord.vector)
+         .where(ModalityRecord.item_id.in_(ids),
+                ModalityRecord.status == ModalityStatus.READY.value,
+                ModalityRecord.vector.is_not(None)))
+    for item_id, m, blob in s.execute(q):
+        if blob is not None:
+            out.setdefault(item_id, {})[Modality(m)] = np.frombuffer(blob, dtype=np.float32)
+    return out
+
+
 def vectors(s: Session, item_id: str) -> dict[Modality, np.ndarray]:
     q = (
         select(ModalityRecord)

@@ -21,3 +21,9 @@ class CeleryDispatcher:
         from workers.tasks import train_collab
 
         train_collab.apply_async(queue=TRAIN_QUEUE)
+
+    def refuse(self, job_id: str) -> None:
+        from workers.tasks import refuse
+
+        # The index owner consumes "index": the job writes the index like any item write.
+        refuse.apply_async((job_id,), queue=INDEX_QUEUE)

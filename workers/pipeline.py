@@ -13,11 +13,12 @@ import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
 
 from enrich.base import MediaDecodeError, ModelUnavailable
-from index.base import FUSED, UNRATED_AGE, IndexPoint, IndexUnavailable
+from index.base import UNRATED_AGE, IndexPoint, IndexUnavailable
 from medley import fusion, repo
 from medley.catalog import text_hash, text_input
 from medley.db.models import Item, utcnow
 from medley.domain import MediaKind, Modality, ModalityStatus, age_min
+from medley.editor import profiles
 from workers.extractors import EXTRACTORS, Extracted, model_key
 from workers.runtime import Runtime
 
@@ -153,14 +154,15 @@ def payload_of(item: Item) -> dict[str, Any]:
     }
 
 
-# One index write at a time in this process, so an older read can never overwrite a newer one.
-_index_lock = threading.Lock()
+# One index write at a time in this process, so an older read can never overwrite a newer one
+# (re-fusion batches take it too).
+index_lock = threading.Lock()
 
 
 def write_index(rt: Runtime, item_id: str) -> None:
     """Upsert the item's current vectors and payload (or drop it if deleted). Idempotent."""
     index = rt.index()
-    with _index_lock, rt.db.session() as s:
+    with index_lock, rt.db.session() as s:
         as_of = utcnow()
         repo.lock_item(s, item_id)  # no modality changes while we read, write and mark
         item = s.get(Item, item_id)
@@ -173,8 +175,19 @@ def write_index(rt: Runtime, item_id: str) -> None:
         if not usable:
             return  # nothing extracted yet; a later extraction will dispatch again
         named: dict[str, Any] = {m.value: v.tolist() for m, v in usable.items()}
-        fused = fusion.fuse(usable, rt.settings.fusion_weights, dims)
-        if fused is not None:
-            named[FUSED] = fused.tolist()
+        # Both fused slots, each under the weights of the profile it holds: the standby slot
+        # stays current for an instant rollback, or fills in during a re-fusion job.
+        for slot, weights in profiles.slot_weights(s, rt.settings.fusion_weights).items():
+            fused = fusion.fuse(usable, weights, dims)
+            if fused is not None:
+                named[slot] = fused.tolist()
         index.upsert([IndexPoint(item_id, named, payload_of(item))])
         repo.mark_indexed(s, item_id, as_of)
+
+
+def refuse(rt: Runtime, job_id: str) -> str:
+    """Run a re-fusion job in the index owner (see `medley.editor.refuse`)."""
+    from medley.editor.refuse import run_job
+
+    return run_job(rt.db, rt.index(), rt.dims, job_id, rt.settings.fusion_weights,
+                   lock=lambda: index_lock)

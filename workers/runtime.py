@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 
 from enrich.registry import Models
 from index import VectorIndex, open_index
-from index.base import FUSED
+from index.base import FUSED_SLOTS
 from medley import fusion
 from medley.config import Settings, get_settings
 from medley.db import Database
 from medley.domain import Modality
+from medley.editor import profiles
 from medley.media import MediaStore
 
 
@@ -31,6 +32,7 @@ class Runtime:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.resolved_database_url)
         db.migrate()
+        profiles.ensure(db, settings.fusion_weights)
         return cls(settings, db, MediaStore(settings.media_dir, settings.max_upload_bytes),
                    Models(settings))
 
@@ -46,7 +48,7 @@ class Runtime:
             if self._index is None:
                 idx = open_index(self.settings)
                 named = {m.value: d for m, d in self.dims.items()}
-                named[FUSED] = fusion.fused_dim(self.dims)
+                named.update({slot: fusion.fused_dim(self.dims) for slot in FUSED_SLOTS})
                 idx.ensure(named)
                 self._index = idx
             return self._index

@@ -55,3 +55,20 @@ def train_collab() -> None:
 
     rt = get_runtime()
     train_and_store(rt.db, rt.settings)
+
+
+@shared_task(
+    name="medley.refuse",
+    autoretry_for=TRANSIENT,
+    retry_backoff=2,
+    retry_backoff_max=60,
+    max_retries=5,
+    # Longer than an extraction's limit: a million items take minutes. A delivery stopped by
+    # the limit is redelivered and resumes from the cursor.
+    soft_time_limit=3600,
+    time_limit=3660,
+)
+def refuse(job_id: str) -> None:
+    """Re-fuse every item under a profile's weights, then switch serving to them. Resumes from
+    the job's cursor when delivered again."""
+    pipeline.refuse(get_runtime(), job_id)

@@ -128,7 +128,7 @@ def profile_inprocess(data_dir: Path, inputs: dict[str, Any], *, calls: int = CA
         rt.models.load(Family.TEXT)
     except Exception as exc:  # search then answers from the fallback; the report says so
         say(f"text model unavailable: {exc}")
-    counter = CountingSearch(recs._search)
+    counter = CountingSearch(recs.index_search)
     rec.search = counter
     rng = random.Random(5)
     handlers = _handlers(recs, inputs, rng)
@@ -158,7 +158,7 @@ def profile_inprocess(data_dir: Path, inputs: dict[str, Any], *, calls: int = CA
         endpoints[name] = entry
         say(f"{name}: p50 {entry['p50_ms']} ms, {entry['index_searches_per_call']} index "
             f"searches ({entry['index_ms_per_call']} ms) per call")
-    rec.search = recs._search
+    rec.search = recs.index_search
     idle = idle_tick(sync, settings.events_poll_interval_s)
     say(f"idle sync tick: {idle}")
     rows = rng.sample(range(len(rec.table.ids)), 200)

@@ -172,3 +172,66 @@ class Editorial(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
+
+
+class FusionProfile(Base):
+    """One version of a named set of fusion weights. Rows are never changed: an edit is a new
+    version, so the audit log and rollbacks can always point at exactly what was live."""
+
+    __tablename__ = "fusion_profiles"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(80))
+    version: Mapped[int] = mapped_column(Integer)
+    weights: Mapped[dict[str, float]] = mapped_column(JSON)
+    surfaces: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(80))
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class FusionState(Base):
+    """Which profile serves (one row), and which profile each of the index's two fused slots
+    holds. The standby slot keeps the previous profile, so rolling back to it is instant."""
+
+    __tablename__ = "fusion_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    active_slot: Mapped[str] = mapped_column(String(32))
+    slots: Mapped[dict[str, Any]] = mapped_column(JSON)  # slot -> {"profile": id, "complete": bool}
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class FusionJob(Base):
+    """A re-fusion of every item into the standby slot, then the switch."""
+
+    __tablename__ = "fusion_jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    profile_id: Mapped[int] = mapped_column(ForeignKey("fusion_profiles.id"))
+    action: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    slot: Mapped[str] = mapped_column(String(32))
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    cursor: Mapped[str | None] = mapped_column(String(36))  # last item id written: resumable
+    error: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class FusionAudit(Base):
+    """Who changed what in fusion, and when."""
+
+    __tablename__ = "fusion_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(80))
+    action: Mapped[str] = mapped_column(String(16))
+    profile_id: Mapped[int] = mapped_column(ForeignKey("fusion_profiles.id"))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

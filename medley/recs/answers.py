@@ -13,6 +13,7 @@ class Scored:
     item_id: str
     score: float
     reasons: list[str]
+    parts: dict[str, float] | None = None  # each modality's share of the score, where known
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,8 @@ from medley.recs.signals import Priors, SearchFn, Taste, taste_of
 
 LIKED_WEIGHT = 3.0  # a stated liked item counts as a like
 EXPLORE_POOL = 300  # newest in-grace items (and fastest movers) considered for exploration
+# Surfaces a fusion profile may weigh differently (`FusionView.surfaces`).
+SIMILAR, FOR_YOU = "similar", "recommendations"
 
 
 @dataclass
@@ -70,13 +72,13 @@ class Recommender:
             positives = [(i, LIKED_WEIGHT, now) for i in prefs.liked_items] + positives
         negatives = dict(user.negatives) if user else {}
         consumed = set(user.consumed) if user else set()
-        return taste_of(self.table, positives, negatives, now), consumed
+        return taste_of(self.table, positives, negatives, now, FOR_YOU), consumed
 
     def score(self, ids: list[str], taste: Taste, prefs: Preferences | None) -> np.ndarray:
         """Blended score per candidate (see `medley.recs.ranking`)."""
         now = self.clock()
         rows = self.table.rows(ids)
-        vecs = self.table.vectors_of(rows)
+        vecs = self.table.vectors_of(rows, FOR_YOU)
         content = vecs @ taste.vector if taste.vector is not None else np.full(len(ids), np.nan)
         if prefs is not None and prefs.text_vector is not None:
             content = np.fmax(content, self._block_cos(vecs, "text", prefs.text_vector))
@@ -152,9 +154,9 @@ class Recommender:
     def similar(self, item_id: str, n: int, where: Where | None) -> Answer:
         r = self.table.row.get(item_id)
         base = (where or Where()).but_not({item_id})
-        if r is None or not self.table.has_vector[r]:
+        if r is None or not self.table.has_vector(r):
             return self.fallback(n, base, "this item has no content vector yet")
-        q = self.table.vectors_of(np.array([r]))[0]
+        q = self.table.vectors_of(np.array([r]), SIMILAR)[0]
         pool = Pool([])
         pool.add([i for i, _ in self.search(FUSED, q, self.s.candidates_per_source, base)],
                  "content")
@@ -168,7 +170,7 @@ class Recommender:
         pool.ids = self._keep(pool.ids, allowed)
         if not pool.ids:
             return Answer([])
-        vecs = self.table.vectors_of(self.table.rows(pool.ids))
+        vecs = self.table.vectors_of(self.table.rows(pool.ids), SIMILAR)
         content = vecs @ q
         coeng = np.array([max(co.get(i, 0.0), 0.0) for i in pool.ids])
         beta = float(behaviour_weight(np.array([self.behavior.interactions.get(item_id, 0)]),
@@ -181,7 +183,8 @@ class Recommender:
             parts = self.table.contributions(q, vecs[k])
             why = reasons.similar(parts, co.get(pool.ids[k], 0.0) * beta,
                                   title.title if title else "this")
-            out.append(Scored(pool.ids[k], float(scores[k]), why))
+            out.append(Scored(pool.ids[k], float(scores[k]), why,
+                              {m.value: v for m, v in parts.items()}))
         return Answer(out)
 
     def for_user(
@@ -219,7 +222,7 @@ class Recommender:
         by_id = dict(zip(pool.ids, scores, strict=True))
         best = np.argsort(-scores)[: 3 * n]
         shortlist = [pool.ids[k] for k in best]
-        vecs = self.table.vectors_of(self.table.rows(shortlist))
+        vecs = self.table.vectors_of(self.table.rows(shortlist), FOR_YOU)
         ranked = [shortlist[k] for k in mmr(scores[best], vecs, self.s.mmr_lambda, n)]
         if not only_new:
             explore = sorted((i for i in explorers if i in by_id), key=lambda i: -by_id[i])

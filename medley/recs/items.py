@@ -1,15 +1,19 @@
 """The serving process's in-memory view of the catalog: what ranking reads per candidate.
 
-Fused vectors sit in one float16 matrix (half the memory; cosine error ~1e-3, below any ranking
-margin), so taste vectors, diversity and per-modality contributions are numpy operations
-instead of index round-trips. ANN search over the whole catalog stays in the index.
+Each item's modality vectors sit as unit blocks in one float16 matrix (half the memory; cosine
+error ~1e-3, below any ranking margin). The fused vector is those blocks scaled by the weights
+of a `FusionView`, computed per request for the rows it needs: a change of weights is a new
+view (one assignment), never a rewrite of the matrix. Taste vectors, diversity and per-modality
+contributions are numpy operations instead of index round-trips; ANN search over the whole
+catalog stays in the index.
 """
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -27,17 +31,38 @@ class ItemInfo:
     created_ts: float
 
 
+@dataclass(frozen=True)
+class FusionView:
+    """The weights answers fuse with, optional per-surface overrides, and the index's named
+    vector that holds item vectors fused with the main weights."""
+
+    weights: Mapping[Modality, float]
+    surfaces: Mapping[str, Mapping[Modality, float]] = field(default_factory=dict)
+    slot: str = FUSED
+    profile_id: int | None = None
+
+    def for_surface(self, surface: str | None) -> Mapping[Modality, float]:
+        return self.surfaces.get(surface, self.weights) if surface else self.weights
+
+
+Vectors = Mapping[Modality, np.ndarray] | np.ndarray | None
+
+
 class ItemTable:
-    def __init__(self, dims: Mapping[Modality, int], capacity: int = 1024) -> None:
+    def __init__(self, dims: Mapping[Modality, int], capacity: int = 1024,
+                 view: FusionView | None = None) -> None:
         self.dims = dict(dims)
         self.layout = fusion.layout(self.dims)
+        self.modalities = list(self.layout)
+        self.widths = np.array([sl.stop - sl.start for sl in self.layout.values()])
         self.dim = fusion.fused_dim(self.dims)
+        self.view = view or FusionView({m: 1.0 for m in self.modalities})
         self.ids: list[str] = []
         self.row: dict[str, int] = {}
         self.info: list[ItemInfo | None] = []
         self.tag_rows: dict[str, set[int]] = {}
-        self.vectors = np.zeros((capacity, self.dim), dtype=np.float16)
-        self.has_vector = np.zeros(capacity, dtype=bool)
+        self.units = np.zeros((capacity, self.dim), dtype=np.float16)
+        self.present = np.zeros((capacity, len(self.modalities)), dtype=bool)
         self.alive = np.zeros(capacity, dtype=bool)
         self.age = np.full(capacity, UNRATED_AGE, dtype=np.int16)
         self.published = np.zeros(capacity, dtype=np.float64)
@@ -47,19 +72,38 @@ class ItemTable:
     def __len__(self) -> int:
         return int(self.alive[: len(self.ids)].sum())
 
+    def viewed(self, view: FusionView) -> ItemTable:
+        """The same rows under other weights (shares the arrays; for previews)."""
+        other = copy.copy(self)
+        other.view = view
+        return other
+
     def _grow(self) -> None:
-        n = len(self.vectors) * 2
-        for name in ("vectors", "has_vector", "alive", "age", "published", "created"):
+        n = len(self.units) * 2
+        for name in ("units", "present", "alive", "age", "published", "created"):
             old = getattr(self, name)
             new = np.zeros((n, *old.shape[1:]), dtype=old.dtype)
             new[: len(old)] = old
             setattr(self, name, new)
 
-    def upsert(self, item_id: str, info: ItemInfo, vector: np.ndarray | None) -> None:
+    def _blocks(self, vectors: Vectors) -> dict[Modality, np.ndarray]:
+        """Per-modality vectors from a mapping, or from a fused vector's blocks."""
+        if vectors is None:
+            return {}
+        if isinstance(vectors, np.ndarray):
+            if vectors.shape != (self.dim,):
+                return {}
+            return {m: vectors[sl] for m, sl in self.layout.items()}
+        return fusion.usable(vectors, self.dims)
+
+    def upsert(self, item_id: str, info: ItemInfo, vectors: Vectors) -> None:
+        """Add or update an item. `vectors`: its modality vectors, or a fused vector (whose
+        non-zero blocks are taken as the modalities it has); None keeps the stored ones."""
+        blocks = self._blocks(vectors)
         with self.lock:
             r = self.row.get(item_id)
             if r is None:
-                if len(self.ids) == len(self.vectors):
+                if len(self.ids) == len(self.units):
                     self._grow()
                 r = len(self.ids)
                 self.ids.append(item_id)
@@ -75,16 +119,22 @@ class ItemTable:
             self.age[r] = UNRATED_AGE if info.age_min is None else info.age_min
             self.published[r] = info.published_ts or info.created_ts
             self.created[r] = info.created_ts
-            if vector is not None and vector.shape == (self.dim,):
-                self.vectors[r] = vector
-                self.has_vector[r] = True
+            if blocks:
+                self.units[r] = 0
+                self.present[r] = False
+                for k, (m, sl) in enumerate(self.layout.items()):
+                    v = blocks.get(m)
+                    norm = float(np.linalg.norm(v)) if v is not None else 0.0
+                    if v is not None and norm > 0:
+                        self.units[r, sl] = v / norm
+                        self.present[r, k] = True
 
     def remove(self, item_id: str) -> None:
         with self.lock:
             r = self.row.get(item_id)
             if r is not None:
                 self.alive[r] = False
-                self.has_vector[r] = False
+                self.present[r] = False
 
     # --- reading ----------------------------------------------------------------------------
     def get(self, item_id: str) -> ItemInfo | None:
@@ -94,15 +144,33 @@ class ItemTable:
     def rows(self, ids: Sequence[str]) -> np.ndarray:
         return np.fromiter((self.row.get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
 
-    def vectors_of(self, rows: np.ndarray) -> np.ndarray:
-        return self.vectors[rows].astype(np.float32)
+    def _weights(self, surface: str | None) -> np.ndarray:
+        w = self.view.for_surface(surface)
+        return np.array([max(float(w.get(m, 0.0)), 0.0) for m in self.modalities])
+
+    def scales(self, rows: np.ndarray, surface: str | None = None) -> np.ndarray:
+        """Per row and modality, sqrt(w / W) where W sums the weights the row has (`fusion`)."""
+        p = self.present[rows] * self._weights(surface)
+        total = p.sum(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(total > 0, np.sqrt(p / total), 0.0).astype(np.float32)
+
+    def vectors_of(self, rows: np.ndarray, surface: str | None = None) -> np.ndarray:
+        """Fused vectors of these rows under the view's weights (for a surface, if given)."""
+        rows = np.asarray(rows)
+        scale = np.repeat(self.scales(rows, surface), self.widths, axis=1)
+        return self.units[rows].astype(np.float32) * scale
+
+    def has_vector(self, rows: np.ndarray | int, surface: str | None = None) -> np.ndarray:
+        """Whether these rows have at least one modality the weights count."""
+        return (self.present[rows] @ (self._weights(surface) > 0)) > 0
 
     def mask(self, where: Where | None, *, need_vector: bool = False) -> np.ndarray:
         """Rows that are alive and pass the business filters."""
         n = len(self.ids)
         m = self.alive[:n].copy()
         if need_vector:
-            m &= self.has_vector[:n]
+            m &= self.has_vector(np.arange(n))
         if where is None:
             return m
         if where.max_age is not None:
@@ -130,17 +198,17 @@ class ItemTable:
         self, using: str, vector: np.ndarray, limit: int, where: Where | None
     ) -> list[tuple[str, float]]:
         """Exact cosine search over the table, on the fused vector or one modality's block
-        (small catalogs, offline evaluation, and a stand-in when the index is down)."""
+        (small catalogs, offline evaluation, previews, and a stand-in when the index is down)."""
         m = self.mask(where, need_vector=True)
         rows = np.flatnonzero(m)
         if not len(rows) or limit <= 0:
             return []
-        mat = self.vectors_of(rows)
-        if using != FUSED:
-            mat = mat[:, self.layout[Modality(using)]]
-            norms = np.linalg.norm(mat, axis=1)
-            keep = norms > 0
-            rows, mat = rows[keep], mat[keep] / norms[keep, None]
+        if using == FUSED:
+            mat = self.vectors_of(rows)
+        else:
+            k = self.modalities.index(Modality(using))
+            rows = rows[self.present[rows, k]]
+            mat = self.units[rows][:, self.layout[Modality(using)]].astype(np.float32)
             if not len(rows):
                 return []
         q = vector.astype(np.float32)

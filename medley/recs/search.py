@@ -66,15 +66,17 @@ def search(
     flt = where or Where()
     if prefs and prefs.disliked_tags:
         flt = flt.without_tags(prefs.disliked_tags)
+    # A space's vote: its base weight times the published profile's search weight for it.
+    surface = rec.table.view.for_surface("search")
     rankings: dict[Modality, list[str]] = {}
     for space, (kind, _) in SPACES.items():
         vec = vectors.get(kind)
-        if vec is not None and space in rec.table.dims:
+        if vec is not None and space in rec.table.dims and surface.get(space, 0.0) > 0:
             hits = rec.search(space.value, vec, rec.s.candidates_per_source, flt)
             rankings[space] = [i for i, _ in hits]
     if not rankings:
         return rec.fallback(n, flt, "no search model is available")
-    parts = rrf(rankings, {m: w for m, (_, w) in SPACES.items()})
+    parts = rrf(rankings, {m: w * surface.get(m, 0.0) for m, (_, w) in SPACES.items()})
     ids = [i for i in parts if rec.table.get(i) is not None]
     scores = np.array([sum(parts[i].values()) for i in ids])
     taste = None
@@ -100,7 +102,8 @@ def search(
                     [] if best is Modality.SPEECH else why)
         if taste is not None and taste.vector is not None:
             why.append("suits your taste")
-        out.append(Scored(item, float(scores[k]), why))
+        out.append(Scored(item, float(scores[k]), why,
+                          {m.value: v for m, v in parts[item].items()}))
     return Answer(out)
 
 

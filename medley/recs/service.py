@@ -14,7 +14,7 @@ import numpy as np
 
 from enrich.base import ModelUnavailable
 from enrich.registry import Family, Models
-from index.base import IndexUnavailable, VectorIndex, Where
+from index.base import FUSED, IndexUnavailable, VectorIndex, Where
 from medley.config import Settings
 from medley.db import Database
 from medley.db.models import Transcript
@@ -43,11 +43,13 @@ class Recommendations:
         self.table = ItemTable(models.dims())
         self.behavior = Behavior(settings.popularity_half_life_days * 86400,
                                  settings.trending_half_life_hours * 3600)
-        self.rec = Recommender(settings, self.table, self.behavior, self._search)
+        self.rec = Recommender(settings, self.table, self.behavior, self.index_search)
         self.sync = RecSync(settings, db, self.rec)
 
-    def _search(self, using: str, vector: np.ndarray, limit: int, where: Where | None
+    def index_search(self, using: str, vector: np.ndarray, limit: int, where: Where | None
                 ) -> list[tuple[str, float]]:
+        if using == FUSED:
+            using = self.table.view.slot  # the slot the published profile's vectors are in
         hits = self._index().search(using, vector.tolist(), limit, where=where,
                                     with_payload=False)  # ranking reads ids and scores only
         return [(h.id, h.score) for h in hits]
@@ -83,7 +85,7 @@ class Recommendations:
             return self.rec.fallback(n, where or Where(), str(exc), context)
 
     def similar(self, item_id: str, n: int, where: Where | None) -> Answer:
-        self._require_item(item_id)
+        self.require_item(item_id)
         return self._guarded(lambda: self.rec.similar(item_id, n, where), n,
                              (where or Where()).but_not({item_id}))
 
@@ -98,13 +100,15 @@ class Recommendations:
         if not query.strip():
             raise InvalidInput("q: the search query is empty")
         prefs = self.preferences(user_id) if user_id else None
+        return self._guarded(
+            lambda: self.search_with(self.rec, query, n, where, user_id, prefs), n, where)
 
-        def run() -> Answer:
-            vectors = QueryVectors(self._embed(Family.TEXT, query), self._embed(Family.CLIP, query))
-            return search(self.rec, query, vectors, n, where, user_id=user_id, prefs=prefs,
-                          transcripts=self._transcripts)
-
-        return self._guarded(run, n, where)
+    def search_with(self, rec: Recommender, query: str, n: int, where: Where | None = None,
+                    user_id: str | None = None, prefs: Preferences | None = None) -> Answer:
+        """Search as `rec` answers it (the live recommender, or one under other weights)."""
+        vectors = QueryVectors(self._embed(Family.TEXT, query), self._embed(Family.CLIP, query))
+        return search(rec, query, vectors, n, where, user_id=user_id, prefs=prefs,
+                      transcripts=self._transcripts)
 
     def _embed(self, family: Family, text: str) -> np.ndarray | None:
         try:
@@ -122,7 +126,7 @@ class Recommendations:
                 Transcript.item_id.in_(ids))
             return {item_id: list(segments or []) for item_id, segments in rows}
 
-    def _require_item(self, item_id: str) -> None:
+    def require_item(self, item_id: str) -> None:
         if self.table.get(item_id) is None:
             with self.db.session() as s:
                 if not store.existing_items(s, {item_id}):

@@ -40,20 +40,22 @@ def taste_of(
     positives: Sequence[tuple[str, float, float]],
     negatives: dict[str, float],
     now: float,
+    surface: str | None = None,
 ) -> Taste:
     """Recency-weighted mean of liked items' vectors, minus a share of the disliked ones."""
     pos = list(reversed(positives))  # newest first
     rows = table.rows([i for i, _, _ in pos])
     weights = np.array([w * 0.5 ** (max(now - ts, 0.0) / TASTE_HALF_LIFE_S) for _, w, ts in pos])
     ok = rows >= 0
-    ok[ok] = table.has_vector[rows[ok]]
+    ok[ok] = table.has_vector(rows[ok])
     vec = None
     if ok.any():
-        vec = (weights[ok, None] * table.vectors_of(rows[ok])).sum(axis=0)
+        vec = (weights[ok, None] * table.vectors_of(rows[ok], surface)).sum(axis=0)
         neg_rows = table.rows(list(negatives))
         neg_rows = neg_rows[neg_rows >= 0]
         if len(neg_rows):
-            vec -= NEGATIVE_WEIGHT * weights[ok].mean() * table.vectors_of(neg_rows).sum(axis=0)
+            disliked = table.vectors_of(neg_rows, surface).sum(axis=0)
+            vec -= NEGATIVE_WEIGHT * weights[ok].mean() * disliked
         norm = float(np.linalg.norm(vec))
         vec = vec / norm if norm > 0 else None
     return Taste(vec, [(i, w) for i, w, _ in pos], np.unique(rows[ok]))
@@ -105,7 +107,7 @@ class Priors:
             if item in self._raw:
                 continue
             r = table.row.get(item)
-            if r is None or not table.has_vector[r]:
+            if r is None or not table.has_vector(r):
                 self.wanted.pop(item, None)  # nothing to search with (yet)
                 continue
             found = search(FUSED, table.vectors_of(np.array([r]))[0], self.k * 3,

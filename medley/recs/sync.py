@@ -13,23 +13,22 @@ import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-import numpy as np
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from index.base import Where
-from medley import fusion
+from medley import fusion, repo
 from medley.config import Settings
 from medley.db import Database
-from medley.db.models import Item, ModalityRecord
-from medley.domain import Modality, ModalityStatus, age_min
+from medley.db.models import Item
+from medley.domain import age_min
+from medley.editor import profiles
 from medley.recs import store
 from medley.recs.answers import Editorial
 from medley.recs.behavior import Behavior
 from medley.recs.collab import CollabModel
 from medley.recs.engine import Recommender
 from medley.recs.events import Event
-from medley.recs.items import ItemInfo, ItemTable
+from medley.recs.items import FusionView, ItemInfo, ItemTable
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +72,6 @@ class RecSync:
     # --- items ------------------------------------------------------------------------------
     def load_items(self, ids: Iterable[str] | None = None) -> int:
         """(Re)load items changed since the last call (or these ids) into the table."""
-        weights = self.settings.fusion_weights
         dims = self.table.dims
         n = 0
         with self.db.session() as s:
@@ -90,33 +88,21 @@ class RecSync:
             rows = [r for r in s.execute(q).all() if self._loaded_at.get(r.id) != r.updated_at]
             for start in range(0, len(rows), ITEM_BATCH):
                 chunk = rows[start : start + ITEM_BATCH]
-                vectors = self._vectors(s, [r.id for r in chunk])
+                vectors = repo.vectors_of_items(s, [r.id for r in chunk])
                 for r in chunk:
                     created = _ts(r.created_at) or 0.0
                     info = ItemInfo(r.title, tuple(r.tags or ()), age_min(r.age_rating),
                                     _ts(r.published_at), created)
                     usable = fusion.usable(vectors.get(r.id, {}), dims)
-                    fused = fusion.fuse(usable, weights, dims) if usable else None
-                    if self.table.get(r.id) is not None and fused is not None:
+                    if self.table.get(r.id) is not None and usable:
                         self.rec.priors.forget(r.id)
-                    self.table.upsert(r.id, info, fused)
+                    self.table.upsert(r.id, info, usable or None)
                     self._loaded_at[r.id] = r.updated_at
                     n += 1
                     if self.items_seen_at is None or r.updated_at > self.items_seen_at:
                         self.items_seen_at = r.updated_at
                         self._seen_moved_at = time.monotonic()
         return n
-
-    def _vectors(self, s: Session, ids: list[str]) -> dict[str, dict[Modality, np.ndarray]]:
-        out: dict[str, dict[Modality, np.ndarray]] = {}
-        q = (select(ModalityRecord.item_id, ModalityRecord.modality, ModalityRecord.vector)
-             .where(ModalityRecord.item_id.in_(ids),
-                    ModalityRecord.status == ModalityStatus.READY.value,
-                    ModalityRecord.vector.is_not(None)))
-        for item_id, m, blob in s.execute(q):
-            if blob is not None:
-                out.setdefault(item_id, {})[Modality(m)] = np.frombuffer(blob, dtype=np.float32)
-        return out
 
     def reconcile(self) -> None:
         with self.db.session() as s:
@@ -143,6 +129,23 @@ class RecSync:
         floor = self.behavior.last_seq - store.TAIL_OVERLAP
         self._applied = {q for q in self._applied if q > floor}
         return n
+
+    # --- fusion, models and editorial ------------------------------------------------------
+    def load_fusion(self) -> bool:
+        """Serve the published fusion profile: its weights for the table, its slot for index
+        searches, in one assignment (requests see the old view or the new, never a mix)."""
+        with self.db.session() as s:
+            live = profiles.serving(s, self.settings.fusion_weights)
+            view = FusionView(profiles.weights_of(live.profile.weights),
+                              profiles.surfaces_of(live.profile.surfaces or {}),
+                              live.slot, live.profile.id)
+        current = self.table.view
+        if (current.profile_id, current.slot) == (view.profile_id, view.slot):
+            return False
+        self.table.view = view
+        log.info("serving fusion profile %s v%s from slot %s", live.profile.name,
+                 live.profile.version, live.slot)
+        return True
 
     # --- models and editorial --------------------------------------------------------------
     def check_model(self) -> bool:
@@ -174,6 +177,7 @@ class RecSync:
     def catch_up(self) -> None:
         """Everything at once (start-up)."""
         started = time.perf_counter()
+        self.load_fusion()
         n_items = self.load_items()
         n_events = self.tail_events()
         self.check_model()
@@ -190,6 +194,7 @@ class RecSync:
         if now - self._last_slow_tick < SLOW_TICK_S:
             return
         self._last_slow_tick = now
+        self.load_fusion()
         self.load_items()
         if now - self._last_model_check >= MODEL_CHECK_EVERY_S:
             self._last_model_check = now

@@ -113,3 +113,29 @@ def test_second_process_cannot_open_an_open_shard(tmp_path: Path) -> None:
     with pytest.raises(IndexUnavailable):
         second.ensure(DIMS)
     first.close()
+
+
+def test_set_vectors_replaces_one_named_vector_and_keeps_the_rest(index: VectorIndex) -> None:
+    a = _point([1, 0, 0, 0], [1, 0, 0], title="a")
+    b = _point([0, 1, 0, 0], [0, 1, 0], title="b")
+    index.upsert([a, b])
+    index.set_vectors("text", {a.id: [0, 0, 1]})
+    [got] = index.retrieve([a.id], with_vectors=True)
+    assert np.allclose(got.vectors["text"], [0, 0, 1]) and got.payload["title"] == "a"
+    assert np.allclose(np.array(got.vectors["image"]), [1, 0, 0, 0])
+    assert index.search("text", [0, 0, 1], 1)[0].id == a.id
+
+
+def test_a_named_vector_added_later_is_created_on_open(tmp_path: Path) -> None:
+    """An index made before the second fused slot existed gains it, keeping its points."""
+    old = EdgeIndex(tmp_path / "shard")
+    old.ensure({"text": 3, "fused": 3})
+    p = _point(None, [1, 0, 0])
+    old.upsert([p])
+    old.close()
+    new = EdgeIndex(tmp_path / "shard")
+    new.ensure({"text": 3, "fused": 3, "fused_alt": 3})
+    assert new.count() == 1
+    new.set_vectors("fused_alt", {p.id: [0, 1, 0]})
+    assert new.search("fused_alt", [0, 1, 0], 1)[0].id == p.id
+    new.close()

@@ -74,3 +74,27 @@ def test_layout_blocks_are_disjoint_and_cover_the_vector() -> None:
 def test_mean_pool_of_identical_frames_is_that_frame() -> None:
     v = np.array([0.6, 0.8], dtype=np.float32)
     assert np.allclose(fusion.mean_pool(np.stack([v, v, v])), v)
+
+
+@pytest.mark.parametrize(
+    ("weights", "present"),
+    [
+        ({m: 1.0 for m in M}, [list(M), [M.TEXT], [M.IMAGE, M.SPEECH]]),
+        ({M.IMAGE: 0.0, M.TEXT: 2.0, M.VIDEO: 5.0}, [list(M), [M.IMAGE], [M.VIDEO, M.TEXT]]),
+        ({M.SPEECH: 3.0, M.TEXT: 0.5}, [[M.SPEECH], [M.CLIP_TEXT], []]),
+    ],
+)
+def test_fusing_many_items_at_once_matches_fusing_each(weights, present) -> None:
+    rng = np.random.default_rng(7)
+    items = [_rand(rng, mods) for mods in present]
+    blocks = {m: np.zeros((len(items), d), dtype=np.float32) for m, d in DIMS.items()}
+    for k, vecs in enumerate(items):
+        for m, v in vecs.items():
+            blocks[m][k] = v * 3.0  # stored vectors need not be unit length
+    many = fusion.fuse_many(blocks, weights, DIMS)
+    for k, vecs in enumerate(items):
+        one = fusion.fuse(vecs, weights, DIMS)
+        if one is None:  # nothing weighted: a zero row, which re-fusion skips
+            assert not many[k].any()
+        else:
+            assert np.allclose(many[k], one, atol=1e-6)

@@ -208,3 +208,34 @@ def test_contributions_name_the_modality_that_makes_items_alike(table: ItemTable
     parts = table.contributions(va, vb)
     assert parts[Modality.IMAGE] > 0.3
     assert parts[Modality.TEXT] == pytest.approx(0.0, abs=1e-6)
+
+
+# --- weights as a view --------------------------------------------------------------------------
+def test_a_new_view_reweighs_every_row_without_touching_the_vectors(table: ItemTable) -> None:
+    """The table keeps unit modality blocks; the fused vector is the view's doing."""
+    from medley.recs.items import FusionView
+
+    rows = table.rows(["cats", "dogs", "war"])
+    stored = table.units.copy()
+    image_only = FusionView({Modality.TEXT: 0.0, Modality.IMAGE: 1.0})
+    text_heavy = {Modality.TEXT: 3.0, Modality.IMAGE: 1.0}
+    for weights in (WEIGHTS, image_only.weights, text_heavy):
+        view = table.viewed(FusionView(weights))
+        want = np.stack([_fused_with(weights, *CATALOG[k][2:]) for k in range(3)])
+        assert np.allclose(view.vectors_of(rows), want, atol=2e-3)
+    assert np.array_equal(table.units, stored)
+    # Under image-only weights an item with text alone has no usable vector.
+    assert _ids(table.viewed(image_only), table.viewed(image_only).mask(None, need_vector=True)
+                ) == {"cats", "dogs", "war", "pics"}
+    # Surfaces may weigh differently from the main weights.
+    split = table.viewed(FusionView(WEIGHTS, {"similar": image_only.weights}))
+    assert np.allclose(split.vectors_of(rows, "similar"), table.viewed(image_only).vectors_of(rows))
+    assert not np.allclose(split.vectors_of(rows), split.vectors_of(rows, "similar"))
+
+
+def _fused_with(weights: dict[Modality, float], text: list[float] | None,
+                image: list[float] | None) -> np.ndarray:
+    parts = {m: np.array(v, dtype=np.float32)
+             for m, v in ((Modality.TEXT, text), (Modality.IMAGE, image)) if v is not None}
+    vec = fusion.fuse(parts, weights, DIMS)
+    return vec if vec is not None else np.zeros(fusion.fused_dim(DIMS), dtype=np.float32)

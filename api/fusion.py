@@ -1,0 +1,127 @@
+"""The fusion editor API: profiles, preview, evaluate, publish, rollback, jobs, history."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request
+
+from api.fusion_schemas import (
+    DraftIn,
+    DraftPreviewIn,
+    EvaluateOut,
+    HistoryEntry,
+    HistoryOut,
+    JobOut,
+    Metrics,
+    OverviewOut,
+    PreviewOut,
+    ProfileIn,
+    ProfileOut,
+    Targets,
+    comparison_out,
+    side,
+)
+from medley.editor.profiles import Action
+from medley.editor.service import Candidate, FusionEditor, check_weights
+
+router = APIRouter(prefix="/v1/fusion", tags=["fusion editor"])
+
+Actor = Annotated[str, Header(alias="X-Medley-Actor", min_length=1, max_length=80,
+                              description="Who makes the change (the audit log records it)")]
+
+
+def _editor(request: Request) -> FusionEditor:
+    editor: FusionEditor = request.app.state.service.editor
+    return editor
+
+
+@router.get("/profiles", response_model=OverviewOut)
+def overview(request: Request) -> OverviewOut:
+    from api.fusion_schemas import ActiveOut
+
+    live, rows, job = _editor(request).overview()
+    return OverviewOut(active=ActiveOut.of(live),
+                       profiles=[ProfileOut.of(p, live.profile.id) for p in rows],
+                       job=JobOut.of(job) if job else None)
+
+
+@router.post("/profiles", response_model=ProfileOut, status_code=201)
+def create_profile(request: Request, body: ProfileIn, actor: Actor = "anonymous") -> ProfileOut:
+    editor = _editor(request)
+    profile = editor.create(body.name, body.weights, body.surfaces, body.note, actor)
+    return ProfileOut.of(profile, editor.live().profile.id)
+
+
+@router.get("/profiles/{profile_id}", response_model=ProfileOut)
+def get_profile(request: Request, profile_id: int) -> ProfileOut:
+    editor = _editor(request)
+    return ProfileOut.of(editor.profile(profile_id), editor.live().profile.id)
+
+
+def _preview(editor: FusionEditor, cand: Candidate, t: Targets) -> PreviewOut:
+    live = editor.live()
+    found = editor.preview(cand, t.items, t.users, t.queries, t.limit)
+    ids = {r.item_id for c in found for r in (*c.before, *c.after)}
+    snippets, thumbs = editor.decorations(ids | set(t.items))
+    table = editor.recs.table
+    return PreviewOut(active=side(live.profile, editor.recs.table.view.weights),
+                      candidate=side(cand.profile, cand.weights),
+                      results=[comparison_out(c, table, snippets, thumbs) for c in found])
+
+
+@router.post("/preview", response_model=PreviewOut)
+def preview_draft(request: Request, body: DraftPreviewIn) -> PreviewOut:
+    """Preview weights that are not saved yet (the console's sliders)."""
+    check_weights(body.weights)
+    return _preview(_editor(request), Candidate(body.weights, body.surfaces), body)
+
+
+@router.post("/profiles/{profile_id}/preview", response_model=PreviewOut)
+def preview_profile(request: Request, profile_id: int, body: Targets) -> PreviewOut:
+    editor = _editor(request)
+    return _preview(editor, editor.candidate(profile_id), body)
+
+
+def _evaluate(editor: FusionEditor, cand: Candidate) -> EvaluateOut:
+    out = editor.evaluate(cand)
+    return EvaluateOut(events=int(out["events"]), users=int(out["users"]),  # type: ignore[call-overload]
+                       active=Metrics.model_validate(out["active"]),
+                       candidate=Metrics.model_validate(out["candidate"]),
+                       note=out.get("note"))  # type: ignore[arg-type]
+
+
+@router.post("/evaluate", response_model=EvaluateOut)
+def evaluate_draft(request: Request, body: DraftIn) -> EvaluateOut:
+    check_weights(body.weights)
+    return _evaluate(_editor(request), Candidate(body.weights, body.surfaces))
+
+
+@router.post("/profiles/{profile_id}/evaluate", response_model=EvaluateOut)
+def evaluate_profile(request: Request, profile_id: int) -> EvaluateOut:
+    editor = _editor(request)
+    return _evaluate(editor, editor.candidate(profile_id))
+
+
+@router.post("/profiles/{profile_id}/publish", response_model=JobOut, status_code=202)
+def publish(request: Request, profile_id: int, actor: Actor = "anonymous") -> JobOut:
+    """Re-fuse every item under this profile in the background, then serve it."""
+    return JobOut.of(_editor(request).publish(profile_id, Action.PUBLISH, actor))
+
+
+@router.post("/profiles/{profile_id}/rollback", response_model=JobOut, status_code=202)
+def rollback(request: Request, profile_id: int, actor: Actor = "anonymous") -> JobOut:
+    """Serve an earlier published version again (at once, when it is still on standby)."""
+    return JobOut.of(_editor(request).publish(profile_id, Action.ROLLBACK, actor))
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut)
+def job(request: Request, job_id: str) -> JobOut:
+    return JobOut.of(_editor(request).job(job_id))
+
+
+@router.get("/history", response_model=HistoryOut)
+def history(request: Request, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> HistoryOut:
+    return HistoryOut(entries=[HistoryEntry.of(a, p)
+                               for a, p in _editor(request).history(limit)])
+

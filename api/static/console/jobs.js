@@ -1,0 +1,75 @@
+// The confirmation dialog and the re-fusion job's progress.
+
+import { api } from "./api.js";
+
+const POLL_MS = 300;
+const FINAL = new Set(["succeeded", "failed"]);
+
+// A modal <dialog>: the browser traps focus inside it and Escape cancels; focus starts on
+// Cancel (the harmless choice) and goes back to whatever opened it.
+export function confirmDialog(text, okLabel) {
+  const dialog = document.getElementById("confirm");
+  const opener = document.activeElement;
+  document.getElementById("confirm-text").textContent = text;
+  document.getElementById("confirm-ok").textContent = okLabel;
+  dialog.returnValue = "";
+  return new Promise((resolve) => {
+    dialog.addEventListener(
+      "close",
+      () => {
+        if (opener && typeof opener.focus === "function" && opener.isConnected) opener.focus();
+        resolve(dialog.returnValue === "ok");
+      },
+      { once: true },
+    );
+    dialog.showModal();
+    document.getElementById("confirm-cancel").focus();
+  });
+}
+
+function show(job, label) {
+  const panel = document.getElementById("job-panel");
+  const bar = document.getElementById("job-progress");
+  const text = document.getElementById("job-text");
+  panel.hidden = false;
+  const pct = Math.round((job.status === "succeeded" ? 1 : job.progress || 0) * 100);
+  bar.value = pct;
+  bar.setAttribute("aria-valuetext", `${pct}%`);
+  panel.dataset.status = job.status;
+  panel.dataset.jobId = job.id;
+  const counts = job.total ? ` (${job.done}/${job.total} items)` : "";
+  const states = {
+    queued: `${label}: queued…`,
+    running: `${label}: ${pct}%${counts}`,
+    succeeded: `${label}: done — ${pct}%${counts}`,
+    failed: `${label} failed: ${job.error || "unknown error"}`,
+  };
+  text.textContent = states[job.status] || `${label}: ${job.status}`;
+}
+
+export function starting(label) {
+  show({ id: "", status: "queued", progress: 0, total: 0, done: 0 }, label);
+  document.getElementById("job-panel").scrollIntoView({ block: "nearest" });
+}
+
+// Polls until the job is final; a poll that fails (server restarting) is retried, only a
+// missing job ends the wait early.
+export async function follow(job, label, onError) {
+  show(job, label);
+  while (!FINAL.has(job.status)) {
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    try {
+      job = await api("GET", `/v1/fusion/jobs/${encodeURIComponent(job.id)}`);
+    } catch (err) {
+      onError(err);
+      if (err.status === 404) return job;
+      continue;
+    }
+    show(job, label);
+  }
+  return job;
+}
+
+export function labelFor(action) {
+  return action === "rollback" ? "Rollback" : "Publish";
+}

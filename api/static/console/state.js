@@ -1,0 +1,29 @@
+// Shared page state and the message line, used by every part of the console.
+
+import { ApiError, MODALITIES } from "./api.js";
+
+export const $ = (id) => document.getElementById(id);
+
+export const state = {
+  active: null,
+  profiles: [],
+  weights: Object.fromEntries(MODALITIES.map((m) => [m, 1])),
+  savedId: null, // the saved profile the draft equals; null while the draft is unsaved
+  picked: new Set(),
+  busy: false, // a publish or rollback is being followed
+  offline: false, // the fusion API did not answer: keep its message, do not ask for previews
+  previewSeq: 0,
+  timer: null,
+};
+
+export function say(text, kind = "info") {
+  const box = $("messages");
+  box.className = `messages ${kind}`;
+  box.dataset.kind = kind;
+  box.textContent = text;
+}
+
+export function fail(err, doing) {
+  const status = err instanceof ApiError && err.status ? ` (${err.status})` : "";
+  say(`Could not ${doing}${status}: ${err.message}`, "error");
+}

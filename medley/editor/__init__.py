@@ -1,0 +1,1 @@
+"""Editor tools: fusion profiles, previews, offline evaluation, re-fusion jobs."""

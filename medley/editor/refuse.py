@@ -1,0 +1,101 @@
+"""Re-fusion: every indexed item's fused vector rebuilt from its stored modality vectors under
+a profile's weights, written to the index's standby slot in batches, then the switch. No model
+runs: the modality vectors are in the database.
+
+The job records a cursor (the last item id written), so a redelivered task carries on where
+the previous delivery stopped; writing a batch twice gives the same vectors.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+
+import numpy as np
+from sqlalchemy import select
+
+from index.base import VectorIndex
+from medley import fusion, repo
+from medley.db import Database
+from medley.db.models import Item, utcnow
+from medley.domain import Modality
+from medley.editor import profiles
+from medley.editor.profiles import JobStatus
+
+log = logging.getLogger(__name__)
+
+BATCH = 1000
+
+
+def fuse_batch(vectors: Mapping[str, Mapping[Modality, np.ndarray]], ids: list[str],
+               weights: Mapping[Modality, float], dims: Mapping[Modality, int]
+               ) -> dict[str, np.ndarray]:
+    """Fused vectors of these items (those with at least one weighted modality)."""
+    blocks = {m: np.zeros((len(ids), d), dtype=np.float32) for m, d in dims.items()}
+    for k, item in enumerate(ids):
+        for m, v in fusion.usable(vectors.get(item, {}), dims).items():
+            blocks[m][k] = v
+    fused = fusion.fuse_many(blocks, weights, dims)
+    keep = np.flatnonzero(np.abs(fused).sum(axis=1) > 0)
+    return {ids[k]: fused[k] for k in keep}
+
+
+def run_job(db: Database, index: VectorIndex, dims: Mapping[Modality, int], job_id: str,
+            default_weights: Mapping[Modality, float],
+            lock: Callable[[], AbstractContextManager[object]] | None = None,
+            batch: int = BATCH, timings: dict[str, float] | None = None) -> str:
+    """Run (or resume) a re-fusion job; returns its final status. `lock` guards each batch
+    against index writes of single items in the same process (see workers.pipeline);
+    `timings` (if given) gathers seconds spent reading, fusing and writing."""
+    guard = lock or threading.Lock
+    spent = timings if timings is not None else {}
+    with db.session() as s:
+        job = s.get(profiles.FusionJob, job_id)
+        if job is None or job.status not in profiles.OPEN:
+            return job.status if job else "missing"
+        job.status = JobStatus.RUNNING.value
+        job.started_at = job.started_at or utcnow()
+        weights = profiles.weights_of(profiles.get(s, job.profile_id).weights)
+        slot, cursor = job.slot, job.cursor
+    try:
+        while True:
+            with guard(), db.session() as s:
+                q = select(Item.id).where(Item.indexed.is_(True)).order_by(Item.id).limit(batch)
+                with _timed(spent, "read_s"):
+                    ids = list(s.scalars(q.where(Item.id > cursor) if cursor else q))
+                    vectors = repo.vectors_of_items(s, ids)
+                if not ids:
+                    break
+                with _timed(spent, "fuse_s"):
+                    fused = fuse_batch(vectors, ids, weights, dims)
+                with _timed(spent, "write_s"):
+                    if fused:
+                        index.set_vectors(slot, {i: v.tolist() for i, v in fused.items()})
+                job = profiles.job(s, job_id)
+                if job.status != JobStatus.RUNNING.value:
+                    return job.status  # failed or superseded meanwhile
+                cursor = job.cursor = ids[-1]
+                job.done += len(ids)
+                job.total = max(job.total, job.done)  # items indexed since the job began
+        with db.session() as s:
+            profiles.switch(s, profiles.job(s, job_id))
+        return JobStatus.SUCCEEDED.value
+    except Exception as exc:
+        # The editor sees the failure on the job and in the history, and can publish again;
+        # serving never left the active slot.
+        log.exception("re-fusion job %s failed", job_id)
+        with db.session() as s:
+            profiles.fail(s, profiles.job(s, job_id), f"{type(exc).__name__}: {exc}")
+        return JobStatus.FAILED.value
+
+
+@contextmanager
+def _timed(spent: dict[str, float], key: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        spent[key] = spent.get(key, 0.0) + time.perf_counter() - started
