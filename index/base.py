@@ -6,6 +6,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+import numpy as np
+
+Vector = Sequence[float] | np.ndarray
 FUSED = "fused"  # the named vector holding the fused item vector (the first slot)
 # Two slots for fused vectors: one serves, the other is re-fused in the background under new
 # weights and then takes over (or keeps the previous weights, for an instant rollback).
@@ -65,7 +68,7 @@ class VectorIndex(Protocol):
 
     def upsert(self, points: Sequence[IndexPoint]) -> None: ...
 
-    def set_vectors(self, name: str, vectors: Mapping[str, Sequence[float]]) -> None:
+    def set_vectors(self, name: str, vectors: Mapping[str, Vector]) -> None:
         """Replace one named vector of these existing points, leaving the rest as it is."""
 
     def delete(self, ids: Sequence[str]) -> None: ...

@@ -7,7 +7,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from index.base import PAYLOAD_INDEXES, Hit, IndexPoint, IndexUnavailable, Where
+import numpy as np
+
+from index.base import PAYLOAD_INDEXES, Hit, IndexPoint, IndexUnavailable, Vector, Where
 
 
 class EdgeIndex:
@@ -84,10 +86,10 @@ class EdgeIndex:
         with self._write_lock:
             self.shard.update(qe.UpdateOperation.upsert_points(ops))
 
-    def set_vectors(self, name: str, vectors: Mapping[str, Sequence[float]]) -> None:
+    def set_vectors(self, name: str, vectors: Mapping[str, Vector]) -> None:
         import qdrant_edge as qe
 
-        ops = [qe.PointVectors(i, {name: list(map(float, v))}) for i, v in vectors.items()]
+        ops = [qe.PointVectors(i, {name: _floats(v)}) for i, v in vectors.items()]
         with self._write_lock:
             self.shard.update(qe.UpdateOperation.update_vectors(ops))
 
@@ -155,3 +157,8 @@ def _edge_filter(where: Where) -> Any:
     if where.created_from is not None:
         must.append(qe.FieldCondition("created_at", range=qe.RangeFloat(gte=where.created_from)))
     return qe.Filter(must=must or None, must_not=must_not or None)
+
+
+def _floats(v: Vector) -> list[float]:
+    # numpy rows convert in C; plain sequences one float at a time.
+    return v.tolist() if isinstance(v, np.ndarray) else list(map(float, v))

@@ -6,7 +6,9 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from index.base import PAYLOAD_INDEXES, Hit, IndexPoint, IndexUnavailable, Where
+import numpy as np
+
+from index.base import PAYLOAD_INDEXES, Hit, IndexPoint, IndexUnavailable, Vector, Where
 
 
 class QdrantIndex:
@@ -81,12 +83,12 @@ class QdrantIndex:
             self.client.create_vector_name(self.collection, name,
                                            qm.DenseVectorNameConfig(dense=config))
 
-    def set_vectors(self, name: str, vectors: Mapping[str, Sequence[float]]) -> None:
+    def set_vectors(self, name: str, vectors: Mapping[str, Vector]) -> None:
         from qdrant_client import models as qm
 
         self.client.update_vectors(
             self.collection,
-            points=[qm.PointVectors(id=i, vector={name: list(map(float, v))})
+            points=[qm.PointVectors(id=i, vector={name: _floats(v)})
                     for i, v in vectors.items()],
             wait=True,
         )
@@ -156,3 +158,8 @@ def _qdrant_filter(where: Where) -> Any:
     if where.created_from is not None:
         must.append(qm.FieldCondition(key="created_at", range=qm.Range(gte=where.created_from)))
     return qm.Filter(must=must or None, must_not=must_not or None)
+
+
+def _floats(v: Vector) -> list[float]:
+    # numpy rows convert in C; plain sequences one float at a time.
+    return v.tolist() if isinstance(v, np.ndarray) else list(map(float, v))

@@ -1,7 +1,9 @@
 """The demo catalog: a JSONL manifest of sample items for `medley ingest --demo`.
 
-Built on the sample media of `medley.samples`; each item's description is its narration, so
-words and speech agree.
+Built on the sample media of `medley.samples`. Each item's description is a short editorial
+blurb and its audio a narration of what it shows, so the metadata text and the dialogue say
+different things, as they do in real catalogs: weighting speech up in the editor console
+visibly moves each item's neighbours toward what is said in it.
 """
 
 from __future__ import annotations
@@ -9,10 +11,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from medley.samples import NARRATIONS, _build, _write, build_samples
+from medley.samples import _build, _write, build_samples
 
 # (narration key, title, image, video, tags, published_at). A photo item also gets its
-# narration as audio; the narration is every item's description, so words and speech agree.
+# narration as audio.
 CATALOG: list[tuple[str, str, str, str | None, str, str]] = [
     ("coffee", "Coffee Break", "coffee", None, "coffee|espresso|cafe|food", "2024-03-04"),
     ("chelsea", "Chelsea the Cat", "chelsea", "silent", "cat|pet|animal", "2024-04-12"),
@@ -24,6 +26,19 @@ CATALOG: list[tuple[str, str, str, str | None, str, str]] = [
     ("space", "Journey to Space", "rocket", "space", "space|rocket|video", "2024-10-10"),
     ("tour", "A Tour of the Collection", "coffee", "tour", "tour|travel|video", "2024-11-01"),
 ]
+
+
+BLURBS: dict[str, str] = {
+    "coffee": "Morning rituals, taken slowly. From the Everyday Pleasures series.",
+    "chelsea": "Our office mascot, in a short portrait.",
+    "astronaut": "An official portrait from 1992.",
+    "rocket": "Launch-day stills from Florida.",
+    "hubble": "A landmark image in the history of astronomy.",
+    "china": "A summer afternoon in Beijing.",
+    "flower": "A close look at a late-summer bloom.",
+    "space": "A short journey beyond the sky.",
+    "tour": "Everything in the collection, in thirty seconds.",
+}
 
 
 def demo_catalog(out_dir: Path) -> Path:
@@ -40,7 +55,7 @@ def demo_catalog(out_dir: Path) -> Path:
         row: dict[str, object] = {
             "external_id": f"demo-{key}",
             "title": title,
-            "description": NARRATIONS[key],
+            "description": BLURBS[key],
             "tags": tags.split("|"),
             "language": "en",
             "age_rating": "all",

@@ -25,6 +25,7 @@ from medley.domain import Modality
 from medley.recs.behavior import Behavior
 from medley.recs.collab import CollabModel, train
 from medley.recs.engine import Recommender
+from medley.recs.events import Event
 from medley.recs.items import ItemInfo, ItemTable
 
 SYSTEMS = ("medley", "medley_explore", "popularity", "als", "als_recent", "content")
@@ -53,11 +54,17 @@ class ExactSearch:
         if using != FUSED:
             return self.table.nearest(using, vector, limit, where)
         mask = self.table.mask(where, need_vector=True)
-        q = vector.astype(np.float32)
-        s = np.where(mask, self.matrix @ (q / max(float(np.linalg.norm(q)), 1e-9)), -np.inf)
-        k = min(limit, int(mask.sum()))
+        rows = np.flatnonzero(mask)
+        k = min(limit, len(rows))
         if k <= 0:
             return []
+        q = vector.astype(np.float32)
+        q = q / max(float(np.linalg.norm(q)), 1e-9)
+        if 4 * len(rows) < len(mask):  # a narrow filter (new items): score only its rows
+            s = np.full(len(mask), -np.inf, dtype=np.float32)
+            s[rows] = self.matrix[rows] @ q
+        else:
+            s = np.where(mask, self.matrix @ q, -np.inf)
         part = np.argpartition(-s, k - 1)[:k]
         return [(self.table.ids[r], float(s[r])) for r in part[np.argsort(-s[part])]]
 
@@ -96,12 +103,15 @@ def build_table(split: Split, movies: Mapping[str, Movie],
     return table
 
 
-def train_collab(split: Split, settings: Settings) -> CollabModel | None:
+def train_collab(split: Split, settings: Settings,
+                 stream: Sequence[tuple[int, Event]] | None = None) -> CollabModel | None:
+    """ALS on the training events: `stream` if given (numbered from 1), else the split's
+    ratings as events."""
     import implicit.cpu.als  # noqa: F401  (loads its BLAS before the limit applies)
     import scipy.sparse  # noqa: F401
     from threadpoolctl import threadpool_limits
 
-    stream = events(split.train)
+    stream = events(split.train) if stream is None else stream
     with threadpool_limits(1, "blas"):  # implicit's own threads; BLAS threads would fight them
         return train(((e.user_id, e.item_id, e.weight) for _, e in stream),
                      factors=settings.collab_factors, iterations=settings.collab_iterations,
@@ -109,27 +119,31 @@ def train_collab(split: Split, settings: Settings) -> CollabModel | None:
 
 
 def fit(split: Split, table: ItemTable, settings: Settings, *, base: World | None = None,
-        collab: CollabModel | None = None) -> World:
-    """Behaviour, ALS and the recommender on the training events; `base` lends its behaviour,
-    search and neighbour cache (none of which depend on blend or ALS settings)."""
+        collab: CollabModel | None = None,
+        stream: Sequence[tuple[int, Event]] | None = None) -> World:
+    """Behaviour, ALS and the recommender on the training events (`stream`, numbered from 1,
+    else the split's ratings as events); `base` lends its behaviour, and its search and
+    neighbour cache if it ranks the same `table` (none of these depend on blend or ALS
+    settings; the latter two do on the table's fusion view)."""
     if base is None:
-        stream = events(split.train)
+        stream = events(split.train) if stream is None else stream
         behavior = Behavior(settings.popularity_half_life_days * 86400,
                             settings.trending_half_life_hours * 3600)
         behavior.reset_cooc(len(stream))  # as in serving: the model covers these events
         behavior.apply(stream)
         search = ExactSearch(table)
     else:
-        behavior, search = base.behavior, base.search
+        behavior = base.behavior
+        search = base.search if base.table is table else ExactSearch(table)
     if collab is None:
-        collab = train_collab(split, settings)
+        collab = train_collab(split, settings, stream)
     recs: list[Recommender] = []
     for share in (settings.exploration_share, SHIPPED_EXPLORATION):
         rec = Recommender(settings.model_copy(update={"exploration_share": share}), table,
                           behavior, search, clock=lambda: split.now)
         rec.collab = collab
         rec.prior_budget = len(table.ids) + 1  # offline: no item's prior is budget-limited
-        if base is not None:
+        if base is not None and base.table is table:
             rec.priors = base.rec.priors
         elif recs:
             rec.priors = recs[0].priors

@@ -63,21 +63,24 @@ def run_job(db: Database, index: VectorIndex, dims: Mapping[Modality, int], job_
     try:
         while True:
             with guard(), db.session() as s:
-                q = select(Item.id).where(Item.indexed.is_(True)).order_by(Item.id).limit(batch)
+                # Walk the primary key; `indexed` is checked here, not in SQL, where it
+                # would make SQLite sort the whole table for every batch.
+                q = select(Item.id, Item.indexed).order_by(Item.id).limit(batch)
                 with _timed(spent, "read_s"):
-                    ids = list(s.scalars(q.where(Item.id > cursor) if cursor else q))
+                    rows = s.execute(q.where(Item.id > cursor) if cursor else q).all()
+                    ids = [r.id for r in rows if r.indexed]
                     vectors = repo.vectors_of_items(s, ids)
-                if not ids:
+                if not rows:
                     break
                 with _timed(spent, "fuse_s"):
                     fused = fuse_batch(vectors, ids, weights, dims)
                 with _timed(spent, "write_s"):
                     if fused:
-                        index.set_vectors(slot, {i: v.tolist() for i, v in fused.items()})
+                        index.set_vectors(slot, fused)
                 job = profiles.job(s, job_id)
                 if job.status != JobStatus.RUNNING.value:
                     return job.status  # failed or superseded meanwhile
-                cursor = job.cursor = ids[-1]
+                cursor = job.cursor = rows[-1].id
                 job.done += len(ids)
                 job.total = max(job.total, job.done)  # items indexed since the job began
         with db.session() as s:
