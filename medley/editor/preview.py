@@ -106,7 +106,8 @@ def compare(kind: str, key: str, surface: str, before: Answer, after: Answer,
 
     top_a = {s.item_id for s in before.items[:K]}
     top_b = {s.item_id for s in after.items[:K]}
-    overlap = len(top_a & top_b) / K
+    # Over the lists' length when a preview asks for fewer than 10 (or the catalog is small).
+    overlap = len(top_a & top_b) / max(len(top_a), len(top_b), 1)
     return Comparison(kind, key, surface, rows(before, 0, rank_a, rank_b),
                       rows(after, 1, rank_b, rank_a), overlap)
 

@@ -183,13 +183,13 @@ def start(s: Session, profile_id: int, action: Action, actor: str,
     total = _indexed(s)
     job = FusionJob(id=str(uuid.uuid4()), profile_id=profile.id, action=action.value,
                     status=JobStatus.QUEUED.value, slot=standby, total=total, done=0,
-                    actor=actor)
+                    actor=actor, created_at=utcnow())
     s.add(job)
     _audit(s, actor, action, profile.id, job=job.id, weights=profile.weights,
            previous=st.slots[st.active_slot]["profile"])
     if held["profile"] == profile.id and held["complete"]:
         job.done = total  # its vectors are on standby already: nothing to re-fuse
-        job.started_at = utcnow()
+        job.started_at = job.created_at
         s.flush()
         switch(s, job)
     else:

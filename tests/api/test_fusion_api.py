@@ -177,3 +177,32 @@ def test_rollback_to_a_version_never_published_is_refused(catalog):
                201)
     err = ok(client.post(f"/v1/fusion/profiles/{draft['id']}/rollback"), 409)["error"]
     assert "never published" in err["message"]
+
+
+def test_evaluate_reports_metrics_for_both_profiles_on_the_current_events(catalog):
+    from datetime import UTC, datetime, timedelta
+
+    client, ids = catalog
+    empty = ok(client.post("/v1/fusion/evaluate", json={"weights": CLIP_ONLY}))
+    assert empty["users"] == 0 and empty["active"]["ndcg_at_10"] is None and empty["note"]
+
+    start = datetime.now(UTC) - timedelta(hours=2)
+    events = []
+    for u in range(12):  # each user likes one topic, one item a minute
+        topic = list(ids)[u % len(ids)]
+        for k, item in enumerate(ids[topic][u % 3: u % 3 + 8]):
+            at = start + timedelta(minutes=u * 10 + k)
+            events.append({"event_id": f"ev-{u}-{k}", "user_id": f"fan-{u}", "item_id": item,
+                           "type": "like", "timestamp": at.isoformat()})
+    assert ok(client.post("/v1/events", json={"events": events}))["accepted"] == len(events)
+    wait_until(lambda: client.get("/healthz").json()["recommendations"]["events_applied"]
+               >= len(events))
+    profile = ok(client.post("/v1/fusion/profiles", json={"name": "eval", "weights": CLIP_ONLY}),
+                 201)
+    body = ok(client.post(f"/v1/fusion/profiles/{profile['id']}/evaluate"))
+    assert body["events"] >= len(events) and body["users"] >= 5
+    for side in ("active", "candidate"):
+        assert 0.0 <= body[side]["ndcg_at_10"] <= 1.0
+        assert 0.0 < body[side]["coverage_at_10"] <= 1.0
+    # Users follow topics, which the text space knows and random CLIP text does not.
+    assert body["active"]["ndcg_at_10"] > body["candidate"]["ndcg_at_10"]
