@@ -5,15 +5,15 @@ BIN     := $(VENV)/bin
 # PyTorch comes from this machine kind's disk (see ../shared/NOTES.md); torchvision is needed by
 # open_clip and only imports beside this exact torch build.
 TORCH   := torch==2.14.1 torchvision==0.29.1
-APT     := ffmpeg espeak-ng
+APT     := ffmpeg espeak-ng chromium chromium-driver
 
-.PHONY: setup system-packages run worker test test-fast lint bench eval bench-serve demo clean
+.PHONY: setup system-packages run worker test test-fast lint bench eval bench-serve bench-refuse demo clean
 
 setup: system-packages $(BIN)/medley
 	$(BIN)/medley prepare
 
 system-packages:
-	@missing=""; for c in ffmpeg ffprobe espeak-ng; do command -v $$c >/dev/null || missing=1; done; \
+	@missing=""; for c in ffmpeg ffprobe espeak-ng chromium chromedriver; do command -v $$c >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT); \
@@ -50,6 +50,9 @@ eval:
 
 bench-serve:
 	$(BIN)/medley bench serve
+
+bench-refuse:
+	$(BIN)/medley bench refuse
 
 demo:
 	$(BIN)/medley ingest --demo --wait

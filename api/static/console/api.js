@@ -30,7 +30,8 @@ export function setActor(name) {
 export async function api(method, path, body) {
   const headers = { accept: "application/json" };
   const who = actor();
-  if (who) headers["X-Medley-Actor"] = who;
+  // fetch() refuses a header value outside Latin-1, which would fail every call.
+  if (who && /^[\x20-\x7e\xa0-\xff]{1,80}$/.test(who)) headers["X-Medley-Actor"] = who;
   if (body !== undefined) headers["content-type"] = "application/json";
   let response;
   try {

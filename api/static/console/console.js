@@ -1,7 +1,7 @@
 // The fusion editor console: draft weights, live preview, save, evaluate, publish, roll back.
 
 import { LABELS, MODALITIES, actor, api, el, percentages, setActor, when } from "./api.js";
-import { confirmDialog, follow, labelFor, starting } from "./jobs.js";
+import { confirmDialog, follow, labelFor, notStarted, starting } from "./jobs.js";
 import { loadItems, schedulePreview } from "./preview.js";
 import * as render from "./render.js";
 import { $, fail, say, state } from "./state.js";
@@ -105,7 +105,7 @@ async function refreshHistory() {
   }
 }
 
-// --- items and preview ---------------------------------------------------------------------// --- actions -------------------------------------------------------------------------------
+// --- actions -------------------------------------------------------------------------------
 function draftName() {
   const name = $("profile-name").value.trim();
   if (!name) {
@@ -155,11 +155,21 @@ async function runJob(start, label) {
   setBusy(true);
   starting(label);
   try {
-    const job = await follow(await start(), label, (err) => fail(err, "read the job"));
+    let job;
+    try {
+      job = await start();
+    } catch (err) {
+      notStarted(label, err.message);
+      throw err;
+    }
+    job = await follow(job, label, (err) => fail(err, "read the job"));
     await refreshProfiles();
     await refreshHistory();
-    if (job.status === "succeeded") say(`${label} finished: ${state.active.name} v${state.active.version} is active.`);
-    else if (job.status === "failed") say(`${label} failed: ${job.error || "unknown error"}`, "error");
+    if (job.status === "succeeded") {
+      say(`${label} finished: ${state.active.name} v${state.active.version} is active.`);
+    } else if (job.status === "failed") {
+      say(`${label} failed: ${job.error || "unknown error"}`, "error");
+    }
     schedulePreview();
   } finally {
     setBusy(false);
@@ -206,7 +216,11 @@ async function rollback(entry) {
 
 function wire() {
   $("actor").value = actor();
-  $("actor").addEventListener("change", (e) => setActor(e.target.value));
+  $("actor").addEventListener("change", (e) => {
+    // Header values are Latin-1: a name outside it could not be sent, so it is refused here.
+    if (/^[\x20-\x7e\xa0-\xff]*$/.test(e.target.value)) setActor(e.target.value);
+    else say("The editor name can only use Latin letters, digits and punctuation.", "error");
+  });
   $("base-profile").addEventListener("change", (e) => {
     const profile = state.profiles.find((p) => String(p.id) === e.target.value);
     if (profile) loadWeights(profile);
@@ -230,19 +244,25 @@ async function start() {
   wire();
   buildSliders();
   let data = null;
+  let problem = null;
   try {
     data = await refreshProfiles();
   } catch (err) {
-    const why = err.status === 404 ? "the fusion editor API is not available on this server"
-      : err.message;
-    say(`Could not load the fusion profiles (${err.status || "no answer"}): ${why}.`, "error");
-    state.offline = true;
-    for (const id of ["save", "evaluate", "publish"]) $(id).disabled = true;
-    showActive();
+    problem = err;
   }
-  if (data && data.active) loadWeights(data.active);
-  document.body.dataset.ready = "true";
   await Promise.all([loadItems(), data ? refreshHistory() : null]);
+  if (problem) {
+    // Said last, so that this cause is not hidden by the failures that follow from it.
+    const why = problem.status === 404 ? "the fusion editor API is not available on this server"
+      : problem.message;
+    say(`Could not load the fusion profiles (${problem.status || "no answer"}): ${why}.`, "error");
+    state.offline = true;
+    for (const id of ["save", "evaluate", "publish", "reset"]) $(id).disabled = true;
+    showActive();
+  } else if (data.active) {
+    loadWeights(data.active);
+  }
+  document.body.dataset.ready = "true";
   schedulePreview();
   if (data && data.job && !["succeeded", "failed"].includes(data.job.status)) {
     await runJob(async () => data.job, labelFor(data.job.action)).catch((e) => fail(e, "follow"));

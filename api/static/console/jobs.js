@@ -52,6 +52,12 @@ export function starting(label) {
   document.getElementById("job-panel").scrollIntoView({ block: "nearest" });
 }
 
+export function notStarted(label, why) {
+  show({ id: "", status: "failed", progress: 0, total: 0, done: 0, error: why }, label);
+  document.getElementById("job-panel").dataset.status = "not-started";
+  document.getElementById("job-text").textContent = `${label} did not start: ${why}`;
+}
+
 // Polls until the job is final; a poll that fails (server restarting) is retried, only a
 // missing job ends the wait early.
 export async function follow(job, label, onError) {

@@ -1,10 +1,23 @@
 // The item picker and the live preview of the draft weights against the active profile.
 
-import { api, el, thumb } from "./api.js";
+import { MODALITIES, api, el, thumb } from "./api.js";
 import * as render from "./render.js";
 import { $, fail, state } from "./state.js";
 
 const DEBOUNCE_MS = 300;
+
+const LAG_RETRY_MS = 250;
+const LAG_RETRIES = 40;
+
+function lagging(served) {
+  const live = state.active;
+  if (!served || !live) return false;
+  const differs = served.profile_id !== live.profile_id || MODALITIES.some(
+    (m) => Math.abs((served.weights[m] || 0) - (live.weights[m] || 0)) > 1e-6);
+  if (!differs || state.lagRetries >= LAG_RETRIES) return false;
+  state.lagRetries += 1;
+  return true;
+}
 
 export async function loadItems() {
   try {
@@ -37,6 +50,11 @@ function pickerRow(item) {
 
 export function schedulePreview() {
   clearTimeout(state.timer);
+  state.lagRetries = 0;
+  if (state.offline) {
+    runPreview();
+    return;
+  }
   $("preview-state").textContent = "Updating…";
   $("preview-state").dataset.state = "pending";
   state.timer = setTimeout(runPreview, DEBOUNCE_MS);
@@ -62,6 +80,14 @@ async function runPreview() {
   try {
     const answer = await api("POST", "/v1/fusion/preview", body);
     if (seq !== state.previewSeq) return; // a newer draft already asked
+    if (lagging(answer.active)) {
+      // Just after a publish or rollback the serving table can still hold the old weights
+      // for a moment: "before" would show the old profile under the new name. Ask again.
+      $("preview-state").textContent = "Serving is switching to the new profile…";
+      state.timer = setTimeout(runPreview, LAG_RETRY_MS);
+      return;
+    }
+    state.lagRetries = 0;
     render.preview($("results"), answer);
     $("results").dataset.weights = JSON.stringify(body.weights);
     $("preview-state").textContent = `Preview updated ${new Date().toLocaleTimeString()}.`;

@@ -138,6 +138,7 @@ export function evaluation(container, answer) {
       el("td", { class: delta > 0 ? "gain" : delta < 0 ? "loss" : "" },
         delta === null ? "—" : `${sign}${delta.toFixed(3)}`));
   });
+  const note = answer.note ? [el("p", { class: "hint" }, answer.note)] : [];
   container.replaceChildren(
     el("p", { class: "hint" }, `${answer.events} events from ${answer.users} users.`),
     el("table", { class: "metrics", "data-testid": "metrics" },
@@ -145,7 +146,7 @@ export function evaluation(container, answer) {
         el("th", { scope: "col" }, "Active"), el("th", { scope: "col" }, "Draft"),
         el("th", { scope: "col" }, "Δ"))),
       el("tbody", {}, rows)),
-    answer.note ? el("p", { class: "hint" }, answer.note) : null,
+    ...note,
   );
 }
 

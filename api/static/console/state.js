@@ -13,6 +13,7 @@ export const state = {
   busy: false, // a publish or rollback is being followed
   offline: false, // the fusion API did not answer: keep its message, do not ask for previews
   previewSeq: 0,
+  lagRetries: 0, // previews asked again while serving catches up with a publish
   timer: null,
 };
 
