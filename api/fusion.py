@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 
 from api.fusion_schemas import (
+    ActiveOut,
     DraftIn,
     DraftPreviewIn,
     EvaluateOut,
@@ -38,8 +39,6 @@ def _editor(request: Request) -> FusionEditor:
 
 @router.get("/profiles", response_model=OverviewOut)
 def overview(request: Request) -> OverviewOut:
-    from api.fusion_schemas import ActiveOut
-
     live, rows, job = _editor(request).overview()
     return OverviewOut(active=ActiveOut.of(live),
                        profiles=[ProfileOut.of(p, live.profile.id) for p in rows],

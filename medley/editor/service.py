@@ -6,8 +6,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from medley.db.models import FusionAudit, FusionJob, FusionProfile
-from medley.domain import Modality
+from sqlalchemy import select
+
+from medley.db.models import FusionAudit, FusionJob, FusionProfile, Media, Transcript
+from medley.domain import MediaKind, Modality
 from medley.editor import preview, profiles
 from medley.editor.profiles import Action, JobStatus, Serving
 from medley.errors import InvalidInput
@@ -128,11 +130,6 @@ class FusionEditor:
 
     def decorations(self, ids: set[str]) -> tuple[dict[str, str], set[str]]:
         """Transcript snippets, and which items have artwork to show, for preview rows."""
-        from sqlalchemy import select
-
-        from medley.db.models import Media, Transcript
-        from medley.domain import MediaKind
-
         if not ids:
             return {}, set()
         with self.db.session() as s:

@@ -206,3 +206,28 @@ def test_evaluate_reports_metrics_for_both_profiles_on_the_current_events(catalo
         assert 0.0 < body[side]["coverage_at_10"] <= 1.0
     # Users follow topics, which the text space knows and random CLIP text does not.
     assert body["active"]["ndcg_at_10"] > body["candidate"]["ndcg_at_10"]
+
+
+def test_preview_covers_users_and_queries_and_honours_surface_overrides(catalog):
+    client, ids = catalog
+    fan = "surface-fan"
+    likes = [{"event_id": f"sf-{k}", "user_id": fan, "item_id": item, "type": "like",
+              "timestamp": "2026-01-01T00:00:00Z"} for k, item in enumerate(ids["space"][:3])]
+    ok(client.post("/v1/events", json={"events": likes}))
+    wait_until(lambda: client.get("/healthz").json()["recommendations"]["events_applied"] >= 3)
+    draft = {"weights": TEXT_ONLY, "surfaces": {"similar": CLIP_ONLY, "search": CLIP_ONLY}}
+    body = ok(client.post("/v1/fusion/preview", json={
+        **draft, "items": [ids["space"][1]], "users": [fan], "queries": ["rocket launch"],
+        "limit": 5}))
+    by_kind = {r["kind"]: r for r in body["results"]}
+    assert set(by_kind) == {"item", "user", "query"}
+    assert [by_kind[k]["surface"] for k in ("item", "user", "query")] == [
+        "similar", "recommendations", "search"]
+    # The similar and search overrides weigh CLIP text alone; recommendations keep the text space.
+    assert all(set(r["contributions"]) <= {"clip_text"} or r["contributions"].get("text") == 0
+               for r in by_kind["item"]["after"])
+    assert all(set(r["contributions"]) == {"clip_text"} for r in by_kind["query"]["after"])
+    assert {"text"} <= set(by_kind["query"]["before"][0]["contributions"])
+    assert all(r["contributions"]["clip_text"] == 0 for r in by_kind["user"]["after"])
+    for res in body["results"]:
+        assert 1 <= len(res["after"]) <= 5 and 0.0 <= res["overlap_at_10"] <= 1.0
