@@ -151,19 +151,23 @@ class ItemTable:
     def scales(self, rows: np.ndarray, surface: str | None = None) -> np.ndarray:
         """Per row and modality, sqrt(w / W) where W sums the weights the row has (`fusion`)."""
         p = self.present[rows] * self._weights(surface)
-        total = p.sum(axis=1, keepdims=True)
+        total = p.sum(axis=-1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(total > 0, np.sqrt(p / total), 0.0).astype(np.float32)
 
     def vectors_of(self, rows: np.ndarray, surface: str | None = None) -> np.ndarray:
         """Fused vectors of these rows under the view's weights (for a surface, if given)."""
         rows = np.asarray(rows)
-        scale = np.repeat(self.scales(rows, surface), self.widths, axis=1)
-        return self.units[rows].astype(np.float32) * scale
+        scale = self.scales(rows, surface)
+        out = self.units[rows].astype(np.float32)
+        for k, sl in enumerate(self.layout.values()):  # in place: no full-width scale matrix
+            out[..., sl] *= scale[..., k : k + 1]
+        return out
 
     def has_vector(self, rows: np.ndarray | int, surface: str | None = None) -> np.ndarray:
         """Whether these rows have at least one modality the weights count."""
-        return (self.present[rows] @ (self._weights(surface) > 0)) > 0
+        counted = self._weights(surface) > 0
+        return np.asarray(self.present[rows][..., counted].any(axis=-1))
 
     def mask(self, where: Where | None, *, need_vector: bool = False) -> np.ndarray:
         """Rows that are alive and pass the business filters."""
