@@ -108,7 +108,7 @@ def _snapshot(table: ItemTable) -> ItemTable:
         snap.tag_rows = {tag: set(rows) for tag, rows in table.tag_rows.items()}
         wide = n * table.dim * 4 <= FLOAT32_COPY_BYTES
         snap.units = table.units[:n].astype(np.float32 if wide else np.float16)
-        for name in ("present", "alive", "age", "published", "created"):
+        for name in ("present", "bits", "alive", "age", "published", "created"):
             setattr(snap, name, getattr(table, name)[:n].copy())
     snap.lock = threading.Lock()
     return snap

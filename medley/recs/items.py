@@ -63,6 +63,8 @@ class ItemTable:
         self.tag_rows: dict[str, set[int]] = {}
         self.units = np.zeros((capacity, self.dim), dtype=np.float16)
         self.present = np.zeros((capacity, len(self.modalities)), dtype=bool)
+        # The same as bits (modality k -> 1 << k): "has a counted modality" is one AND per row.
+        self.bits = np.zeros(capacity, dtype=np.uint8)
         self.alive = np.zeros(capacity, dtype=bool)
         self.age = np.full(capacity, UNRATED_AGE, dtype=np.int16)
         self.published = np.zeros(capacity, dtype=np.float64)
@@ -80,7 +82,7 @@ class ItemTable:
 
     def _grow(self) -> None:
         n = len(self.units) * 2
-        for name in ("units", "present", "alive", "age", "published", "created"):
+        for name in ("units", "present", "bits", "alive", "age", "published", "created"):
             old = getattr(self, name)
             new = np.zeros((n, *old.shape[1:]), dtype=old.dtype)
             new[: len(old)] = old
@@ -128,6 +130,7 @@ class ItemTable:
                     if v is not None and norm > 0:
                         self.units[r, sl] = v / norm
                         self.present[r, k] = True
+                self.bits[r] = sum(1 << k for k in np.flatnonzero(self.present[r]))
 
     def remove(self, item_id: str) -> None:
         with self.lock:
@@ -135,6 +138,7 @@ class ItemTable:
             if r is not None:
                 self.alive[r] = False
                 self.present[r] = False
+                self.bits[r] = 0
 
     # --- reading ----------------------------------------------------------------------------
     def get(self, item_id: str) -> ItemInfo | None:
@@ -164,17 +168,18 @@ class ItemTable:
             out[..., sl] *= scale[..., k : k + 1]
         return out
 
-    def has_vector(self, rows: np.ndarray | int, surface: str | None = None) -> np.ndarray:
+    def has_vector(self, rows: np.ndarray | int | slice, surface: str | None = None
+                   ) -> np.ndarray:
         """Whether these rows have at least one modality the weights count."""
-        counted = self._weights(surface) > 0
-        return np.asarray(self.present[rows][..., counted].any(axis=-1))
+        counted = sum(1 << k for k in np.flatnonzero(self._weights(surface) > 0))
+        return np.asarray((self.bits[rows] & counted) != 0)
 
     def mask(self, where: Where | None, *, need_vector: bool = False) -> np.ndarray:
         """Rows that are alive and pass the business filters."""
         n = len(self.ids)
         m = self.alive[:n].copy()
         if need_vector:
-            m &= self.has_vector(np.arange(n))
+            m &= self.has_vector(slice(0, n))
         if where is None:
             return m
         if where.max_age is not None:
