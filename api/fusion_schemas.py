@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from api.schemas import utc
 from medley.db.models import FusionAudit, FusionJob, FusionProfile
 from medley.domain import Modality
 from medley.editor.preview import Comparison, Row
@@ -72,12 +73,6 @@ class DraftPreviewIn(DraftIn, Targets):
     pass
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 class ProfileOut(BaseModel):
     id: int
     name: str
@@ -93,7 +88,7 @@ class ProfileOut(BaseModel):
     @classmethod
     def of(cls, p: FusionProfile, active_id: int) -> ProfileOut:
         return cls(id=p.id, name=p.name, version=p.version, weights=p.weights,
-                   surfaces=p.surfaces or {}, note=p.note, created_at=_utc(p.created_at),
+                   surfaces=p.surfaces or {}, note=p.note, created_at=utc(p.created_at),
                    created_by=p.created_by, active=p.id == active_id,
                    published=p.published_at is not None)
 
@@ -131,8 +126,8 @@ class JobOut(BaseModel):
         progress = 1.0 if j.status == "succeeded" else (j.done / j.total if j.total else 0.0)
         return cls(id=j.id, profile_id=j.profile_id, action=j.action, status=j.status,
                    total=j.total, done=j.done, progress=round(min(progress, 1.0), 4),
-                   error=j.error, created_at=_utc(j.created_at), started_at=_utc(j.started_at),
-                   finished_at=_utc(j.finished_at))
+                   error=j.error, created_at=utc(j.created_at), started_at=utc(j.started_at),
+                   finished_at=utc(j.finished_at))
 
 
 class OverviewOut(BaseModel):
@@ -224,7 +219,7 @@ class HistoryEntry(BaseModel):
 
     @classmethod
     def of(cls, a: FusionAudit, p: FusionProfile) -> HistoryEntry:
-        return cls(id=a.id, at=_utc(a.at), actor=a.actor, action=a.action, profile_id=p.id,
+        return cls(id=a.id, at=utc(a.at), actor=a.actor, action=a.action, profile_id=p.id,
                    name=p.name, version=p.version, detail=a.detail or {})
 
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from medley.db.models import Item
 
 
-def _utc(value: datetime | None) -> datetime | None:
+def utc(value: datetime | None) -> datetime | None:
     # SQLite hands back naive datetimes; everything is stored in UTC.
     if value is None:
         return None
@@ -78,12 +78,12 @@ class ItemOut(BaseModel):
             r.modality: ModalityOut(
                 status=r.status, error=r.error, model=r.model_name, model_version=r.model_version,
                 reused_from=r.reused_from, attempts=r.attempts, dim=r.dim,
-                queued_at=_utc(r.queued_at), started_at=_utc(r.started_at),
-                finished_at=_utc(r.finished_at), timings=r.timings or {},
+                queued_at=utc(r.queued_at), started_at=utc(r.started_at),
+                finished_at=utc(r.finished_at), timings=r.timings or {},
             )
             for r in item.modalities
         }
-        created = _utc(item.created_at)
+        created = utc(item.created_at)
         finished = [m.finished_at for m in mods.values() if m.finished_at]
         timings: dict[str, float] = {}
         if created and finished and item.status in ("ready", "partial", "failed"):
@@ -92,9 +92,9 @@ class ItemOut(BaseModel):
         return cls(
             id=item.id, status=item.status, title=item.title, description=item.description,
             tags=list(item.tags or []), language=item.language, age_rating=item.age_rating,
-            published_at=_utc(item.published_at), external_id=item.external_id,
+            published_at=utc(item.published_at), external_id=item.external_id,
             attributes=item.attributes or {}, created_at=created,
-            updated_at=_utc(item.updated_at), indexed=item.indexed, modalities=mods,
+            updated_at=utc(item.updated_at), indexed=item.indexed, modalities=mods,
             media={m.kind: MediaOut(mime=m.mime, size=m.size, sha256=m.sha256,
                                     filename=m.filename) for m in item.media},
             transcript=None if tr is None else TranscriptOut(
