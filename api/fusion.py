@@ -84,10 +84,9 @@ def preview_profile(request: Request, profile_id: int, body: Targets) -> Preview
 
 def _evaluate(editor: FusionEditor, cand: Candidate) -> EvaluateOut:
     out = editor.evaluate(cand)
-    return EvaluateOut(events=int(out["events"]), users=int(out["users"]),  # type: ignore[call-overload]
+    return EvaluateOut(events=out["events"], users=out["users"],
                        active=Metrics.model_validate(out["active"]),
-                       candidate=Metrics.model_validate(out["candidate"]),
-                       note=out.get("note"))  # type: ignore[arg-type]
+                       candidate=Metrics.model_validate(out["candidate"]), note=out.get("note"))
 
 
 @router.post("/evaluate", response_model=EvaluateOut)

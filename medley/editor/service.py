@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 
@@ -93,7 +94,7 @@ class FusionEditor:
             out.append(preview.preview_query(answers, query))
         return out
 
-    def evaluate(self, cand: Candidate) -> dict[str, object]:
+    def evaluate(self, cand: Candidate) -> dict[str, Any]:
         from medley.editor.evaluate import evaluate_views
 
         with self.db.session() as s:
