@@ -174,7 +174,7 @@ def _evenly(items: list[float], count: int) -> list[float]:
     return [items[i] for i in picks]
 
 
-def _grab_frames(path: Path, picks: list[tuple[float, Path]], timeout_s: float) -> None:
+def grab_frames(path: Path, picks: list[tuple[float, Path]], timeout_s: float) -> None:
     """One ffmpeg run, one seeking input per frame: process start-up costs more than a seek."""
     args = ["ffmpeg", *QUIET, "-y"]
     for t, _ in picks:
@@ -215,7 +215,7 @@ def extract_keyframes(
         target.unlink(missing_ok=True)  # a retried task must not return a stale frame
     picked = list(zip(_evenly(times, cap), targets, strict=False))
     for start in range(0, len(picked), FRAMES_PER_RUN):
-        _grab_frames(path, picked[start : start + FRAMES_PER_RUN], timeout_s)
+        grab_frames(path, picked[start : start + FRAMES_PER_RUN], timeout_s)
     frames = [t for _, t in picked if t.exists() and t.stat().st_size > 0]
     if not frames:
         raise MediaDecodeError("no video frame could be decoded")

@@ -98,8 +98,8 @@ def _jpeg(img: Image.Image) -> bytes:
 
 def _video_frame(path: Path, scratch: Path, max_seconds: float) -> Path:
     # The keyframe extractor's scene detection decodes the whole video; a thumbnail needs one
-    # seek, so this reuses its probe and frame grabber directly.
-    from enrich.video import _grab_frames, probe
+    # seek, so this takes its probe and frame grabber on their own.
+    from enrich.video import grab_frames, probe
 
     info = probe(path, max_seconds=max_seconds)
     if not info.has_video:
@@ -109,7 +109,7 @@ def _video_frame(path: Path, scratch: Path, max_seconds: float) -> Path:
     # black fade-in. A container that misstates its duration gets a second try at the start.
     times = [info.duration / 2, 0.0] if info.duration > 0 else [0.0]
     for t in times:
-        _grab_frames(path, [(t, target)], FRAME_TIMEOUT_S)
+        grab_frames(path, [(t, target)], FRAME_TIMEOUT_S)
         if target.exists() and target.stat().st_size > 0:
             return target
     raise MediaDecodeError("no video frame could be decoded")
