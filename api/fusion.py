@@ -24,7 +24,7 @@ from api.fusion_schemas import (
     side,
 )
 from medley.editor.profiles import Action
-from medley.editor.service import Candidate, FusionEditor, check_weights
+from medley.editor.service import Candidate, FusionEditor
 
 router = APIRouter(prefix="/v1/fusion", tags=["fusion editor"])
 
@@ -72,7 +72,6 @@ def _preview(editor: FusionEditor, cand: Candidate, t: Targets) -> PreviewOut:
 @router.post("/preview", response_model=PreviewOut)
 def preview_draft(request: Request, body: DraftPreviewIn) -> PreviewOut:
     """Preview weights that are not saved yet (the console's sliders)."""
-    check_weights(body.weights)
     return _preview(_editor(request), Candidate(body.weights, body.surfaces), body)
 
 
@@ -91,7 +90,6 @@ def _evaluate(editor: FusionEditor, cand: Candidate) -> EvaluateOut:
 
 @router.post("/evaluate", response_model=EvaluateOut)
 def evaluate_draft(request: Request, body: DraftIn) -> EvaluateOut:
-    check_weights(body.weights)
     return _evaluate(_editor(request), Candidate(body.weights, body.surfaces))
 
 

@@ -28,6 +28,9 @@ class Candidate:
     surfaces: Mapping[str, Mapping[Modality, float]] = field(default_factory=dict)
     profile: FusionProfile | None = None
 
+    def __post_init__(self) -> None:
+        check_weights(self.weights)
+
     def view(self) -> FusionView:
         return FusionView(self.weights, self.surfaces,
                           profile_id=self.profile.id if self.profile else None)
