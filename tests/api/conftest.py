@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
+from api.app import create_app
 from medley.config import Precision, Settings
 from tests.conftest import wait_for
 
@@ -73,10 +77,6 @@ def rec_settings(tmp_path_factory: pytest.TempPathFactory, tiny_clip: dict[str, 
 @pytest.fixture(scope="module")
 def catalog(rec_settings: Settings) -> Iterator[tuple[Any, dict[str, list[str]]]]:
     """(client, {cluster: [item ids]}) for a running app with 36 enriched items."""
-    from fastapi.testclient import TestClient
-
-    from api.app import create_app
-
     with TestClient(create_app(rec_settings)) as client:
         ids: dict[str, list[str]] = {}
         for cluster, texts in CLUSTERS.items():
@@ -103,3 +103,13 @@ def wait_until(check: Any, timeout: float = 10.0) -> None:
             return
         time.sleep(0.1)
     raise AssertionError("condition not met in time")
+
+
+@contextmanager
+def embedded_app(data_dir: Path, tiny_clip: dict[str, Any], **overrides: Any
+                 ) -> Iterator[TestClient]:
+    """The real app on the embedded default (tiny CLIP, in-process worker) for a test module."""
+    settings = Settings(data_dir=data_dir, clip_precision=Precision.FP32,
+                        stale_sweep_interval_s=1.0, **tiny_clip, **overrides)
+    with TestClient(create_app(settings)) as client:
+        yield client

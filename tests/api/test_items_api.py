@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from medley.config import Precision, Settings
+from tests.api.conftest import embedded_app
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.heavy
@@ -25,14 +24,8 @@ LIMIT = 3 * 1024 * 1024
 def client(
     tmp_path_factory: pytest.TempPathFactory, tiny_clip: dict[str, Any]
 ) -> Iterator[TestClient]:
-    settings = Settings(
-        data_dir=tmp_path_factory.mktemp("api-data"),
-        clip_precision=Precision.FP32,
-        max_upload_bytes=LIMIT,
-        stale_sweep_interval_s=1.0,
-        **tiny_clip,
-    )
-    with TestClient(create_app(settings)) as c:
+    with embedded_app(tmp_path_factory.mktemp("api-data"), tiny_clip,
+                      max_upload_bytes=LIMIT) as c:
         yield c
 
 

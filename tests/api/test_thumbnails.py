@@ -13,8 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from api.app import create_app
-from medley.config import Precision, Settings
+from tests.api.conftest import embedded_app
 
 # The app enriches every upload in the background with the real (tiny) models.
 pytestmark = pytest.mark.heavy
@@ -26,13 +25,7 @@ PX = 160
 def client(
     tmp_path_factory: pytest.TempPathFactory, tiny_clip: dict[str, Any]
 ) -> Iterator[TestClient]:
-    settings = Settings(
-        data_dir=tmp_path_factory.mktemp("thumb-data"),
-        clip_precision=Precision.FP32,
-        stale_sweep_interval_s=1.0,
-        **tiny_clip,
-    )
-    with TestClient(create_app(settings)) as c:
+    with embedded_app(tmp_path_factory.mktemp("thumb-data"), tiny_clip) as c:
         yield c
 
 
