@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 
-from api import console, errors, fusion, items, recs
+from api import analytics, console, errors, fusion, items, keys, recs, users
+from api.auth import Guard, document_roles, route_roles
 from api.service import Service
 from medley import __version__
 from medley.config import Settings, get_settings
@@ -31,27 +31,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Medley", version=__version__, lifespan=lifespan)
     errors.install(app)
 
-    @app.middleware("http")
-    async def refuse_oversize(request: Request, call_next):
-        # Refuse on the declared length before a byte of the body is parsed.
-        declared = request.headers.get("content-length")
-        multipart = request.headers.get("content-type", "").startswith("multipart/")
-        limit = (3 * settings.max_upload_bytes + 1024 * 1024 if multipart
-                 else settings.max_json_bytes)
-        if declared and declared.isdigit() and int(declared) > limit:
-            return JSONResponse(
-                errors.error_body("payload_too_large", f"the request is over {limit} bytes"),
-                status_code=413,
-            )
-        return await call_next(request)
+    app.add_middleware(Guard, settings=settings)
 
     @app.get("/healthz", tags=["ops"])
     def healthz(request: Request) -> dict[str, object]:
         service: Service = request.app.state.service
         models = service.health
+        index = service.index_state()
         if models is None:
             status = "starting"  # weights are still loading
-        elif any(v["status"] == "unavailable" for v in models.values()):
+        elif index["status"] != "ok" or any(
+            v["status"] == "unavailable" for v in models.values()
+        ):
             status = "degraded"
         else:
             status = "ok"
@@ -59,7 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "status": status,
             "version": __version__,
             "models": models or {},
-            "index": "embedded" if settings.qdrant_url is None else "qdrant",
+            "index": index,  # backend, status (ok, unavailable) and why
             "broker": "embedded" if settings.embedded_broker else "external",
             "recommendations": service.recs.status(),
         }
@@ -67,6 +58,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(items.router)
     app.include_router(recs.router)
     app.include_router(fusion.router)
+    app.include_router(users.router)
+    app.include_router(analytics.router)
+    app.include_router(keys.router)
     app.include_router(console.router)
+    app.state.route_roles = route_roles(app)
+    document_roles(app, app.state.route_roles)
     logging.getLogger("medley").setLevel(logging.INFO)
     return app

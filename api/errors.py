@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from index.base import IndexUnavailable
 from medley.errors import (
+    BudgetExhausted,
     Conflict,
     InvalidInput,
     MedleyError,
@@ -31,7 +32,11 @@ STATUS: dict[type[MedleyError], int] = {
     PayloadTooLarge: 413,
     StorageFull: 507,
     Unavailable: 503,
+    BudgetExhausted: 429,
 }
+
+HTTP_CODES = {401: "unauthenticated", 403: "forbidden", 404: "not_found",
+              405: "method_not_allowed", 413: "payload_too_large"}
 
 
 def error_body(code: str, message: str, details: object | None = None) -> dict[str, object]:
@@ -45,7 +50,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(MedleyError)
     async def _domain(_: Request, exc: MedleyError) -> JSONResponse:
         status = STATUS.get(type(exc), 400)
-        return JSONResponse(error_body(exc.code, exc.message), status_code=status)
+        headers = ({"Retry-After": str(exc.retry_after_s)} if isinstance(exc, BudgetExhausted)
+                   else None)
+        return JSONResponse(error_body(exc.code, exc.message), status_code=status,
+                            headers=headers)
 
     @app.exception_handler(IndexUnavailable)
     async def _index(_: Request, exc: IndexUnavailable) -> JSONResponse:
@@ -65,7 +73,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(error_body("http_error", str(exc.detail)), status_code=exc.status_code)
+        code = HTTP_CODES.get(exc.status_code, "http_error")
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
+                            headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

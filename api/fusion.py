@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 
+from api.auth import Caller, allow
 from api.fusion_schemas import (
     ActiveOut,
     DraftIn,
@@ -25,11 +26,15 @@ from api.fusion_schemas import (
 )
 from medley.editor.profiles import Action
 from medley.editor.service import Candidate, FusionEditor
+from medley.keys import Principal, Role
 
-router = APIRouter(prefix="/v1/fusion", tags=["fusion editor"])
+router = APIRouter(prefix="/v1/fusion", tags=["fusion editor"], dependencies=[allow(Role.EDITOR)])
 
-Actor = Annotated[str, Header(alias="X-Medley-Actor", min_length=1, max_length=80,
-                              description="Who makes the change (the audit log records it)")]
+
+
+def _actor(who: Principal) -> str:
+    # The audit log names the key that made the change: a name a caller types could be anyone's.
+    return f"{who.name} ({who.key_id})"[:80]
 
 
 def _editor(request: Request) -> FusionEditor:
@@ -46,9 +51,9 @@ def overview(request: Request) -> OverviewOut:
 
 
 @router.post("/profiles", response_model=ProfileOut, status_code=201)
-def create_profile(request: Request, body: ProfileIn, actor: Actor = "anonymous") -> ProfileOut:
+def create_profile(request: Request, body: ProfileIn, who: Caller) -> ProfileOut:
     editor = _editor(request)
-    profile = editor.create(body.name, body.weights, body.surfaces, body.note, actor)
+    profile = editor.create(body.name, body.weights, body.surfaces, body.note, _actor(who))
     return ProfileOut.of(profile, editor.live().profile.id)
 
 
@@ -100,15 +105,15 @@ def evaluate_profile(request: Request, profile_id: int) -> EvaluateOut:
 
 
 @router.post("/profiles/{profile_id}/publish", response_model=JobOut, status_code=202)
-def publish(request: Request, profile_id: int, actor: Actor = "anonymous") -> JobOut:
+def publish(request: Request, profile_id: int, who: Caller) -> JobOut:
     """Re-fuse every item under this profile in the background, then serve it."""
-    return JobOut.of(_editor(request).publish(profile_id, Action.PUBLISH, actor))
+    return JobOut.of(_editor(request).publish(profile_id, Action.PUBLISH, _actor(who)))
 
 
 @router.post("/profiles/{profile_id}/rollback", response_model=JobOut, status_code=202)
-def rollback(request: Request, profile_id: int, actor: Actor = "anonymous") -> JobOut:
+def rollback(request: Request, profile_id: int, who: Caller) -> JobOut:
     """Serve an earlier published version again (at once, when it is still on standby)."""
-    return JobOut.of(_editor(request).publish(profile_id, Action.ROLLBACK, actor))
+    return JobOut.of(_editor(request).publish(profile_id, Action.ROLLBACK, _actor(who)))
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut)
@@ -117,7 +122,8 @@ def job(request: Request, job_id: str) -> JobOut:
 
 
 @router.get("/history", response_model=HistoryOut)
-def history(request: Request, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> HistoryOut:
+def history(request: Request, limit: Annotated[int, Query(ge=1)] = 50) -> HistoryOut:
+    limit = min(limit, request.app.state.service.settings.max_page_size)
     return HistoryOut(entries=[HistoryEntry.of(a, p)
                                for a, p in _editor(request).history(limit)])
 

@@ -9,12 +9,14 @@ from fastapi import APIRouter, File, Form, Header, Query, Request, Response, Upl
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
+from api.auth import allow
 from api.schemas import Accepted, ItemOut, ItemPage
 from api.service import Service
 from medley import repo, thumbnails
 from medley.catalog import ItemMetadata, ItemPatch
 from medley.domain import ItemStatus, MediaKind
 from medley.errors import InvalidInput
+from medley.keys import Role
 from medley.media import StoredMedia
 
 router = APIRouter(prefix="/v1/items", tags=["items"])
@@ -39,7 +41,7 @@ def _parse_metadata(raw: str) -> ItemMetadata:
         raise InvalidInput(f"metadata.{field}: {first['msg']}") from exc
 
 
-@router.post("", status_code=202, response_model=Accepted)
+@router.post("", status_code=202, response_model=Accepted, dependencies=[allow(Role.CONTENT)])
 async def upload_item(
     request: Request,
     metadata: Annotated[str, Form(description="JSON: title (required), description, tags...")],
@@ -79,7 +81,7 @@ def _drop_if_unused(service: Service, media: StoredMedia) -> None:
             service.runtime.store.remove(media.path)
 
 
-@router.get("", response_model=ItemPage)
+@router.get("", response_model=ItemPage, dependencies=[allow(Role.CONTENT, Role.EDITOR)])
 def list_items(
     request: Request,
     status: ItemStatus | None = None,
@@ -88,6 +90,9 @@ def list_items(
 ) -> ItemPage:
     service = _service(request)
     limit = min(limit, service.settings.max_page_size)
+    if offset > service.settings.max_offset:
+        raise InvalidInput(f"offset: at most {service.settings.max_offset}; "
+                           "narrow the listing with status instead of paging this deep")
     items, total = service.catalog.list(
         status=status.value if status else None, limit=limit, offset=offset
     )
@@ -98,7 +103,8 @@ def list_items(
     )
 
 
-@router.get("/{item_id}", response_model=ItemOut)
+@router.get("/{item_id}", response_model=ItemOut,
+            dependencies=[allow(Role.CONTENT, Role.EDITOR)])
 def get_item(request: Request, item_id: str) -> ItemOut:
     return ItemOut.of(_service(request).catalog.get(item_id))
 
@@ -107,6 +113,7 @@ def get_item(request: Request, item_id: str) -> ItemOut:
     "/{item_id}/thumbnail",
     response_class=Response,
     responses={200: {"content": {"image/jpeg": {}}}, 304: {"description": "Not modified"}},
+    dependencies=[allow(*Role)],  # client apps show artwork too
 )
 def get_thumbnail(
     request: Request,
@@ -125,12 +132,12 @@ def get_thumbnail(
     return Response(data, media_type="image/jpeg", headers=headers)
 
 
-@router.patch("/{item_id}", response_model=ItemOut)
+@router.patch("/{item_id}", response_model=ItemOut, dependencies=[allow(Role.CONTENT)])
 def patch_item(request: Request, item_id: str, patch: ItemPatch) -> ItemOut:
     return ItemOut.of(_service(request).catalog.patch(item_id, patch))
 
 
-@router.delete("/{item_id}", status_code=204)
+@router.delete("/{item_id}", status_code=204, dependencies=[allow(Role.CONTENT)])
 def delete_item(request: Request, item_id: str) -> Response:
     service = _service(request)
     service.catalog.delete(item_id)

@@ -24,6 +24,8 @@ class EventsOut(BaseModel):
     accepted: int = Field(description="events stored now")
     duplicates: list[str] = Field(description="event ids stored before (idempotent replays)")
     rejected: list[RejectedOut]
+    paused: int = Field(0, description="valid events of users who paused their history: "
+                                       "neither stored nor used")
 
 
 class ScoredOut(BaseModel):

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
+from api.auth import allow
 from api.rec_schemas import (
     AnswerOut,
     EditorialIn,
@@ -22,9 +23,11 @@ from api.rec_schemas import (
 from index.base import Where
 from medley.domain import RATING_WORDS, age_min
 from medley.errors import InvalidInput
+from medley.keys import Role
 from medley.recs.service import Recommendations
 
 router = APIRouter(prefix="/v1", tags=["recommendations"])
+CLIENT = [allow(Role.CLIENT)]
 
 
 def _recs(request: Request) -> Recommendations:
@@ -64,7 +67,18 @@ def filters(
 
 
 Filters = Annotated[Where, Depends(filters)]
-Limit = Annotated[int, Query(ge=1, le=100, description="how many items to return")]
+def answer_limit(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, description="how many items to return "
+                                "(at most MEDLEY_MAX_RESULTS)")] = 10,
+) -> int:
+    cap: int = request.app.state.service.settings.max_results
+    if limit > cap:
+        raise InvalidInput(f"limit: at most {cap}")
+    return limit
+
+
+Limit = Annotated[int, Depends(answer_limit)]
 UserId = Annotated[str, Path(min_length=1, max_length=128)]
 
 
@@ -72,27 +86,27 @@ def _context(device: str | None, surface: str | None, locale: str | None) -> dic
     return {k: v for k, v in (("device", device), ("surface", surface), ("locale", locale)) if v}
 
 
-@router.post("/events", response_model=EventsOut)
+@router.post("/events", response_model=EventsOut, dependencies=CLIENT)
 def post_events(request: Request, batch: EventBatch) -> Any:
-    accepted, duplicates, rejected = _recs(request).ingest(batch.events)
+    accepted, duplicates, rejected, paused = _recs(request).ingest(batch.events)
     body = EventsOut(accepted=accepted, duplicates=duplicates,
                      rejected=[RejectedOut(index=r.index, event_id=r.event_id, reason=r.reason)
-                               for r in rejected])
-    if accepted == 0 and not duplicates and rejected:
+                               for r in rejected], paused=paused)
+    if accepted == 0 and not duplicates and not paused and rejected:
         raise InvalidInput(f"no event was accepted; first problem: event {rejected[0].index}: "
                            f"{rejected[0].reason}")
     return body
 
 
-@router.get("/items/{item_id}/similar", response_model=AnswerOut)
-def similar(request: Request, item_id: str, where: Filters, limit: Limit = 10) -> AnswerOut:
+@router.get("/items/{item_id}/similar", response_model=AnswerOut, dependencies=CLIENT)
+def similar(request: Request, item_id: str, where: Filters, limit: Limit) -> AnswerOut:
     recs = _recs(request)
     return answer_out(recs.similar(item_id, limit, where), recs.table)
 
 
-@router.get("/users/{user_id}/recommendations", response_model=AnswerOut)
+@router.get("/users/{user_id}/recommendations", response_model=AnswerOut, dependencies=CLIENT)
 def recommendations(
-    request: Request, user_id: UserId, where: Filters, limit: Limit = 10,
+    request: Request, user_id: UserId, where: Filters, limit: Limit,
     device: Annotated[str | None, Query(max_length=64)] = None,
     surface: Annotated[str | None, Query(max_length=64)] = None,
     locale: Annotated[str | None, Query(max_length=35)] = None,
@@ -102,44 +116,46 @@ def recommendations(
     return answer_out(answer, recs.table)
 
 
-@router.get("/users/{user_id}/new-items", response_model=AnswerOut)
-def new_items(request: Request, user_id: UserId, where: Filters, limit: Limit = 10) -> AnswerOut:
+@router.get("/users/{user_id}/new-items", response_model=AnswerOut, dependencies=CLIENT)
+def new_items(request: Request, user_id: UserId, where: Filters, limit: Limit) -> AnswerOut:
     recs = _recs(request)
     return answer_out(recs.for_user(user_id, limit, where, {}, only_new=True), recs.table)
 
 
-@router.get("/search", response_model=AnswerOut)
+@router.get("/search", response_model=AnswerOut, dependencies=CLIENT)
 def search(
     request: Request, where: Filters,
     q: Annotated[str, Query(min_length=1, max_length=500, description="what to look for")],
-    limit: Limit = 10,
+    limit: Limit,
     user_id: Annotated[str | None, Query(max_length=128)] = None,
 ) -> AnswerOut:
     recs = _recs(request)
     return answer_out(recs.search(q, limit, where, user_id), recs.table)
 
 
-@router.put("/users/{user_id}/preferences", response_model=PreferencesOut)
+@router.put("/users/{user_id}/preferences", response_model=PreferencesOut, dependencies=CLIENT)
 def put_preferences(request: Request, user_id: UserId, body: PreferencesIn) -> PreferencesOut:
     prefs = _recs(request).put_preferences(user_id, body.liked_items, body.text,
                                            body.disliked_tags)
     return PreferencesOut.of(user_id, prefs)
 
 
-@router.get("/users/{user_id}/preferences", response_model=PreferencesOut)
+@router.get("/users/{user_id}/preferences", response_model=PreferencesOut, dependencies=CLIENT)
 def get_preferences(request: Request, user_id: UserId) -> PreferencesOut:
     prefs = _recs(request).preferences(user_id)
     return PreferencesOut.of(user_id, prefs)
 
 
-@router.put("/editorial", response_model=EditorialIn, tags=["editorial"])
+@router.put("/editorial", response_model=EditorialIn, tags=["editorial"],
+            dependencies=[allow(Role.EDITOR)])
 def put_editorial(request: Request, body: EditorialIn) -> EditorialIn:
     _recs(request).put_editorial([p.model_dump() for p in body.pins],
                                  [b.model_dump(exclude_none=True) for b in body.boosts])
     return body
 
 
-@router.get("/editorial", response_model=EditorialIn, tags=["editorial"])
+@router.get("/editorial", response_model=EditorialIn, tags=["editorial"],
+            dependencies=[allow(Role.EDITOR)])
 def get_editorial(request: Request) -> EditorialIn:
     ed = _recs(request).rec.editorial
     return EditorialIn.of(ed)

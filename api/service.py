@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
-from medley import repo
 from medley.catalog import Catalog
 from medley.config import Settings
 from medley.editor.service import FusionEditor
+from medley.keys import KeyStore
+from medley.ratelimit import RateLimiter
 from medley.recs.service import Recommendations
 from workers import app as celery_setup
 from workers.dispatch import CeleryDispatcher
 from workers.embedded import InProcessWorker, recover
+from workers.recovery import Sweeper
 from workers.runtime import Runtime, set_runtime
 
 log = logging.getLogger("medley")
@@ -23,6 +26,8 @@ class Service:
         self.settings = settings
         self.runtime = Runtime.build(settings)
         self.dispatch = CeleryDispatcher()
+        self.keys = KeyStore(self.runtime.db, settings.key_cache_s)
+        self.limiter = RateLimiter(settings.rate_limits)
         self.catalog = Catalog(self.runtime.db, self.runtime.store, self.dispatch)
         self.recs = Recommendations(settings, self.runtime.db, self.runtime.models,
                                     self.runtime.index, self.dispatch.train)
@@ -31,6 +36,7 @@ class Service:
         self.health: dict[str, dict[str, str]] | None = None  # None while models load
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._index_probe: tuple[float, dict[str, str]] = (-1e9, {})
 
     @property
     def owns_index(self) -> bool:
@@ -48,6 +54,8 @@ class Service:
         # threads on top of that only contend for the same cores.
         threadpool_limits(1, user_api="blas")
         set_runtime(self.runtime)
+        if self.settings.bootstrap_admin_key is not None:
+            self.keys.ensure_bootstrap(self.settings.bootstrap_admin_key.get_secret_value())
         app = celery_setup.configure(self.settings)
         if self.owns_index:
             self.runtime.index()  # fail at start, plainly, if the index cannot be opened
@@ -77,14 +85,29 @@ class Service:
         self.health = health
 
     def _sweep_stale(self) -> None:
+        # Timed-out extractions fail; work the broker lost (a restart, an outage during a
+        # dispatch) is sent again (workers/recovery.py).
+        sweeper = Sweeper(self.settings, self.runtime.db, self.dispatch)
         while not self._stop.wait(self.settings.stale_sweep_interval_s):
             try:
-                with self.runtime.db.session() as s:
-                    expired = repo.expire_stale(s, self.settings.task_time_limit_s)
-                for item_id in expired:
-                    self.dispatch.index(item_id)
+                sweeper.sweep()
             except Exception:
                 log.exception("stale sweep failed")
+
+    def index_state(self) -> dict[str, str]:
+        """Whether the index answers (GET /healthz): an outage is reported, not raised. Probed
+        at most once a second, so a health-check storm is not an index-load storm."""
+        at, state = self._index_probe
+        if time.monotonic() - at < 1.0:
+            return state
+        backend = "embedded" if self.settings.qdrant_url is None else "qdrant"
+        try:
+            self.runtime.index().count()
+            state = {"backend": backend, "status": "ok"}
+        except Exception as exc:
+            state = {"backend": backend, "status": "unavailable", "detail": str(exc)}
+        self._index_probe = (time.monotonic(), state)
+        return state
 
     def stop(self) -> None:
         self._stop.set()

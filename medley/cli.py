@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from medley.config import Settings
+    from medley.db import Database
 
 app = typer.Typer(help="Medley: multimodal content understanding and recommendations.",
                   no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks that write JSON + markdown reports.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+keys_app = typer.Typer(help="API keys (stored hashed; a secret is shown once).",
+                       no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 
 @app.command()
@@ -29,8 +36,76 @@ def serve(
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = get_settings()
+    _first_admin_key(settings)
     uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
                 log_level="info")
+
+
+def _first_admin_key(settings: Settings) -> None:
+    """On a database with no key at all, make an admin key and print it, once."""
+    from medley.keys import KeyStore, Role
+
+    if settings.bootstrap_admin_key is not None:
+        return
+    store = KeyStore(_database(settings))
+    if store.count():
+        return
+    who, secret = store.create(Role.ADMIN, "first admin")
+    typer.secho(
+        f"\n  First admin key (shown once, stored hashed; id {who.key_id}):\n\n    {secret}\n\n"
+        "  Make keys for apps and people with it, or with `medley keys create --role ROLE`.\n",
+        fg=typer.colors.YELLOW, err=True)
+
+
+def _database(settings: Settings) -> Database:
+    from medley.db import Database
+
+    db = Database(settings.resolved_database_url)
+    db.migrate()
+    return db
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="content, client, editor or admin")],
+    name: Annotated[str, typer.Option(help="who holds it: an app, a person")] = "cli",
+) -> None:
+    """Make a key and print its secret (the only time it is shown)."""
+    from medley.config import get_settings
+    from medley.errors import InvalidInput
+    from medley.keys import KeyStore
+
+    try:
+        who, secret = KeyStore(_database(get_settings())).create(role, name)
+    except InvalidInput as exc:
+        raise typer.BadParameter(exc.message) from None
+    typer.echo(secret)
+    typer.echo(f"id {who.key_id}, role {who.role.value}, name {who.name!r}", err=True)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Every key: id, role, name, whether revoked (never the secrets)."""
+    from medley.config import get_settings
+    from medley.keys import KeyStore
+
+    for k in KeyStore(_database(get_settings())).list():
+        typer.echo(f"{k.key_id}\t{k.role.value}\t{'revoked' if k.revoked else 'active'}"
+                   f"\t{k.name}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument()]) -> None:
+    """Revoke a key: every process refuses it within MEDLEY_KEY_CACHE_S seconds."""
+    from medley.config import get_settings
+    from medley.errors import NotFound
+    from medley.keys import KeyStore
+
+    try:
+        KeyStore(_database(get_settings())).revoke(key_id)
+    except NotFound as exc:
+        raise typer.BadParameter(exc.message) from None
+    typer.echo(f"revoked {key_id}")
 
 
 @app.command()
@@ -71,6 +146,8 @@ def ingest(
     demo: Annotated[bool, typer.Option(help="load the sample catalog")] = False,
     api: Annotated[str, typer.Option(help="the running Medley API")] = "http://127.0.0.1:8000",
     wait: Annotated[bool, typer.Option(help="wait until each item is done")] = False,
+    key: Annotated[str | None, typer.Option(help="a content (or admin) key; "
+                                            "default: MEDLEY_API_KEY")] = None,
 ) -> None:
     """Load many items through the HTTP API, with a progress bar and a failure summary."""
     from medley.config import get_settings
@@ -83,7 +160,12 @@ def ingest(
         source = demo_catalog(get_settings().data_dir / "demo")
     if source is None:
         raise typer.BadParameter("give a PATH or --demo")
-    report = run_ingest(source, api, wait=wait)
+    secret = get_settings().api_key
+    key = key or (secret.get_secret_value() if secret else None)
+    if not key:
+        raise typer.BadParameter("give --key or MEDLEY_API_KEY: a content or admin key "
+                                 "(`medley keys create --role content`)")
+    report = run_ingest(source, api, api_key=key, wait=wait)
     typer.echo(render_summary(report))
     if report.failures:
         raise typer.Exit(1)
@@ -191,6 +273,27 @@ def bench_refuse(
 
     result = run_refuse_bench(out, data_dir, items=items)
     typer.echo(json.dumps(result["runs"], indent=2, default=str))
+
+
+@bench_app.command("trust")
+def bench_trust(
+    items: Annotated[int, typer.Option(help="synthetic items")] = 5000,
+    events: Annotated[int, typer.Option(help="synthetic events")] = 50_000,
+    clients: Annotated[int, typer.Option(help="concurrent load clients")] = 16,
+    duration: Annotated[float, typer.Option(help="load seconds")] = 60.0,
+    examples: Annotated[int, typer.Option(help="fuzz cases per operation and mode")] = 100,
+    out: Annotated[Path, typer.Option(help="report folder")] = Path("bench"),
+    data_dir: Annotated[Path, typer.Option(help="dataset folder (rebuilt)")] = Path(
+        "data/bench-trust"),
+) -> None:
+    """Hostile input at scale: load with event accounting, then schemathesis, on a live server."""
+    from medley.bench.trust import run_trust_bench
+
+    result = run_trust_bench(out, data_dir, items=items, events=events, clients=clients,
+                             duration=duration, fuzz_examples=examples)
+    typer.echo(json.dumps(result["verdict"], indent=2))
+    if not result["verdict"]["ok"]:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from medley.domain import Modality
@@ -53,6 +53,19 @@ class Settings(BaseSettings):
     # owner (the API, when the index is embedded) consumes "index".
     embedded_worker_queues: list[str] = Field(default_factory=lambda: ["index"])
 
+    # --- access ---------------------------------------------------------------------------------
+    # An admin key to honour (hashed at start) in deployments that inject one as a secret; left
+    # unset, `medley serve` mints and prints a first admin key when the database has none.
+    bootstrap_admin_key: SecretStr | None = None
+    api_key: SecretStr | None = None  # the key CLI commands send to a running API
+    key_cache_s: float = 5.0  # a revoked key stops working within this long
+    # Requests per second each key may make, and the burst it may save up, by role.
+    rate_limits: dict[str, tuple[float, float]] = Field(default_factory=lambda: {
+        "client": (500.0, 1000.0), "content": (20.0, 100.0),
+        "editor": (20.0, 60.0), "admin": (50.0, 100.0),
+    })
+    max_offset: int = 10_000  # deeper pages cost a scan; clients should narrow the query
+
     # --- limits ---------------------------------------------------------------------------------
     max_upload_bytes: int = 512 * 1024 * 1024
     max_image_pixels: int = 64_000_000  # larger images are treated as decompression bombs
@@ -64,6 +77,11 @@ class Settings(BaseSettings):
     task_max_attempts: int = 3  # deliveries of one extraction before it is marked failed
     broker_visibility_timeout_s: int = 3600  # Redis: when an unacked task is redelivered
     stale_sweep_interval_s: float = 30.0
+    # Queued work whose broker message was lost (a broker restarted without persistence, a
+    # dispatch during a broker outage) is sent again by the stale sweep: once its queue is empty
+    # and it has waited this long, or after the longer wait whatever the queue holds.
+    redispatch_idle_s: float = 60.0
+    redispatch_max_wait_s: float = 3600.0
 
     # --- models -----------------------------------------------------------------------------
     device: str = "cpu"
@@ -108,10 +126,37 @@ class Settings(BaseSettings):
     collab_regularization: float = 10.0
     collab_retrain_interval_s: float = 600.0
 
+    # --- privacy ----------------------------------------------------------------------------
+    # Per-item analytics are differentially private: each query spends `analytics_epsilon`
+    # (split evenly over its counts) from the calling key's `analytics_budget`, which refills
+    # every `analytics_budget_window_s`.
+    analytics_epsilon: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    analytics_budget: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    analytics_budget_window_s: float = Field(default=86400.0, ge=1, allow_inf_nan=False)
+    # How long an erasure notice keeps a hash of the erased user id (so every live process can
+    # drop that user at once); after it only the receipt, with no trace of the id, is kept.
+    erasure_notice_s: float = 3600.0
+
     # --- fusion -----------------------------------------------------------------------------
     fusion_weights: dict[Modality, float] = Field(
         default_factory=lambda: dict(DEFAULT_FUSION_WEIGHTS)
     )
+
+    @field_validator("bootstrap_admin_key", "api_key", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _limits_sane(cls, value: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        roles = {"content", "client", "editor", "admin"}
+        for role, (rate, burst) in value.items():
+            if role not in roles:
+                raise ValueError(f"rate_limits: {role!r} is not a role ({', '.join(roles)})")
+            if rate <= 0 or burst < 1:
+                raise ValueError(f"rate_limits.{role}: rate must be > 0 and burst >= 1")
+        return value
 
     @field_validator("fusion_weights")
     @classmethod

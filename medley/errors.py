@@ -39,3 +39,13 @@ class Conflict(MedleyError):
     """The request clashes with the current state (a job already running, say)."""
 
     code = "conflict"
+
+
+class BudgetExhausted(MedleyError):
+    """A caller spent its allowance (the analytics privacy budget); it refills later."""
+
+    code = "budget_exhausted"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -15,6 +15,10 @@ from medley.config import Precision, Settings
 
 PG_ADMIN = os.environ.get("MEDLEY_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("MEDLEY_TEST_REDIS", "redis://127.0.0.1:6379/0")
+# The admin key test apps honour (Settings.bootstrap_admin_key); other roles' keys are minted
+# per test through the app's key store.
+ADMIN_KEY = "mdl_testadmin_0123456789abcdef0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 @pytest.fixture(scope="session")
@@ -83,6 +87,7 @@ def make_settings(tmp_path: Path, tiny_clip: dict[str, Any]) -> Callable[..., Se
             "data_dir": tmp_path / "data",
             "clip_precision": Precision.FP32,
             "stale_sweep_interval_s": 1.0,
+            "bootstrap_admin_key": ADMIN_KEY,
             **tiny_clip,
         }
         base.update(overrides)
@@ -101,7 +106,7 @@ def client_for() -> Iterator[Callable[[Settings], Any]]:
     opened: list[TestClient] = []
 
     def start(settings: Settings) -> TestClient:
-        client = TestClient(create_app(settings))
+        client = TestClient(create_app(settings), headers=AUTH)
         client.__enter__()
         opened.append(client)
         return client

@@ -142,11 +142,13 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
     return status, body, close
 
 
-async def _client(host: str, port: int, requests: Requests, deadline: float, tally: Tally) -> None:
+async def _client(host: str, port: int, requests: Requests, deadline: float, tally: Tally,
+                  key: str | None = None) -> None:
     conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+    auth = f"Authorization: Bearer {key}\r\n" if key else ""
     while time.perf_counter() < deadline:
         method, path, body = requests.next()
-        head = f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        head = f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{auth}"
         if body is not None:
             head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
         data = (head + "\r\n").encode() + (body or b"")
@@ -177,12 +179,12 @@ async def _client(host: str, port: int, requests: Requests, deadline: float, tal
 
 
 async def run(host: str, port: int, endpoint: str, concurrency: int, duration: float,
-              inputs: dict[str, Any], seed: int = 0) -> dict[str, Any]:
+              inputs: dict[str, Any], seed: int = 0, key: str | None = None) -> dict[str, Any]:
     tally = Tally()
     cpu, started = time.process_time(), time.perf_counter()
     deadline = started + duration
     await asyncio.gather(*(
-        _client(host, port, Requests(endpoint, inputs, seed * 1000 + k), deadline, tally)
+        _client(host, port, Requests(endpoint, inputs, seed * 1000 + k), deadline, tally, key)
         for k in range(concurrency)
     ))
     elapsed = time.perf_counter() - started
@@ -203,9 +205,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--inputs", type=Path, required=True, help="loadgen-inputs.json")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="result JSON (default: stdout)")
+    p.add_argument("--key", help="API key sent as a bearer token (default: MEDLEY_API_KEY)")
     a = p.parse_args(argv)
     inputs = json.loads(a.inputs.read_text())
-    coro = run(a.host, a.port, a.endpoint, a.concurrency, a.duration, inputs, a.seed)
+    if a.key is None:
+        from medley.config import Settings
+
+        secret = Settings().api_key
+        a.key = secret.get_secret_value() if secret else None
+    coro = run(a.host, a.port, a.endpoint, a.concurrency, a.duration, inputs, a.seed, a.key)
     try:
         import uvloop
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ def _random_vit_b32(folder: Path) -> Path:
 
 def measure_upload_to_ready(timeout_s: float = 600.0) -> dict[str, Any]:
     from fastapi.testclient import TestClient
+    from pydantic import SecretStr
 
     from api.app import create_app
     from medley.config import Settings, get_settings
@@ -38,8 +40,9 @@ def measure_upload_to_ready(timeout_s: float = 600.0) -> dict[str, Any]:
         clip_pretrained=None,
         clip_checkpoint=_random_vit_b32(inputs),
         model_cache_dir=get_settings().models_dir,
+        bootstrap_admin_key=SecretStr(key := f"mdl_bench_{secrets.token_urlsafe(24)}"),
     )
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {key}"}) as client:
         t0 = time.perf_counter()
         while "whisper" not in client.get("/healthz").json()["models"]:
             time.sleep(0.2)  # weights load once per process; measure the steady state

@@ -60,7 +60,7 @@ def drive(server: Server, inputs: Path, endpoint: str, concurrency: int, duratio
     """One load-generator run; adds the server's CPU use (cores) and RSS over the run."""
     cmd = [sys.executable, "-P", "-m", "medley.bench.loadgen", "--port", str(server.port),
            "--endpoint", endpoint, "--concurrency", str(concurrency), "--duration", str(duration),
-           "--inputs", str(inputs), "--seed", str(seed)]
+           "--inputs", str(inputs), "--seed", str(seed), "--key", server.client_key]
     cpu, busy, started = cpu_seconds(server.proc.pid), busy_seconds(), time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, check=False,
                           timeout=duration + 120, env=child_env(server.code))

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from medley.bench.serve_data import bench_settings
+from medley.config import Settings
 
 RETRAIN_OFF_S = 86_400  # no scheduled ALS retraining inside the measured window
 READY_TIMEOUT_S = 3600.0
@@ -75,6 +76,18 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
+def bench_key(settings: Settings, role: str = "client") -> str:
+    from medley.db import Database
+    from medley.keys import KeyStore
+
+    db = Database(settings.resolved_database_url)
+    try:
+        db.migrate()
+        return KeyStore(db).create(role, f"bench {role}")[1]
+    finally:
+        db.dispose()
+
+
 class Server:
     """`medley serve` on the dataset, as a subprocess with its log in the data dir."""
 
@@ -88,6 +101,8 @@ class Server:
         self.code = code
         env = {k: v for k, v in child_env(code).items()
                if k not in ("MEDLEY_DATABASE_URL", "MEDLEY_BROKER_URL", "MEDLEY_QDRANT_URL")}
+        # The bench calls the API as a client app would: with a client key of its own.
+        self.client_key = bench_key(settings)
         env.update(MEDLEY_DATA_DIR=str(settings.data_dir), MEDLEY_PORT=str(self.port),
                    MEDLEY_HOST="127.0.0.1", MEDLEY_MODEL_CACHE_DIR=str(settings.models_dir),
                    MEDLEY_COLLAB_RETRAIN_INTERVAL_S=str(RETRAIN_OFF_S))

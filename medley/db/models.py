@@ -235,3 +235,58 @@ class FusionAudit(Base):
     action: Mapped[str] = mapped_column(String(16))
     profile_id: Mapped[int] = mapped_column(ForeignKey("fusion_profiles.id"))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ApiKey(Base):
+    """An API key: only its SHA-256 is kept, so a leaked database leaks no usable key."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(80))
+    role: Mapped[str] = mapped_column(String(16))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class UserControls(Base):
+    """A user's own controls: "not interested" items and tags, and whether their history is
+    paused. Kept apart from stated preferences: a reset drops taste but keeps both."""
+
+    __tablename__ = "user_controls"
+
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    not_interested_items: Mapped[list[str]] = mapped_column(JSON, default=list)
+    not_interested_tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class Erasure(Base):
+    """A receipt for an erasure or a history reset, and the notice serving processes poll to
+    drop what they derived from the deleted events. It never holds the user id: only, for
+    `Settings.erasure_notice_s`, a SHA-256 of it, so live processes can drop that user at once."""
+
+    __tablename__ = "erasures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    receipt_id: Mapped[str] = mapped_column(String(36), unique=True)
+    kind: Mapped[str] = mapped_column(String(8))  # "erase" or "reset"
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    user_hash: Mapped[str | None] = mapped_column(String(64))
+    # The newest collaborative model trained on the deleted events: it must be retrained.
+    model_id: Mapped[int | None] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class AnalyticsBudget(Base):
+    """Differential-privacy budget spent by one API key in one window (epoch-second start)."""
+
+    __tablename__ = "analytics_budget"
+
+    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_start: Mapped[float] = mapped_column(Float, primary_key=True)
+    spent: Mapped[float] = mapped_column(Float, default=0.0)

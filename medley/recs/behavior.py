@@ -11,7 +11,7 @@ import math
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from medley.recs.events import CONSUMED, Event, EventType
@@ -76,10 +76,16 @@ class UserState:
     recent: deque[tuple[str, int]] = field(default_factory=lambda: deque(maxlen=COOC_WINDOW))
 
 
+# What `replace` swaps: everything folded from events (not the half-lives, not the lock).
+_STATE = ("popularity", "trending", "trending_by_context", "interactions", "impressions", "users",
+          "cooc", "cooc_after_seq", "last_seq", "latest_ts")
+
+
 class Behavior:
     def __init__(self, popularity_half_life_s: float, trending_half_life_s: float) -> None:
         self.popularity = DecayedCounter(popularity_half_life_s)
         self.trending = DecayedCounter(trending_half_life_s)
+        self._popularity_half_life_s = popularity_half_life_s
         self._trending_half_life_s = trending_half_life_s
         self.trending_by_context: dict[tuple[str, str], DecayedCounter] = {}
         self.interactions: Counter[str] = Counter()  # non-impression events per item
@@ -162,6 +168,27 @@ class Behavior:
                     self.cooc.setdefault(ev.item_id, Counter())[other] += 1
                     self.cooc.setdefault(other, Counter())[ev.item_id] += 1
                 window.append(ev.item_id)
+
+    # --- erasure ----------------------------------------------------------------------------
+    def drop_users(self, which: Callable[[str], bool]) -> int:
+        """Forget these users' own state at once (erasure); the aggregates their events fed
+        are rebuilt by replay (`empty` + `replace`), since decayed sums cannot be unwound."""
+        with self.lock:
+            gone = [u for u in self.users if which(u)]
+            for u in gone:
+                del self.users[u]
+        return len(gone)
+
+    def empty(self) -> Behavior:
+        """A fresh state with the same half-lives, to replay the event table into."""
+        return Behavior(self._popularity_half_life_s, self._trending_half_life_s)
+
+    def replace(self, other: Behavior) -> None:
+        """Take over `other`'s state in place: every holder of this object (the recommender,
+        editor previews that copied it) sees the rebuilt state at once."""
+        with self.lock:
+            for name in _STATE:
+                setattr(self, name, getattr(other, name))
 
     # --- reading ----------------------------------------------------------------------------
     def user(self, user_id: str) -> UserState | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -97,6 +97,16 @@ class CollabModel:
     def item_factor(self, item: str) -> np.ndarray | None:
         r = self.item_row.get(item)
         return None if r is None else self.item_factors[r]
+
+    def without(self, user_id: str, items: Collection[str] = ()) -> CollabModel:
+        """This model less one user's factor row and these items' rows (erasure: what came
+        from that user alone goes at once; a retrain refits the rest)."""
+        gone = set(items)
+        users = [k for k, u in enumerate(self.user_ids) if u != user_id]
+        keep = [k for k, i in enumerate(self.item_ids) if i not in gone]
+        return CollabModel([self.user_ids[k] for k in users], [self.item_ids[k] for k in keep],
+                           self.user_factors[users], self.item_factors[keep],
+                           self.regularization, self.last_seq)
 
     # --- storage --------------------------------------------------------------------------
     def to_bytes(self) -> bytes:

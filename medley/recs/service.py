@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -19,6 +19,8 @@ from medley.config import Settings
 from medley.db import Database
 from medley.db.models import Transcript
 from medley.errors import InvalidInput, NotFound, PayloadTooLarge
+from medley.privacy import controls
+from medley.privacy.controls import Controls
 from medley.recs import store
 from medley.recs.answers import Answer, Preferences
 from medley.recs.behavior import Behavior
@@ -30,6 +32,13 @@ from medley.recs.sync import RecSync
 
 log = logging.getLogger(__name__)
 DOWN = (IndexUnavailable, ModelUnavailable)
+
+
+class Ingested(NamedTuple):
+    accepted: int
+    duplicates: list[str]
+    rejected: list[Rejected]
+    paused: int  # valid events of users who paused their history: not stored
 
 
 class Recommendations:
@@ -73,7 +82,12 @@ class Recommendations:
 
     def status(self) -> dict[str, Any]:
         return {"ready": self.sync.ready.is_set(), "items": len(self.table),
-                "events_applied": self.behavior.last_seq, "collab_model": self.sync.model_id}
+                "events_applied": self.behavior.last_seq, "collab_model": self.sync.model_id,
+                "erasures_applied": self.sync.erasures_seen}
+
+    def train_now(self) -> None:
+        """Dispatch a collaborative retrain now (after an erasure), not at the next interval."""
+        self._train()
 
     # --- answers ----------------------------------------------------------------------------
     def _guarded(self, call: Callable[[], Answer], n: int, where: Where | None,
@@ -92,6 +106,7 @@ class Recommendations:
     def for_user(self, user_id: str, n: int, where: Where | None,
                  context: dict[str, str], *, only_new: bool = False) -> Answer:
         prefs = self.preferences(user_id)
+        where = self.controls(user_id).apply(where)  # never what they said no to
         return self._guarded(
             lambda: self.rec.for_user(user_id, n, where, prefs, context, only_new=only_new),
             n, where, context)
@@ -100,6 +115,7 @@ class Recommendations:
         if not query.strip():
             raise InvalidInput("q: the search query is empty")
         prefs = self.preferences(user_id) if user_id else None
+        where = self.controls(user_id).apply(where)
         return self._guarded(
             lambda: self.search_with(self.rec, query, n, where, user_id, prefs), n, where)
 
@@ -133,8 +149,9 @@ class Recommendations:
                     raise NotFound(f"item {item_id} does not exist")
 
     # --- events -----------------------------------------------------------------------------
-    def ingest(self, raw: list[Any]) -> tuple[int, list[str], list[Rejected]]:
-        """(accepted, duplicate event ids, refusals). Stored before this returns."""
+    def ingest(self, raw: list[Any]) -> Ingested:
+        """Valid events are stored before this returns, but not those of a user who paused
+        their history: those are dropped (and counted), never stored."""
         limit = self.settings.max_event_batch
         if len(raw) > limit:
             raise PayloadTooLarge(f"a batch holds at most {limit} events, this one {len(raw)}")
@@ -144,10 +161,19 @@ class Recommendations:
             known = store.existing_items(s, ids)
             events, rejected = validate_batch(raw, known_items=known, now=time.time(),
                                               max_future_skew_s=self.settings.max_event_future_skew_s)
-            inserted = store.insert_events(s, events)
+            paused = controls.paused_users(s, {e.user_id for e in events})
+            kept = [e for e in events if e.user_id not in paused]
+            inserted = store.insert_events(s, kept)
         self.sync.wake.set()  # fold them in now rather than at the next poll
-        duplicates = [e.event_id for e in events if e.event_id not in inserted]
-        return len(inserted), duplicates, rejected
+        duplicates = [e.event_id for e in kept if e.event_id not in inserted]
+        return Ingested(len(inserted), duplicates, rejected, len(events) - len(kept))
+
+    # --- users' controls --------------------------------------------------------------------
+    def controls(self, user_id: str | None) -> Controls:
+        if not user_id:
+            return Controls()
+        with self.db.session() as s:
+            return controls.get(s, user_id)
 
     # --- preferences and editorial ----------------------------------------------------------
     def preferences(self, user_id: str | None) -> Preferences | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -22,6 +23,7 @@ from medley.db import Database
 from medley.db.models import Item
 from medley.domain import age_min
 from medley.editor import profiles
+from medley.privacy import erase
 from medley.recs import store
 from medley.recs.answers import Editorial
 from medley.recs.behavior import Behavior
@@ -29,6 +31,7 @@ from medley.recs.collab import CollabModel
 from medley.recs.engine import Recommender
 from medley.recs.events import Event
 from medley.recs.items import FusionView, ItemInfo, ItemTable
+from medley.recs.signals import Priors
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,12 @@ def _ts(value: datetime | None) -> float | None:
     return value.timestamp() if value else None
 
 
+def _noting(rows: Iterable[tuple[int, Event]], seqs: deque[int]) -> Iterable[tuple[int, Event]]:
+    for seq, ev in rows:
+        seqs.append(seq)  # a bounded deque: the newest seqs, for the tail's overlap window
+        yield seq, ev
+
+
 class RecSync:
     def __init__(self, settings: Settings, db: Database, rec: Recommender) -> None:
         self.settings = settings
@@ -58,6 +67,7 @@ class RecSync:
         self._last_reconcile = 0.0
         self._last_model_check = 0.0
         self._last_slow_tick = 0.0
+        self.erasures_seen = 0  # the newest erasure notice this process's state reflects
         self.wake = threading.Event()
         self.ready = threading.Event()
 
@@ -130,6 +140,43 @@ class RecSync:
         self._applied = {q for q in self._applied if q > floor}
         return n
 
+    # --- erasures ---------------------------------------------------------------------------
+    def apply_erasures(self) -> int:
+        """Erasures and resets recorded by any process: drop those users' state at once, then
+        rebuild what their deleted events fed (decayed sums cannot be unwound exactly)."""
+        with self.db.session() as s:
+            notices = erase.notices_after(s, self.erasures_seen)
+        if not notices:
+            return 0
+        hashes = {n.user_hash for n in notices if n.user_hash}
+        if hashes:
+            self.behavior.drop_users(lambda u: erase.user_hash(u) in hashes)
+        if any(n.rebuild for n in notices):
+            self.rebuild()
+        self.erasures_seen = notices[-1].id
+        return len(notices)
+
+    def rebuild(self) -> None:
+        """Replay the event table into fresh state beside the live one, then swap it in with
+        the newest stored model (already rewritten without the erased user): the state a
+        restart would build. Costs one replay, like start-up; erasures are rare."""
+        started = time.perf_counter()
+        fresh = self.behavior.empty()
+        recent: deque[int] = deque(maxlen=store.TAIL_OVERLAP)
+        with self.db.session() as s:
+            latest = store.latest_model_id(s)
+            found = store.load_model_blob(s, latest) if latest is not None else None
+            model = CollabModel.from_bytes(found[0]) if found else None
+            fresh.cooc_after_seq = model.last_seq if model else 0  # as `check_model` counts
+            n = fresh.apply(_noting(store.events_after(s, 0), recent))
+        self.behavior.replace(fresh)
+        self._applied = {q for q in recent if q > fresh.last_seq - store.TAIL_OVERLAP}
+        self.rec.collab, self.model_id = model, latest
+        if model is None:  # priors are keyed by the model object; without one, start afresh
+            self.rec.priors = Priors(self.settings.prior_neighbours)
+        log.info("recommendation state rebuilt after an erasure: %d events in %.1f s", n,
+                 time.perf_counter() - started)
+
     # --- fusion, models and editorial ------------------------------------------------------
     def load_fusion(self) -> bool:
         """Serve the published fusion profile: its weights for the table, its slot for index
@@ -177,6 +224,8 @@ class RecSync:
     def catch_up(self) -> None:
         """Everything at once (start-up)."""
         started = time.perf_counter()
+        with self.db.session() as s:  # events read below already lack anything erased so far
+            self.erasures_seen = erase.latest_notice(s)
         self.load_fusion()
         n_items = self.load_items()
         n_events = self.tail_events()
@@ -190,6 +239,7 @@ class RecSync:
         """Events every poll (they must show within seconds); the rest at most once a second,
         since each step scans something and holds the GIL beside the requests."""
         now = time.monotonic()
+        self.apply_erasures()  # one indexed query; an erasure must not wait for the slow tick
         self.tail_events()
         if now - self._last_slow_tick < SLOW_TICK_S:
             return

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from medley.config import Precision, Settings
-from tests.conftest import wait_for
+from tests.conftest import ADMIN_KEY, AUTH, wait_for
 
 CLUSTERS: dict[str, list[str]] = {
     "space": [
@@ -70,6 +70,7 @@ def rec_settings(tmp_path_factory: pytest.TempPathFactory, tiny_clip: dict[str, 
         clip_precision=Precision.FP32,
         events_poll_interval_s=0.1,
         collab_retrain_interval_s=2.0,
+        bootstrap_admin_key=ADMIN_KEY,
         **tiny_clip,
     )
 
@@ -77,7 +78,7 @@ def rec_settings(tmp_path_factory: pytest.TempPathFactory, tiny_clip: dict[str, 
 @pytest.fixture(scope="module")
 def catalog(rec_settings: Settings) -> Iterator[tuple[Any, dict[str, list[str]]]]:
     """(client, {cluster: [item ids]}) for a running app with 36 enriched items."""
-    with TestClient(create_app(rec_settings)) as client:
+    with TestClient(create_app(rec_settings), headers=AUTH) as client:
         ids: dict[str, list[str]] = {}
         for cluster, texts in CLUSTERS.items():
             for k, text in enumerate(texts):
@@ -110,6 +111,7 @@ def embedded_app(data_dir: Path, tiny_clip: dict[str, Any], **overrides: Any
                  ) -> Iterator[TestClient]:
     """The real app on the embedded default (tiny CLIP, in-process worker) for a test module."""
     settings = Settings(data_dir=data_dir, clip_precision=Precision.FP32,
-                        stale_sweep_interval_s=1.0, **tiny_clip, **overrides)
-    with TestClient(create_app(settings)) as client:
+                        stale_sweep_interval_s=1.0, bootstrap_admin_key=ADMIN_KEY,
+                        **tiny_clip, **overrides)
+    with TestClient(create_app(settings), headers=AUTH) as client:
         yield client

@@ -19,8 +19,10 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from medley.config import Precision, Settings
+from tests.conftest import ADMIN_KEY, AUTH
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -82,9 +84,31 @@ class LiveServer:
     url: str
     settings: Settings
     ids: dict[str, str]  # catalog key -> item id
+    editor_key: str  # the browser's key: an editor named EDITOR
+    editor_id: str
 
-    def client(self, actor: str = "pytest") -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=60, headers={"X-Medley-Actor": actor})
+    def client(self) -> httpx.Client:
+        """An admin's client, for setting up and checking what the browser did."""
+        return httpx.Client(base_url=self.url, timeout=60, headers=AUTH)
+
+    def mint(self, role: str, name: str) -> tuple[str, str]:
+        """A new key: (id, secret)."""
+        with self.client() as c:
+            return _mint(c, role, name)
+
+    def revoke(self, key_id: str) -> None:
+        with self.client() as c:
+            r = c.delete(f"/v1/keys/{key_id}")
+            assert r.status_code == 200 and r.json()["revoked"], r.text
+
+
+EDITOR = "Ada Editor"
+
+
+def _mint(client: httpx.Client, role: str, name: str) -> tuple[str, str]:
+    r = client.post("/v1/keys", json={"role": role, "name": name})
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"]), str(r.json()["key"])
 
 
 def _free_socket() -> socket.socket:
@@ -165,28 +189,33 @@ def serving(app: Any) -> Iterator[str]:
         sock.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def live_server(tmp_path_factory: pytest.TempPathFactory,
                 tiny_clip: dict[str, Any]) -> Iterator[LiveServer]:
-    """The real app (in-process workers, embedded index, real text and speech models) with
-    the catalog uploaded through the API and fully understood."""
+    """The real app (in-process workers, embedded index, real text and speech models, API keys
+    with a bootstrap admin key) with the catalog uploaded through the API and fully understood,
+    and an editor's key for the browser. Shared by the browser test modules: it takes a while."""
     from api.app import create_app
 
     settings = Settings(data_dir=tmp_path_factory.mktemp("console-data"),
                         clip_precision=Precision.FP32, fusion_weights=ACTIVE_WEIGHTS,
-                        events_poll_interval_s=0.1, **tiny_clip)
+                        events_poll_interval_s=0.1, bootstrap_admin_key=SecretStr(ADMIN_KEY),
+                        **tiny_clip)
     with serving(create_app(settings)) as url, \
-            httpx.Client(base_url=url, timeout=60, headers={"X-Medley-Actor": "pytest"}) as c:
+            httpx.Client(base_url=url, timeout=60, headers=AUTH) as c:
         _wait(lambda: _healthy(c), 120, "/healthz answering with models loaded")
         media = tmp_path_factory.mktemp("console-speech")
         ids = {e.key: _upload(c, e, media) for e in CATALOG}
+        editor_id, editor_key = _mint(c, "editor", EDITOR)
         _wait(lambda: _loaded(c, ids), 180, "every item ready and served")
-        yield LiveServer(url=url, settings=settings, ids=ids)
+        yield LiveServer(url=url, settings=settings, ids=ids, editor_key=editor_key,
+                         editor_id=editor_id)
 
 
 @pytest.fixture(scope="module")
 def console_only() -> Iterator[str]:
-    """A server with the console and nothing behind it: every /v1 call answers 404."""
+    """A server with the console, a key check that accepts any key as an editor's, and
+    nothing else behind it: every other /v1 call answers 404."""
     from fastapi import FastAPI
 
     from api import console, errors
@@ -194,6 +223,12 @@ def console_only() -> Iterator[str]:
     app = FastAPI()
     errors.install(app)
     app.include_router(console.router)
+
+    @app.get("/v1/keys/me")
+    def me() -> dict[str, Any]:
+        return {"id": "stub", "name": "Stub Editor", "role": "editor",
+                "created_at": "2024-01-01T00:00:00Z", "revoked": False}
+
     with serving(app) as url:
         yield url
 

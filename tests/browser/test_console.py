@@ -6,37 +6,30 @@ tests/browser/artifacts/ (or $MEDLEY_TEST_ARTIFACTS)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.browser.conftest import LiveServer
+from tests.browser.conftest import EDITOR, LiveServer
+from tests.browser.console_page import Shot, by_id, thumbs_loaded, wait
+from tests.browser.console_page import open_console as open_with_key
 
 pytestmark = pytest.mark.heavy
 
-Shot = Callable[[str], Path]
 SPACE = {"falcon", "astronaut", "hubble"}  # what "Kitchen Diaries" talks about
 COOKING = {"sourdough", "pasta", "cake"}  # what its description is about
 
 
-def wait(browser: Any, check: Callable[[Any], Any], timeout: float = 20.0) -> Any:
-    return WebDriverWait(browser, timeout, poll_frequency=0.1).until(check)
-
-
-def by_id(browser: Any, element_id: str) -> Any:
-    return browser.find_element(By.ID, element_id)
-
-
-def open_console(browser: Any, url: str) -> None:
-    browser.get(f"{url}/console")
-    wait(browser, lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
+def open_console(browser: Any, server: LiveServer | str) -> None:
+    """Signed in as the editor (any key passes the console-only server's check)."""
+    if isinstance(server, str):
+        open_with_key(browser, server, "mdl_stub_editor")
+    else:
+        open_with_key(browser, server.url, server.editor_key)
 
 
 def pick_only(browser: Any, item_id: str) -> None:
@@ -86,15 +79,17 @@ def test_console_is_served_with_its_assets(live_server: LiveServer) -> None:
     with httpx.Client(base_url=live_server.url) as c:
         page = c.get("/console")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-        for asset, kind in (("console.js", "text/javascript"), ("console.css", "text/css")):
-            r = c.get(f"/console/static/{asset}")
+        for asset, kind in (("console.js", "text/javascript"), ("signin.js", "text/javascript"),
+                            ("thumbs.js", "text/javascript"), ("console.css", "text/css")):
+            r = c.get(f"/console/static/{asset}")  # no key needed: the page asks for one
             assert r.status_code == 200 and r.headers["content-type"].startswith(kind)
+        assert c.get("/v1/fusion/profiles").status_code == 401  # what it loads does
         assert c.get("/console/static/..%2Fconsole.py").status_code == 404
         assert c.get("/console/static/nothing.js").json()["error"]["code"] == "not_found"
 
 
 def test_console_loads(browser: Any, live_server: LiveServer, shot: Shot) -> None:
-    open_console(browser, live_server.url)
+    open_console(browser, live_server)
     sliders = browser.find_elements(By.CSS_SELECTOR, "input[type='range']")
     assert [s.get_attribute("data-modality") for s in sliders] == [
         "image", "video", "speech", "text", "clip_text"]
@@ -106,14 +101,16 @@ def test_console_loads(browser: Any, live_server: LiveServer, shot: Shot) -> Non
     assert "default v1" in by_id(browser, "active-profile").text
     picks = wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "[data-testid='pick']"))
     assert len(picks) == len(live_server.ids)
-    # Artwork shows as a thumbnail; an item without any falls back to the placeholder tile.
-    wait(browser, lambda b: b.execute_script(
-        "return [...document.querySelectorAll('#item-picker img')].every(i => i.complete)"))
+    # Artwork shows as a thumbnail, fetched with the key and shown through an object URL; an
+    # item without any falls back to the placeholder tile.
+    wait(browser, lambda b: thumbs_loaded(b, "#item-picker"))
     thumbs = browser.execute_script("""return Object.fromEntries([...document.querySelectorAll(
         '#item-picker li')].map(li => [li.querySelector('input').value,
-        [li.querySelector('img').naturalWidth, li.querySelector('img').dataset.placeholder]]))""")
-    assert thumbs[live_server.ids["falcon"]][0] > 64 and not thumbs[live_server.ids["falcon"]][1]
-    assert thumbs[live_server.ids["pasta"]][1] == "true"
+        [li.querySelector('img').naturalWidth, li.querySelector('img').dataset.placeholder,
+         li.querySelector('img').src.split(':')[0]]]))""")
+    width, placeholder, scheme = thumbs[live_server.ids["falcon"]]
+    assert width > 64 and placeholder is None and scheme == "blob"
+    assert thumbs[live_server.ids["pasta"]][1:] == ["true", "data"]
     shot("loaded")
 
 
@@ -121,7 +118,7 @@ def test_raising_speech_brings_dialogue_neighbours_up(
         browser: Any, live_server: LiveServer, shot: Shot) -> None:
     ids = live_server.ids
     names = {v: k for k, v in ids.items()}
-    open_console(browser, live_server.url)
+    open_console(browser, live_server)
     pick_only(browser, ids["kitchen"])
     preview_for(browser, 0.5)
     before = [names[i] for i in ranked(browser, ids["kitchen"], "before")]
@@ -163,7 +160,7 @@ def test_evaluate_compares_active_and_draft(
               for u in range(8) for k in range(5)]
     with live_server.client() as c:
         assert c.post("/v1/events", json={"events": events}).json()["accepted"] == len(events)
-    open_console(browser, live_server.url)
+    open_console(browser, live_server)
     by_id(browser, "w-speech").send_keys(Keys.END)
     by_id(browser, "evaluate").send_keys(Keys.ENTER)
     table = wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "[data-testid='metrics']"),
@@ -177,7 +174,7 @@ def test_evaluate_compares_active_and_draft(
 
 def test_save_as_profile_and_start_from_it(browser: Any, live_server: LiveServer,
                                            shot: Shot) -> None:
-    open_console(browser, live_server.url)
+    open_console(browser, live_server)
     by_id(browser, "w-speech").send_keys(Keys.PAGE_UP)  # 0.5 -> 1.5 of 4.25: 35%
     wait(browser, lambda b: by_id(b, "pct-speech").text == "35%")
     name = by_id(browser, "profile-name")
@@ -201,11 +198,9 @@ def test_save_as_profile_and_start_from_it(browser: Any, live_server: LiveServer
 
 def test_publish_then_roll_back(browser: Any, live_server: LiveServer, shot: Shot) -> None:
     ids = live_server.ids
-    open_console(browser, live_server.url)
+    open_console(browser, live_server)
     first = active_id(browser)
-    editor = by_id(browser, "actor")
-    editor.clear()
-    editor.send_keys("Ada Editor", Keys.TAB)  # kept in localStorage, sent as X-Medley-Actor
+    assert by_id(browser, "signed-in-as").text == f"Signed in as {EDITOR} (editor)"
     pick_only(browser, ids["kitchen"])
     by_id(browser, "w-speech").send_keys(Keys.END)
     preview_for(browser, 10.0)
@@ -241,7 +236,7 @@ def test_publish_then_roll_back(browser: Any, live_server: LiveServer, shot: Sho
     assert "Speech 78%" in by_id(browser, "active-profile").text
     entry = wait(browser, lambda b: b.find_elements(
         By.CSS_SELECTOR, f"[data-action='publish'][data-profile-id='{published}']"))[0]
-    assert "by Ada Editor" in entry.text
+    assert f"by {EDITOR} ({live_server.editor_id})" in entry.text  # the key's, not a typed name
     preview_for(browser, 10.0)  # the draft is now what serves: nothing moves
     wait(browser, lambda b: ranked(b, ids["kitchen"], "before")
          == ranked(b, ids["kitchen"], "after"))
@@ -263,12 +258,13 @@ def test_publish_then_roll_back(browser: Any, live_server: LiveServer, shot: Sho
         overview = c.get("/v1/fusion/profiles").json()
         assert str(overview["active"]["profile_id"]) == first
         top = c.get("/v1/fusion/history?limit=5").json()["entries"]
-        assert any(e["action"] == "rollback" and e["actor"] == "Ada Editor" for e in top)
+        assert any(e["action"] == "rollback" and e["actor"] == f"{EDITOR} ({live_server.editor_id})"
+                   for e in top)
     shot("rolled-back")
 
 
 def test_api_errors_are_announced(browser: Any, live_server: LiveServer, shot: Shot) -> None:
-    open_console(browser, live_server.url)
+    open_console(browser, live_server)
     for slider in browser.find_elements(By.CSS_SELECTOR, "input[type='range']"):
         slider.send_keys(Keys.HOME)
     box = by_id(browser, "messages")
@@ -292,9 +288,9 @@ def test_missing_fusion_api_reads_as_an_error(browser: Any, console_only: str,
 
 
 def test_every_control_is_reachable_by_keyboard(browser: Any, live_server: LiveServer) -> None:
-    open_console(browser, live_server.url)
+    open_console(browser, live_server)
     wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "[data-testid='rollback']"))
-    wanted = {"actor", "base-profile", "w-image", "w-video", "w-speech", "w-text",
+    wanted = {"skip", "sign-out", "base-profile", "w-image", "w-video", "w-speech", "w-text",
               "w-clip_text", "profile-name", "save", "evaluate", "publish", "reset",
               "item-filter", "users", "query"}
     reached: set[str] = set()

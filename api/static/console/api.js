@@ -1,37 +1,79 @@
-// HTTP helpers: every call carries the editor's name, and every failure becomes an ApiError
-// holding the server's own message, so the page can show what went wrong in its words.
+// HTTP helpers: every call carries the signed-in editor's API key, and every failure becomes an
+// ApiError holding the server's own message, so the page can show what went wrong in its words.
 
-const ACTOR_KEY = "medley.console.actor";
+// sessionStorage, not localStorage: the key must not outlive the browser session.
+const KEY_STORE = "medley.console.key";
 
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, retryAfter = null) {
     super(message);
     this.status = status;
     this.code = code;
+    this.retryAfter = retryAfter; // seconds, from a 429's Retry-After
   }
 }
 
-export function actor() {
+function stored() {
   try {
-    return localStorage.getItem(ACTOR_KEY) || "";
+    return sessionStorage.getItem(KEY_STORE) || "";
   } catch {
-    return ""; // storage can be disabled; the server then records "anonymous"
+    return ""; // storage disabled: the key lives only as long as the page
   }
 }
 
-export function setActor(name) {
+let current = stored();
+let session = 0; // bumped on every sign-in and sign-out: answers to an older session are dropped
+let onRefused = () => {};
+
+export function currentKey() {
+  return current;
+}
+
+export function setKey(key) {
+  current = key || "";
+  session += 1;
   try {
-    localStorage.setItem(ACTOR_KEY, name.trim());
+    if (current) sessionStorage.setItem(KEY_STORE, current);
+    else sessionStorage.removeItem(KEY_STORE);
   } catch {
-    /* not persisted; still sent for this page's requests via the field */
+    /* kept in memory for this page only */
   }
 }
 
-export async function api(method, path, body) {
-  const headers = { accept: "application/json" };
-  const who = actor();
-  // fetch() refuses a header value outside Latin-1, which would fail every call.
-  if (who && /^[\x20-\x7e\xa0-\xff]{1,80}$/.test(who)) headers["X-Medley-Actor"] = who;
+// Called once with the error when the server refuses the signed-in key (401): revoked meanwhile.
+export function whenRefused(handler) {
+  onRefused = handler;
+}
+
+// Retry-After is either seconds or an HTTP date.
+export function retryAfter(value) {
+  if (!value) return null;
+  if (/^\s*\d+\s*$/.test(value)) return Number(value);
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? null : Math.max(0, Math.ceil((at - Date.now()) / 1000));
+}
+
+async function failure(response) {
+  let data = null;
+  try {
+    data = JSON.parse(await response.text());
+  } catch {
+    data = null;
+  }
+  const error = data && data.error;
+  const message = error && error.message
+    ? error.message
+    : `${response.status} ${response.statusText || "error"}`;
+  return new ApiError(response.status, error ? error.code : "http", message,
+    retryAfter(response.headers.get("retry-after")));
+}
+
+// One request with a key: the signed-in one, or (for the sign-in check) the one given.
+async function send(method, path, { body, key = current, accept = "application/json",
+  quiet = false } = {}) {
+  if (!key) throw new ApiError(401, "signed_out", "not signed in");
+  const mine = session;
+  const headers = { accept, authorization: `Bearer ${key}` };
   if (body !== undefined) headers["content-type"] = "application/json";
   let response;
   try {
@@ -39,25 +81,36 @@ export async function api(method, path, body) {
       method,
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
+      cache: "no-store",
     });
   } catch (err) {
     throw new ApiError(0, "network", `the server did not answer (${err.message})`);
   }
-  const text = await response.text();
-  let data = null;
-  try {
-    data = text ? JSON.parse(text) : null;
-  } catch {
-    data = null;
-  }
+  if (mine !== session) throw new ApiError(401, "signed_out", "signed out meanwhile");
   if (!response.ok) {
-    const error = data && data.error;
-    const message = error && error.message
-      ? error.message
-      : `${response.status} ${response.statusText || "error"}`;
-    throw new ApiError(response.status, error ? error.code : "http", message);
+    const error = await failure(response);
+    if (error.status === 401 && !quiet && key === current) onRefused(error);
+    throw error;
   }
-  return data;
+  return response;
+}
+
+export async function api(method, path, body) {
+  const text = await (await send(method, path, { body })).text();
+  try {
+    return text ? JSON.parse(text) : null;
+  } catch {
+    return null;
+  }
+}
+
+export async function apiBlob(path) {
+  return (await send("GET", path, { accept: "image/*" })).blob();
+}
+
+// The key's own record ({id, name, role, ...}); a refusal here is the sign-in form's to explain.
+export async function whoami(key) {
+  return (await send("GET", "/v1/keys/me", { key, quiet: true })).json();
 }
 
 export const MODALITIES = ["image", "video", "speech", "text", "clip_text"];
@@ -99,33 +152,4 @@ export function when(iso) {
   if (!iso) return "";
   const date = new Date(iso);
   return Number.isNaN(date.getTime()) ? iso : date.toLocaleString();
-}
-
-const PLACEHOLDER =
-  "data:image/svg+xml," +
-  encodeURIComponent(
-    '<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64" viewBox="0 0 64 64">' +
-      '<rect width="64" height="64" fill="#e3e6ea"/>' +
-      '<path d="M14 46l12-14 9 10 6-7 9 11z" fill="#a9b0b8"/>' +
-      '<circle cx="44" cy="22" r="5" fill="#a9b0b8"/></svg>',
-  );
-
-// Items without artwork answer 404 for their thumbnail; a neutral tile keeps rows aligned.
-export function thumb(src, alt = "") {
-  const img = el("img", {
-    class: "thumb",
-    alt,
-    loading: "lazy",
-    width: 48,
-    height: 48,
-    src: src || PLACEHOLDER,
-  });
-  img.addEventListener("error", () => {
-    if (img.src !== PLACEHOLDER) {
-      img.src = PLACEHOLDER;
-      img.dataset.placeholder = "true";
-    }
-  });
-  if (!src) img.dataset.placeholder = "true";
-  return img;
 }

@@ -1,62 +1,13 @@
 // The fusion editor console: draft weights, live preview, save, evaluate, publish, roll back.
 
-import { LABELS, MODALITIES, actor, api, el, percentages, setActor, when } from "./api.js";
+import { LABELS, MODALITIES, api, el, percentages, when } from "./api.js";
 import { confirmDialog, follow, labelFor, notStarted, starting } from "./jobs.js";
 import { loadItems, schedulePreview } from "./preview.js";
 import * as render from "./render.js";
+import { initSignIn } from "./signin.js";
 import { $, fail, say, state } from "./state.js";
-
-const SLIDER_MAX = 10;
-
-// --- weights -------------------------------------------------------------------------------
-function buildSliders() {
-  const max = Math.max(SLIDER_MAX, ...MODALITIES.map((m) => Math.ceil(state.weights[m] || 0)));
-  $("sliders").replaceChildren(
-    ...MODALITIES.map((m) =>
-      el("div", { class: "slider" },
-        el("label", { for: `w-${m}` }, el("span", { class: `swatch m-${m}` }), LABELS[m]),
-        el("input", { type: "range", id: `w-${m}`, "data-testid": `weight-${m}`, min: 0, max,
-          step: 0.1, value: state.weights[m] || 0, "data-modality": m,
-          oninput: (e) => changeWeight(m, e.target.value) }),
-        el("output", { id: `pct-${m}`, "data-testid": `pct-${m}`, for: `w-${m}` }),
-        el("span", { class: "raw", id: `raw-${m}`, "data-testid": `raw-${m}` })),
-    ),
-  );
-  showWeights();
-}
-
-function showWeights() {
-  const pct = percentages(state.weights);
-  for (const m of MODALITIES) {
-    const w = Number(state.weights[m]) || 0;
-    const input = $(`w-${m}`);
-    if (Number(input.value) !== w) input.value = w;
-    input.setAttribute("aria-valuetext", `${pct[m]}% (weight ${w.toFixed(1)})`);
-    $(`pct-${m}`).textContent = `${pct[m]}%`;
-    $(`raw-${m}`).textContent = `w ${w.toFixed(1)}`;
-  }
-  const saved = state.profiles.find((p) => p.id === state.savedId);
-  $("draft-state").textContent = saved
-    ? `Draft equals ${saved.name} v${saved.version}${saved.active ? " (active)" : ""}.`
-    : "Unsaved draft.";
-  $("draft-state").dataset.saved = saved ? String(saved.id) : "";
-}
-
-function changeWeight(m, value) {
-  state.weights[m] = Math.round(Number(value) * 10) / 10;
-  state.savedId = null;
-  $("base-profile").value = "";
-  showWeights();
-  schedulePreview();
-}
-
-function loadWeights(profile) {
-  state.weights = Object.fromEntries(MODALITIES.map((m) => [m, profile.weights[m] || 0]));
-  state.savedId = profile.id ?? profile.profile_id ?? null;
-  $("profile-name").value = profile.name || $("profile-name").value;
-  buildSliders();
-  schedulePreview();
-}
+import { forget } from "./thumbs.js";
+import { buildSliders, loadWeights, showWeights } from "./weights.js";
 
 // --- profiles, history ---------------------------------------------------------------------
 function showActive() {
@@ -152,6 +103,7 @@ function setBusy(busy) {
 }
 
 async function runJob(start, label) {
+  const epoch = state.epoch; // a sign-out meanwhile ends the wait; the page is reset already
   setBusy(true);
   starting(label);
   try {
@@ -159,10 +111,11 @@ async function runJob(start, label) {
     try {
       job = await start();
     } catch (err) {
-      notStarted(label, err.message);
+      if (epoch === state.epoch) notStarted(label, err.message);
       throw err;
     }
     job = await follow(job, label, (err) => fail(err, "read the job"));
+    if (epoch !== state.epoch) return;
     await refreshProfiles();
     await refreshHistory();
     if (job.status === "succeeded") {
@@ -172,7 +125,7 @@ async function runJob(start, label) {
     }
     schedulePreview();
   } finally {
-    setBusy(false);
+    if (epoch === state.epoch) setBusy(false);
   }
 }
 
@@ -215,12 +168,6 @@ async function rollback(entry) {
 }
 
 function wire() {
-  $("actor").value = actor();
-  $("actor").addEventListener("change", (e) => {
-    // Header values are Latin-1: a name outside it could not be sent, so it is refused here.
-    if (/^[\x20-\x7e\xa0-\xff]*$/.test(e.target.value)) setActor(e.target.value);
-    else say("The editor name can only use Latin letters, digits and punctuation.", "error");
-  });
   $("base-profile").addEventListener("change", (e) => {
     const profile = state.profiles.find((p) => String(p.id) === e.target.value);
     if (profile) loadWeights(profile);
@@ -239,9 +186,9 @@ function wire() {
   });
 }
 
-async function start() {
-  render.legend($("legend"));
-  wire();
+// Everything loads only once a key is accepted, and is dropped again on signing out.
+async function load() {
+  const epoch = state.epoch;
   buildSliders();
   let data = null;
   let problem = null;
@@ -251,11 +198,15 @@ async function start() {
     problem = err;
   }
   await Promise.all([loadItems(), data ? refreshHistory() : null]);
+  if (epoch !== state.epoch || problem?.status === 401) return; // signed out meanwhile
   if (problem) {
     // Said last, so that this cause is not hidden by the failures that follow from it.
-    const why = problem.status === 404 ? "the fusion editor API is not available on this server"
-      : problem.message;
-    say(`Could not load the fusion profiles (${problem.status || "no answer"}): ${why}.`, "error");
+    if (problem.status === 404) {
+      say("Could not load the fusion profiles (404): the fusion editor API is not available " +
+        "on this server.", "error");
+    } else {
+      fail(problem, "load the fusion profiles");
+    }
     state.offline = true;
     for (const id of ["save", "evaluate", "publish", "reset"]) $(id).disabled = true;
     showActive();
@@ -269,4 +220,33 @@ async function start() {
   }
 }
 
-start();
+function unload() {
+  state.epoch += 1;
+  clearTimeout(state.timer);
+  state.previewSeq += 1; // an answer still on its way is dropped
+  Object.assign(state, { active: null, profiles: [], savedId: null, offline: false, busy: false,
+    lagRetries: 0 });
+  state.picked.clear();
+  forget();
+  delete document.body.dataset.ready;
+  for (const id of ["history", "results", "item-picker", "eval-body"]) $(id).replaceChildren();
+  for (const id of ["save", "evaluate", "publish", "reset"]) $(id).disabled = false;
+  for (const id of ["job-panel", "eval-panel"]) $(id).hidden = true;
+  for (const id of ["users", "query", "item-filter", "profile-name", "profile-note"]) {
+    $(id).value = "";
+  }
+  const box = $("active-profile");
+  box.textContent = "Active profile: loading…";
+  box.removeAttribute("title");
+  delete box.dataset.profileId;
+  delete box.dataset.version;
+  delete $("results").dataset.weights;
+  $("preview-state").textContent = "";
+  $("preview-state").dataset.state = "idle";
+  say("");
+  if ($("confirm").open) $("confirm").close("cancel");
+}
+
+render.legend($("legend"));
+wire();
+initSignIn({ signedIn: load, signedOut: unload });

@@ -1,6 +1,7 @@
 // The confirmation dialog and the re-fusion job's progress.
 
 import { api } from "./api.js";
+import { state } from "./state.js";
 
 const POLL_MS = 300;
 const FINAL = new Set(["succeeded", "failed"]);
@@ -58,15 +59,24 @@ export function notStarted(label, why) {
   document.getElementById("job-text").textContent = `${label} did not start: ${why}`;
 }
 
-// Polls until the job is final; a poll that fails (server restarting) is retried, only a
-// missing job ends the wait early.
+const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// Polls until the job is final; a poll that fails (server restarting) is retried, one over the
+// key's rate waits as long as the server asks. A missing job or a sign-out ends the wait early.
 export async function follow(job, label, onError) {
+  const epoch = state.epoch;
   show(job, label);
   while (!FINAL.has(job.status)) {
-    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    await pause(POLL_MS);
+    if (epoch !== state.epoch) return job;
     try {
       job = await api("GET", `/v1/fusion/jobs/${encodeURIComponent(job.id)}`);
     } catch (err) {
+      if (err.status === 401) return job;
+      if (err.status === 429) {
+        await pause(1000 * (err.retryAfter || 1));
+        continue;
+      }
       onError(err);
       if (err.status === 404) return job;
       continue;

@@ -1,8 +1,9 @@
 // The item picker and the live preview of the draft weights against the active profile.
 
-import { MODALITIES, api, el, thumb } from "./api.js";
+import { MODALITIES, api, el } from "./api.js";
 import * as render from "./render.js";
 import { $, fail, state } from "./state.js";
+import { release, thumb } from "./thumbs.js";
 
 const DEBOUNCE_MS = 300;
 
@@ -26,6 +27,7 @@ export async function loadItems() {
     if (!state.picked.size && items.length) {
       state.picked.add((items.find((i) => i.transcript) || items[0]).id);
     }
+    release("picker");
     $("item-picker").replaceChildren(...items.map(pickerRow));
     if (!items.length) $("item-picker").append(el("li", { class: "hint" }, "No items yet."));
   } catch (err) {
@@ -45,7 +47,7 @@ function pickerRow(item) {
       schedulePreview();
     } });
   return el("li", { "data-title": (item.title || "").toLowerCase() },
-    el("label", {}, box, thumb(src, ""), el("span", {}, item.title || item.id)));
+    el("label", {}, box, thumb(src, "picker"), el("span", {}, item.title || item.id)));
 }
 
 export function schedulePreview() {

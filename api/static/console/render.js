@@ -1,6 +1,7 @@
 // Pure rendering: preview lists, the evaluation table and the history, from API answers.
 
-import { LABELS, MODALITIES, el, thumb, when } from "./api.js";
+import { LABELS, MODALITIES, el, when } from "./api.js";
+import { release, thumb } from "./thumbs.js";
 
 export function legend(container) {
   container.replaceChildren(
@@ -54,7 +55,7 @@ function row(r, side) {
     { class: "result-row", "data-item-id": r.item_id, "data-rank": r.rank },
     el("span", { class: "rank" }, String(r.rank)),
     shiftBadge(r.shift, side),
-    thumb(r.thumbnail, ""),
+    thumb(r.thumbnail, "results"),
     el(
       "div",
       { class: "row-body" },
@@ -86,6 +87,7 @@ function column(label, rows, other, side) {
 }
 
 export function preview(container, answer) {
+  release("results"); // the rows drawn before go, and their object URLs with them
   const results = answer.results || [];
   if (!results.length) {
     container.replaceChildren(el("p", { class: "hint" },

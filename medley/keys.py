@@ -1,0 +1,143 @@
+"""API keys and the roles they carry.
+
+A key is shown once, when it is made; the database keeps only its SHA-256. Keys are 32 random
+bytes, so a plain fast hash is enough: there is no password to guess, only a hash to invert.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy import func, select
+
+from medley.db import Database
+from medley.db.models import ApiKey, utcnow
+from medley.errors import InvalidInput, NotFound
+
+PREFIX = "mdl_"
+BOOTSTRAP_ID = "bootstrap"
+
+
+class Role(StrEnum):
+    CONTENT = "content"  # the catalog: upload, change, delete items
+    CLIENT = "client"  # client apps: recommendations, search, events, users' own controls
+    EDITOR = "editor"  # fusion profiles, the console, editorial pins and boosts
+    ADMIN = "admin"  # keys and user erasure; an admin key may call every route
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: str
+    name: str
+    role: Role
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    key_id: str
+    name: str
+    role: Role
+    created_at: float
+    revoked: bool
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _info(row: ApiKey) -> KeyInfo:
+    return KeyInfo(row.id, row.name, Role(row.role), row.created_at.timestamp(),
+                   row.revoked_at is not None)
+
+
+class KeyStore:
+    """Keys in the database, with a short in-process cache so a request costs no query.
+
+    A revoked key keeps working in another process for at most `cache_s`.
+    """
+
+    def __init__(self, db: Database, cache_s: float = 5.0, cache_size: int = 10_000) -> None:
+        self.db = db
+        self.cache_s = cache_s
+        self._cache: OrderedDict[str, tuple[Principal | None, float]] = OrderedDict()
+        self._size = cache_size
+        self._lock = threading.Lock()
+
+    def create(self, role: Role | str, name: str) -> tuple[Principal, str]:
+        """A new key: (who it is, the secret to hand over once)."""
+        try:
+            role = Role(role)
+        except ValueError:
+            raise InvalidInput(f"role: {role!r} is not one of "
+                               f"{', '.join(r.value for r in Role)}") from None
+        name = name.strip()
+        if not name or len(name) > 80:
+            raise InvalidInput("name: give 1 to 80 characters")
+        key_id = secrets.token_hex(6)
+        secret = f"{PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+        with self.db.session() as s:
+            s.add(ApiKey(id=key_id, name=name, role=role.value, hash=digest(secret)))
+        return Principal(key_id, name, role), secret
+
+    def ensure_bootstrap(self, secret: str) -> None:
+        """Honour an admin key given in settings (a deployment secret); idempotent."""
+        with self.db.session() as s:
+            row = s.get(ApiKey, BOOTSTRAP_ID)
+            if row is None:
+                s.add(ApiKey(id=BOOTSTRAP_ID, name="bootstrap admin", role=Role.ADMIN.value,
+                             hash=digest(secret)))
+            elif row.hash != digest(secret) or row.revoked_at is not None:
+                row.hash, row.revoked_at = digest(secret), None
+
+    def count(self) -> int:
+        with self.db.session() as s:
+            return int(s.scalar(select(func.count()).select_from(ApiKey)) or 0)
+
+    def verify(self, secret: str) -> Principal | None:
+        if not secret or len(secret) > 256:
+            return None
+        h = digest(secret)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(h)
+            if hit is not None and hit[1] > now:
+                return hit[0]
+        with self.db.session() as s:
+            row = s.scalar(select(ApiKey).where(ApiKey.hash == h))
+            who = (Principal(row.id, row.name, Role(row.role))
+                   if row is not None and row.revoked_at is None else None)
+        with self._lock:
+            self._cache[h] = (who, now + self.cache_s)
+            self._cache.move_to_end(h)
+            while len(self._cache) > self._size:  # a flood of made-up keys cannot grow it
+                self._cache.popitem(last=False)
+        return who
+
+    def list(self) -> list[KeyInfo]:
+        with self.db.session() as s:
+            return [_info(r) for r in s.scalars(select(ApiKey).order_by(ApiKey.created_at))]
+
+    def get(self, key_id: str) -> KeyInfo:
+        with self.db.session() as s:
+            row = s.get(ApiKey, key_id)
+            if row is None:
+                raise NotFound(f"no API key {key_id!r}")
+            return _info(row)
+
+    def revoke(self, key_id: str) -> KeyInfo:
+        with self.db.session() as s:
+            row = s.get(ApiKey, key_id)
+            if row is None:
+                raise NotFound(f"no API key {key_id!r}")
+            if row.revoked_at is None:
+                row.revoked_at = utcnow()
+            info = _info(row)
+        with self._lock:
+            self._cache.clear()  # this process stops honouring it at once
+        return info
