@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -55,6 +56,19 @@ class Where:
 
     def created_since(self, when: float) -> Where:
         return replace(self, created_from=when)
+
+
+def point_ids(ids: frozenset[str] | set[str]) -> list[str]:
+    """The ids that can name an index point (item ids are UUIDs), sorted. Any other string
+    names no point, so leaving it out of a filter changes nothing; both engines refuse it."""
+    out = []
+    for i in ids:
+        try:
+            uuid.UUID(i)
+        except ValueError:
+            continue
+        out.append(i)
+    return sorted(out)
 
 
 class IndexUnavailable(RuntimeError):

@@ -9,7 +9,15 @@ from typing import Any
 
 import numpy as np
 
-from index.base import PAYLOAD_INDEXES, Hit, IndexPoint, IndexUnavailable, Vector, Where
+from index.base import (
+    PAYLOAD_INDEXES,
+    Hit,
+    IndexPoint,
+    IndexUnavailable,
+    Vector,
+    Where,
+    point_ids,
+)
 
 
 class EdgeIndex:
@@ -152,8 +160,8 @@ def _edge_filter(where: Where) -> Any:
     if where.published_from is not None or where.published_to is not None:
         rng = qe.RangeFloat(gte=where.published_from, lte=where.published_to)
         must.append(qe.FieldCondition("published_ts", range=rng))
-    if where.exclude_ids:
-        must_not.append(qe.HasIdCondition(set(where.exclude_ids)))
+    if excluded := point_ids(where.exclude_ids):
+        must_not.append(qe.HasIdCondition(set(excluded)))
     if where.created_from is not None:
         must.append(qe.FieldCondition("created_at", range=qe.RangeFloat(gte=where.created_from)))
     return qe.Filter(must=must or None, must_not=must_not or None)

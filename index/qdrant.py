@@ -2,13 +2,46 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 
-from index.base import PAYLOAD_INDEXES, Hit, IndexPoint, IndexUnavailable, Vector, Where
+from index.base import (
+    PAYLOAD_INDEXES,
+    Hit,
+    IndexPoint,
+    IndexUnavailable,
+    Vector,
+    Where,
+    point_ids,
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _reachable(op: Callable[P, R]) -> Callable[P, R]:
+    """A server that cannot be reached (refused, timed out, 5xx from a proxy or a restarting
+    node) is IndexUnavailable, which answers fall back on and index tasks retry; a 4xx is a
+    request this code got wrong, so it stays as it is."""
+
+    @functools.wraps(op)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+        try:
+            return op(*args, **kwargs)
+        except ResponseHandlingException as exc:
+            raise IndexUnavailable(f"cannot reach Qdrant: {exc}") from exc
+        except UnexpectedResponse as exc:
+            if exc.status_code is not None and exc.status_code >= 500:
+                raise IndexUnavailable(f"Qdrant answered {exc.status_code}") from exc
+            raise
+
+    return call
 
 
 class QdrantIndex:
@@ -57,6 +90,7 @@ class QdrantIndex:
         except Exception as exc:
             raise IndexUnavailable(f"cannot reach Qdrant: {exc}") from exc
 
+    @_reachable
     def upsert(self, points: Sequence[IndexPoint]) -> None:
         from qdrant_client import models as qm
 
@@ -83,6 +117,7 @@ class QdrantIndex:
             self.client.create_vector_name(self.collection, name,
                                            qm.DenseVectorNameConfig(dense=config))
 
+    @_reachable
     def set_vectors(self, name: str, vectors: Mapping[str, Vector]) -> None:
         from qdrant_client import models as qm
 
@@ -93,6 +128,7 @@ class QdrantIndex:
             wait=True,
         )
 
+    @_reachable
     def delete(self, ids: Sequence[str]) -> None:
         from qdrant_client import models as qm
 
@@ -100,6 +136,7 @@ class QdrantIndex:
             self.collection, points_selector=qm.PointIdsList(points=list(ids)), wait=True
         )
 
+    @_reachable
     def search(
         self, using: str, vector: Sequence[float], limit: int, *, where: Where | None = None,
         with_payload: bool = True,
@@ -115,6 +152,7 @@ class QdrantIndex:
         )
         return [Hit(_sid(p.id), float(p.score), p.payload or {}) for p in res.points]
 
+    @_reachable
     def retrieve(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[IndexPoint]:
         recs = self.client.retrieve(
             self.collection, ids=list(ids), with_payload=True, with_vectors=with_vectors
@@ -124,6 +162,7 @@ class QdrantIndex:
             for r in recs
         ]
 
+    @_reachable
     def count(self) -> int:
         return int(self.client.count(self.collection, exact=True).count)
 
@@ -153,8 +192,8 @@ def _qdrant_filter(where: Where) -> Any:
     if where.published_from is not None or where.published_to is not None:
         rng = qm.Range(gte=where.published_from, lte=where.published_to)
         must.append(qm.FieldCondition(key="published_ts", range=rng))
-    if where.exclude_ids:
-        must_not.append(qm.HasIdCondition(has_id=sorted(where.exclude_ids)))
+    if excluded := point_ids(where.exclude_ids):
+        must_not.append(qm.HasIdCondition(has_id=list(excluded)))
     if where.created_from is not None:
         must.append(qm.FieldCondition(key="created_at", range=qm.Range(gte=where.created_from)))
     return qm.Filter(must=must or None, must_not=must_not or None)

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import logging
 import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from sqlalchemy.exc import OperationalError
 
 from medley import repo
 from medley.db import Database
 from medley.db.models import Item, Media, ModalityRecord
 from medley.domain import MediaKind, Modality, ModalityStatus
-from medley.errors import InvalidInput
+from medley.errors import InvalidInput, StorageFull
 from medley.media import MediaStore, StoredMedia
+
+log = logging.getLogger(__name__)
 
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 
@@ -53,7 +58,14 @@ class ItemPatch(BaseModel):
 _CLEARED: dict[str, Any] = {"description": "", "tags": [], "attributes": {}}
 
 
+class DispatchFailed(RuntimeError):
+    """The broker did not take a task. The work is recorded in the database first, so the
+    stale sweep sends it again once the broker is back; callers log and carry on."""
+
+
 class Dispatcher(Protocol):
+    """Raises DispatchFailed when the broker is unreachable."""
+
     def extract(self, item_id: str, modality: Modality) -> None: ...
 
     def index(self, item_id: str) -> None: ...
@@ -99,6 +111,19 @@ class Catalog:
 
     def create(self, meta: ItemMetadata, uploads: dict[MediaKind, StoredMedia]) -> Item:
         item_id = str(uuid.uuid4())
+        try:
+            queued = self._insert(item_id, meta, uploads)
+        except BaseException as exc:
+            # No item: its stored files must not stay behind either.
+            self._drop_unused(uploads)
+            if _disk_full(exc):
+                raise StorageFull("the database is out of disk space") from exc
+            raise
+        self._send(item_id, queued)
+        return self.get(item_id)
+
+    def _insert(self, item_id: str, meta: ItemMetadata,
+                uploads: dict[MediaKind, StoredMedia]) -> list[Modality]:
         with self.db.session() as s:
             item = Item(id=item_id, status="queued", **meta.model_dump())
             s.add(item)
@@ -114,11 +139,30 @@ class Catalog:
                 )
                 s.add(rec)
             repo.refresh_status(s, item)
-            queued = [Modality(r.modality) for r in item.modalities
-                      if r.status == ModalityStatus.QUEUED.value]
-        for m in queued:
-            self.dispatch.extract(item_id, m)
-        return self.get(item_id)
+            return [Modality(r.modality) for r in item.modalities
+                    if r.status == ModalityStatus.QUEUED.value]
+
+    def _drop_unused(self, uploads: dict[MediaKind, StoredMedia]) -> None:
+        paths = {str(up.path) for up in uploads.values() if up.path is not None}
+        if not paths:
+            return
+        try:
+            with self.db.session() as s:
+                paths -= repo.media_still_used(s, paths)
+        except Exception:
+            log.exception("could not check which uploaded files are orphans; keeping them")
+            return
+        for p in paths:
+            self.store.remove(Path(p))
+
+    def _send(self, item_id: str, modalities: list[Modality]) -> None:
+        """Dispatch extractions; with the broker away the rest would fail the same way, so the
+        first failure stops here and the stale sweep sends them all later."""
+        try:
+            for m in modalities:
+                self.dispatch.extract(item_id, m)
+        except DispatchFailed as exc:
+            log.warning("item %s stored, its extractions wait for the broker: %s", item_id, exc)
 
     def get(self, item_id: str) -> Item:
         with self.db.session() as s:
@@ -147,11 +191,18 @@ class Catalog:
                     redo.append(m)
             item.indexed = False
             repo.refresh_status(s, item)
-        for m in redo:
-            self.dispatch.extract(item_id, m)
-        if not redo:
-            self.dispatch.index(item_id)  # payload changed; vectors did not
+        if redo:
+            self._send(item_id, redo)
+        else:
+            # The payload changed, the vectors did not; the sweep re-sends an unindexed item.
+            self._index(item_id)
         return self.get(item_id)
+
+    def _index(self, item_id: str) -> None:
+        try:
+            self.dispatch.index(item_id)
+        except DispatchFailed as exc:
+            log.warning("index update of item %s waits for the broker: %s", item_id, exc)
 
     def delete(self, item_id: str) -> None:
         with self.db.session() as s:
@@ -162,4 +213,14 @@ class Catalog:
             orphans = set(paths) - repo.media_still_used(s, paths)
         for p in orphans:
             self.store.remove(Path(p))
-        self.dispatch.index(item_id)  # the index owner drops the point
+        self._index(item_id)  # the index owner drops the point
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """A write the database refused for want of space (SQLite SQLITE_FULL, PostgreSQL 53100)."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if not isinstance(exc, OperationalError):
+        return False
+    orig = exc.orig
+    return getattr(orig, "sqlstate", None) == "53100" or "disk is full" in str(orig)

@@ -225,6 +225,38 @@ def expire_stale(s: Session, limit_s: float) -> list[str]:
     return sorted({r.item_id for r in stale})
 
 
+def queued_before(
+    s: Session, modalities: Iterable[Modality], before: datetime, limit: int = 1000
+) -> list[tuple[str, Modality]]:
+    """Extractions queued since before `before` and not started, oldest first."""
+    q = select(ModalityRecord.item_id, ModalityRecord.modality).where(
+        ModalityRecord.status == ModalityStatus.QUEUED.value,
+        ModalityRecord.modality.in_([m.value for m in modalities]),
+        ModalityRecord.queued_at < before,
+    ).order_by(ModalityRecord.queued_at).limit(limit)
+    return [(item_id, Modality(m)) for item_id, m in s.execute(q)]
+
+
+def mark_requeued(s: Session, item_id: str, m: Modality) -> None:
+    """Restart a re-sent extraction's wait, so it is re-sent once per wait, not every sweep."""
+    s.execute(update(ModalityRecord).where(
+        ModalityRecord.item_id == item_id, ModalityRecord.modality == m.value,
+        ModalityRecord.status == ModalityStatus.QUEUED.value,
+    ).values(queued_at=utcnow()).execution_options(synchronize_session=False))
+
+
+def unindexed_settled(s: Session, before: datetime, limit: int = 1000) -> list[str]:
+    """Items the index lags since before `before` though no extraction of theirs is pending and
+    one has a vector: their index write was lost (or gave up while the index was away)."""
+    mods = ModalityRecord.item_id == Item.id
+    pending = select(ModalityRecord.item_id).where(mods, ModalityRecord.status.in_(
+        [ModalityStatus.QUEUED.value, ModalityStatus.PROCESSING.value])).exists()
+    ready = select(ModalityRecord.item_id).where(
+        mods, ModalityRecord.status == ModalityStatus.READY.value).exists()
+    q = select(Item.id).where(Item.indexed.is_(False), Item.updated_at < before, ~pending, ready)
+    return list(s.scalars(q.order_by(Item.updated_at).limit(limit)))
+
+
 def media_still_used(s: Session, paths: Iterable[str]) -> set[str]:
     paths = list(paths)
     if not paths:

@@ -30,6 +30,13 @@ def configure(settings: Settings) -> Celery:
     celery_app.conf.update(
         broker_url=settings.broker_url or "memory://localhost/",
         broker_connection_retry_on_startup=True,
+        # A worker outlives a broker restart of any length: it reconnects forever (the default
+        # gives up after 100 tries) and keeps running the tasks it holds, whose results land in
+        # the database; their acks are lost with the old connection, which is harmless
+        # (tasks are idempotent, and the stale sweep re-sends what the broker forgot).
+        broker_connection_retry=True,
+        broker_connection_max_retries=None,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         task_ignore_result=True,
         # Late acks + reject on worker loss: a task whose worker dies is delivered again.
         task_acks_late=True,

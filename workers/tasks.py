@@ -9,7 +9,7 @@ from sqlalchemy.exc import OperationalError
 
 from medley.domain import Modality
 from workers import pipeline
-from workers.dispatch import CeleryDispatcher
+from workers.dispatch import CeleryDispatcher, safely
 from workers.runtime import get_runtime
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,8 @@ TRANSIENT = (OperationalError, ConnectionError, TimeoutError)
 )
 def extract(item_id: str, modality: str) -> None:
     if pipeline.run_extraction(get_runtime(), item_id, Modality(modality)):
-        CeleryDispatcher().index(item_id)
+        # The result is stored; if the broker is away now, the sweep sends the index write.
+        safely(lambda: CeleryDispatcher().index(item_id), f"index write of item {item_id}")
 
 
 @shared_task(

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from medley.config import Settings
-from tests.conftest import wait_for
+from tests.conftest import ADMIN_KEY, AUTH, wait_for
 
 pytestmark = pytest.mark.heavy
 
@@ -21,8 +21,9 @@ def test_unloadable_clip_marks_image_unavailable_and_text_still_works(
 ) -> None:
     settings = Settings(data_dir=tmp_path / "data", model_cache_dir=model_cache,
                         clip_model="ViT-B-32",
-                        clip_pretrained="laion2b_s34b_b79k", stale_sweep_interval_s=1.0)
-    with TestClient(create_app(settings)) as client:
+                        clip_pretrained="laion2b_s34b_b79k", stale_sweep_interval_s=1.0,
+                        bootstrap_admin_key=ADMIN_KEY)
+    with TestClient(create_app(settings), headers=AUTH) as client:
         deadline = time.monotonic() + 120
         health: dict = {}
         while time.monotonic() < deadline:

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from medley.config import Precision, Settings
-from tests.conftest import REDIS_URL, wait_for
+from tests.conftest import ADMIN_KEY, AUTH, REDIS_URL, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.heavy]
 
@@ -63,6 +63,7 @@ def shared(tmp_path: Path, tiny_clip: dict[str, Any], pg_url: str) -> Iterator[d
     yield {
         "data_dir": tmp_path / "data", "database_url": pg_url, "broker_url": BROKER,
         "clip_precision": Precision.FP32.value, "broker_visibility_timeout_s": 5,
+        "bootstrap_admin_key": ADMIN_KEY,
         **{k: str(v) for k, v in tiny_clip.items()},
     }
     redis.Redis.from_url(BROKER).flushdb()
@@ -80,7 +81,7 @@ def test_separate_celery_worker_enriches_image_audio_and_video(shared, samples, 
                     tmp_path / "worker.log")
     try:
         settings = Settings(**shared)
-        with TestClient(create_app(settings)) as client:
+        with TestClient(create_app(settings), headers=AUTH) as client:
             assert client.app.state.service.worker.queues == ["index"]  # type: ignore[attr-defined]
             ids = {
                 "image": _upload(client, "Coffee", image=samples.photos["coffee"]),
@@ -103,7 +104,7 @@ def test_worker_killed_mid_task_gets_the_task_again(shared, samples, tmp_path) -
     text_worker = _spawn(["worker", "--queues", "text"], env, tmp_path / "wt.log")
     second = None
     try:
-        with TestClient(create_app(Settings(**shared))) as client:
+        with TestClient(create_app(Settings(**shared)), headers=AUTH) as client:
             item_id = _upload(client, "Tour", video=samples.tour)
             _wait_status(client.get, item_id, "video", "processing", 180)
             _kill(first)  # SIGKILL while it holds the task (late ack: still on the broker)
@@ -128,6 +129,7 @@ def test_embedded_service_killed_mid_enrichment_finishes_after_restart(
 ) -> None:
     port = _free_port()
     env = _env({"data_dir": tmp_path / "data", "port": port, "clip_precision": "fp32",
+                "bootstrap_admin_key": ADMIN_KEY,
                 **{k: str(v) for k, v in tiny_clip.items()}})
     base = f"http://127.0.0.1:{port}"
 
@@ -145,7 +147,7 @@ def test_embedded_service_killed_mid_enrichment_finishes_after_restart(
 
     server = start()
     try:
-        with httpx.Client(base_url=base, timeout=30) as http:
+        with httpx.Client(base_url=base, timeout=30, headers=AUTH) as http:
             item_id = _upload(http, "Tour", video=samples.tour)
             _wait_status(http.get, item_id, "speech", "processing", 120)
             _kill(server)

@@ -1,0 +1,115 @@
+"""The stale sweep: what the database says is unfinished but no live task will finish.
+
+A broker restarted without persistence forgets every queued message, and a dispatch made while
+it is down never reaches it. The database still holds the truth (every extraction's state,
+every item's `indexed` flag), and tasks are idempotent, so the sweep sends such work again:
+an extraction still `queued` once its queue is empty and it has waited `redispatch_idle_s`
+(or `redispatch_max_wait_s` whatever the queue holds: a lost message behind a long backlog), and
+an index write for an item whose extractions are all done but which is still not indexed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
+from typing import Protocol
+
+from medley import repo
+from medley.catalog import Dispatcher, DispatchFailed
+from medley.config import Settings
+from medley.db import Database
+from medley.db.models import utcnow
+from workers.app import INDEX_QUEUE, QUEUE_OF
+
+log = logging.getLogger(__name__)
+
+
+class SweepDispatcher(Dispatcher, Protocol):
+    def backlog(self, queue: str) -> int | None:
+        """Messages waiting in `queue`; None when the broker cannot say."""
+
+
+@dataclass
+class Swept:
+    expired: list[str] = field(default_factory=list)  # items with extractions timed out
+    extractions: int = 0  # extractions sent again
+    index_writes: int = 0  # index writes sent again
+
+
+@dataclass
+class Sweeper:
+    settings: Settings
+    db: Database
+    dispatch: SweepDispatcher
+    # item id -> monotonic time its index write was last re-sent (the item row has no field
+    # for it, and re-sending every round while the index is down only piles up retries)
+    _index_sent: dict[str, float] = field(default_factory=dict)
+
+    def sweep(self) -> Swept:
+        out = Swept()
+        with self.db.session() as s:
+            out.expired = repo.expire_stale(s, self.settings.task_time_limit_s)
+        for item_id in out.expired:
+            self._send(partial(self.dispatch.index, item_id))
+        out.extractions = self._extractions()
+        out.index_writes = self._index_writes()
+        if out.extractions or out.index_writes:
+            log.info("stale sweep re-sent %d extractions and %d index writes",
+                     out.extractions, out.index_writes)
+        return out
+
+    def _waited(self, queue: str) -> float | None:
+        """How long queued work must have waited to be re-sent, given its queue's backlog."""
+        backlog = self.dispatch.backlog(queue)
+        if backlog is None:
+            return None  # broker away: a re-send would fail too; next round
+        return self.settings.redispatch_idle_s if backlog == 0 else \
+            self.settings.redispatch_max_wait_s
+
+    def _extractions(self) -> int:
+        sent = 0
+        for queue in sorted(set(QUEUE_OF.values())):
+            wait = self._waited(queue)
+            if wait is None:
+                continue
+            mods = [m for m, q in QUEUE_OF.items() if q == queue]
+            with self.db.session() as s:
+                lost = repo.queued_before(s, mods, utcnow() - timedelta(seconds=wait))
+            for item_id, m in lost:
+                if not self._send(partial(self.dispatch.extract, item_id, m)):
+                    return sent
+                with self.db.session() as s:
+                    repo.mark_requeued(s, item_id, m)
+                sent += 1
+        return sent
+
+    def _index_writes(self) -> int:
+        wait = self._waited(INDEX_QUEUE)
+        if wait is None:
+            return 0
+        now = time.monotonic()
+        self._index_sent = {k: t for k, t in self._index_sent.items() if now - t < wait}
+        with self.db.session() as s:
+            lagging = repo.unindexed_settled(s, utcnow() - timedelta(seconds=wait))
+        sent = 0
+        for item_id in lagging:
+            if item_id in self._index_sent:
+                continue
+            if not self._send(partial(self.dispatch.index, item_id)):
+                break
+            self._index_sent[item_id] = now
+            sent += 1
+        return sent
+
+    @staticmethod
+    def _send(send: Callable[[], None]) -> bool:
+        try:
+            send()
+            return True
+        except DispatchFailed as exc:
+            log.warning("stale sweep: broker away, trying again next round: %s", exc)
+            return False
