@@ -7,9 +7,12 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from index.base import IndexUnavailable
+from medley.catalog import DispatchFailed
+from medley.db.session import disk_full
 from medley.errors import (
     BudgetExhausted,
     Conflict,
@@ -49,7 +52,7 @@ def error_body(code: str, message: str, details: object | None = None) -> dict[s
 def install(app: FastAPI) -> None:
     @app.exception_handler(MedleyError)
     async def _domain(_: Request, exc: MedleyError) -> JSONResponse:
-        status = STATUS.get(type(exc), 400)
+        status = next((STATUS[t] for t in type(exc).__mro__ if t in STATUS), 400)
         headers = ({"Retry-After": str(exc.retry_after_s)} if isinstance(exc, BudgetExhausted)
                    else None)
         return JSONResponse(error_body(exc.code, exc.message), status_code=status,
@@ -58,6 +61,23 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(IndexUnavailable)
     async def _index(_: Request, exc: IndexUnavailable) -> JSONResponse:
         return JSONResponse(error_body("index_unavailable", str(exc)), status_code=503)
+
+    @app.exception_handler(DispatchFailed)
+    async def _broker(_: Request, exc: DispatchFailed) -> JSONResponse:
+        return JSONResponse(error_body("broker_unavailable", f"the job queue is unreachable: "
+                                       f"{exc}; try again shortly"), status_code=503,
+                            headers={"Retry-After": "5"})
+
+    @app.exception_handler(OperationalError)
+    async def _database(_: Request, exc: OperationalError) -> JSONResponse:
+        # Any write path, not only uploads: events, preferences, keys, profiles.
+        if disk_full(exc):
+            return JSONResponse(error_body("storage_full", "the database is out of disk space; "
+                                           "nothing was saved"), status_code=507)
+        log.warning("database unavailable: %s", exc)
+        return JSONResponse(error_body("database_unavailable", "the database cannot be reached; "
+                                       "try again shortly"), status_code=503,
+                            headers={"Retry-After": "5"})
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

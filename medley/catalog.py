@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import logging
 import uuid
@@ -11,11 +10,11 @@ from pathlib import Path
 from typing import Annotated, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from sqlalchemy.exc import OperationalError
 
 from medley import repo
 from medley.db import Database
 from medley.db.models import Item, Media, ModalityRecord
+from medley.db.session import disk_full
 from medley.domain import MediaKind, Modality, ModalityStatus
 from medley.errors import InvalidInput, StorageFull
 from medley.media import MediaStore, StoredMedia
@@ -116,7 +115,7 @@ class Catalog:
         except BaseException as exc:
             # No item: its stored files must not stay behind either.
             self._drop_unused(uploads)
-            if _disk_full(exc):
+            if disk_full(exc):
                 raise StorageFull("the database is out of disk space") from exc
             raise
         self._send(item_id, queued)
@@ -214,13 +213,3 @@ class Catalog:
         for p in orphans:
             self.store.remove(Path(p))
         self._index(item_id)  # the index owner drops the point
-
-
-def _disk_full(exc: BaseException) -> bool:
-    """A write the database refused for want of space (SQLite SQLITE_FULL, PostgreSQL 53100)."""
-    if isinstance(exc, OSError):
-        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
-    if not isinstance(exc, OperationalError):
-        return False
-    orig = exc.orig
-    return getattr(orig, "sqlstate", None) == "53100" or "disk is full" in str(orig)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,9 +10,20 @@ from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def disk_full(exc: BaseException) -> bool:
+    """A write refused for want of space (ENOSPC, SQLite SQLITE_FULL, PostgreSQL 53100)."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if not isinstance(exc, OperationalError):
+        return False
+    orig = exc.orig
+    return getattr(orig, "sqlstate", None) == "53100" or "disk is full" in str(orig)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

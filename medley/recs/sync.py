@@ -266,6 +266,7 @@ class RecSync:
                                 REFRESH_PRIORS_PER_TICK)
 
     def run(self, stop: threading.Event) -> None:
+        failing: str | None = None
         try:
             self.catch_up()
         except Exception:
@@ -280,5 +281,10 @@ class RecSync:
                     self.catch_up()
                 else:
                     self.tick()
-            except Exception:
-                log.exception("recommendation sync failed")
+                failing = None
+            except Exception as exc:
+                # Once per kind of failure, not once per poll: an index outage would otherwise
+                # write a traceback every quarter second until it ends.
+                if repr(exc) != failing:
+                    log.exception("recommendation sync failed (repeats are not logged)")
+                failing = repr(exc)

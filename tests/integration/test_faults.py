@@ -16,6 +16,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -257,6 +258,7 @@ def test_disk_full_during_upload_is_507_and_leaves_nothing_behind(
 
     # The others are unaffected, and uploads work again once there is room.
     assert client.get(f"/v1/items/{first}").json()["status"] == "ready"
+    assert client.get(f"/v1/items/{first}").json()["title"] == "Before"  # the refused change
     media.make_room()
     again = _accepted(client, "Big, later", image=big)
     assert wait_for(client, again)["modalities"]["image"]["status"] == "ready"
@@ -290,8 +292,16 @@ def test_database_disk_full_during_upload_is_507_and_leaves_nothing_behind(
     assert _total(client) == count
     # Its stored image is removed with the refused row.
     assert {p for p in settings.media_dir.rglob("*") if p.is_file()} == media_before
+    # Every other write says the same, not 500: events, a change to an item.
+    ev = client.post("/v1/events", json={"events": [
+        {"event_id": "full-1", "user_id": "u", "item_id": first, "type": "view",
+         "timestamp": datetime.now(UTC).isoformat()}]})
+    assert ev.status_code == 507 and ev.json()["error"]["code"] == "storage_full"
+    patched = client.patch(f"/v1/items/{first}", json={"description": "Renamed " + "x" * 4000})
+    assert patched.status_code == 507, patched.text
 
     disk.make_room()
     again = _accepted(client, "Room again", image=samples.photos["rocket"])
     assert wait_for(client, again)["status"] == "ready"
     assert client.get(f"/v1/items/{first}").json()["status"] == "ready"
+    assert client.get(f"/v1/items/{first}").json()["title"] == "Before"  # the refused change
