@@ -162,9 +162,9 @@ class Guard:
             return 401, "unauthenticated", "the API key is unknown or revoked", challenge
         roles = self._route_roles(scope)
         if who.role is not Role.ADMIN and roles is not None and who.role not in roles:
-            need = " or ".join(sorted(r.value for r in roles)) or "an admin"
-            return 403, "forbidden", (
-                f"a {who.role.value} key cannot use this route; it needs a {need} key"), {}
+            need = " or ".join(sorted(r.value for r in roles)) or "admin"
+            return 403, "forbidden", (f"{_a(who.role.value)} key cannot use this route; "
+                                      f"it needs {_a(need)} key"), {}
         limiter: RateLimiter = service.limiter
         wait = limiter.check(who.key_id, who.role.value, time.monotonic())
         if wait > 0:
@@ -182,6 +182,10 @@ class Guard:
             if method in route.methods and route.pattern.match(path):
                 return route.roles
         return None
+
+
+def _a(word: str) -> str:
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -168,7 +168,7 @@ def test_rate_limit_and_forbidden_are_announced(
     assert signed_in(browser)  # a busy key is not a refused one
     shot("rate-limited")
     answer_next(browser, "/v1/fusion/evaluate", 403,
-                "a editor key cannot use this route; it needs a admin key")
+                "an editor key cannot use this route; it needs an admin key")
     by_id(browser, "evaluate").send_keys(Keys.ENTER)
     wait(browser, lambda b: "(403)" in box.text)
-    assert "needs a admin key" in box.text and signed_in(browser)
+    assert "needs an admin key" in box.text and signed_in(browser)
