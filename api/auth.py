@@ -93,6 +93,21 @@ def route_roles(app: FastAPI) -> list[RouteRoles]:
     return table
 
 
+REFUSALS = {
+    "401": "No API key, or an unknown or revoked one",
+    "403": "The key's role may not use this route",
+    "413": "The body is over its limit",
+    "429": "The key is over its rate limit (see Retry-After)",
+}
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["error"],
+    "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
+        "code": {"type": "string"}, "message": {"type": "string"}, "details": {}}}},
+}
+
+ERROR_BODY = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+
+
 def document_roles(app: FastAPI, table: list[RouteRoles]) -> None:
     """Say each operation's roles in the OpenAPI schema (`x-roles`), for readers and clients."""
     build = app.openapi
@@ -103,8 +118,16 @@ def document_roles(app: FastAPI, table: list[RouteRoles]) -> None:
             for method, op in ops.items():
                 roles = next((r.roles for r in table if method.upper() in r.methods
                               and r.pattern.pattern == _regex_of(app, path)), None)
-                if roles is not None:
-                    op["x-roles"] = sorted(r.value for r in roles | {Role.ADMIN})
+                if roles is None:
+                    continue
+                op["x-roles"] = sorted(r.value for r in roles | {Role.ADMIN})
+                # The guard's refusals happen on every such route: list them, so a client
+                # generated from the schema knows them.
+                answers = op.setdefault("responses", {})
+                for status, why in REFUSALS.items():
+                    if status != "413" or "requestBody" in op:
+                        answers.setdefault(status, {"description": why, "content": ERROR_BODY})
+        schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
