@@ -88,8 +88,9 @@ class PinIn(BaseModel):
 
 class BoostIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    item_id: str | None = Field(None, max_length=64)
-    tag: str | None = Field(None, max_length=128)
+    # An empty tag or id names nothing (and an empty tag once broke loading the editorial).
+    item_id: str | None = Field(None, min_length=1, max_length=64)
+    tag: str | None = Field(None, min_length=1, max_length=128)
     factor: float = Field(gt=0, le=10, description=">1 lifts, <1 lowers")
 
     @model_validator(mode="after")

@@ -51,7 +51,7 @@ def filters(
     ceiling = None
     if max_age_rating is not None:
         ceiling = age_min(max_age_rating)
-        if ceiling is None or (not any(c.isdigit() for c in max_age_rating)
+        if ceiling is None or (not any(c.isdecimal() for c in max_age_rating)
                                and max_age_rating.strip().lower() not in RATING_WORDS):
             raise InvalidInput(f"max_age_rating: {max_age_rating!r} is not an age rating")
     if published_after and published_before and published_after > published_before:

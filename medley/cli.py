@@ -281,7 +281,7 @@ def bench_trust(
     events: Annotated[int, typer.Option(help="synthetic events")] = 50_000,
     clients: Annotated[int, typer.Option(help="concurrent load clients")] = 16,
     duration: Annotated[float, typer.Option(help="load seconds")] = 60.0,
-    examples: Annotated[int, typer.Option(help="fuzz cases per operation and mode")] = 100,
+    examples: Annotated[int, typer.Option(help="fuzz cases per operation and mode")] = 50,
     out: Annotated[Path, typer.Option(help="report folder")] = Path("bench"),
     data_dir: Annotated[Path, typer.Option(help="dataset folder (rebuilt)")] = Path(
         "data/bench-trust"),

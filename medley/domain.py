@@ -77,5 +77,6 @@ def age_min(rating: str | None) -> int | None:
     word = rating.strip().lower()
     if word in _RATING_AGES:
         return _RATING_AGES[word]
-    digits = "".join(ch for ch in word if ch.isdigit())
+    # Decimal digits only: "²" is a digit to str.isdigit() but not to int().
+    digits = "".join(ch for ch in word if ch.isdecimal())
     return min(int(digits), 99) if digits else ADULT_AGE

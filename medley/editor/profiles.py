@@ -123,7 +123,8 @@ def slot_weights(s: Session, default_weights: Mapping[Modality, float]) -> dict[
 
 # --- profiles ---------------------------------------------------------------------------------
 def get(s: Session, profile_id: int) -> FusionProfile:
-    profile = s.get(FusionProfile, profile_id)
+    # Ids are 64-bit integers: a larger number names no profile (and SQLite cannot bind it).
+    profile = s.get(FusionProfile, profile_id) if 0 < profile_id < 2**63 else None
     if profile is None:
         raise NotFound(f"no fusion profile {profile_id}")
     return profile
