@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from medley.bench.report import write_report
+from medley.bench.serve import start
 from medley.bench.serve_data import INPUTS, DataSpec, bench_settings, prepare
 from medley.bench.serve_proc import Server, code_state
 
@@ -80,13 +81,7 @@ def start_live(data_dir: Path, spec: DataSpec, clients: int,
     manifest = prepare(data_dir, spec, rebuild=True, say=say)
     keys, admin = mint_keys(data_dir, clients)
     env = {"MEDLEY_RATE_LIMITS": json.dumps(rate_limits())}
-    server = Server(data_dir, ROOT, env)
-    try:
-        startup = server.wait_ready(spec.items, spec.events, say)
-        startup.update(server.settle())
-    except BaseException:
-        server.stop()
-        raise
+    server, startup = start(data_dir, ROOT, spec, say, env)
     startup.pop("models", None)
     inputs = json.loads((data_dir / INPUTS).read_text())
     return Live(server, keys, admin, inputs, manifest, startup)
