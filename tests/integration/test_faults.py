@@ -258,7 +258,6 @@ def test_disk_full_during_upload_is_507_and_leaves_nothing_behind(
 
     # The others are unaffected, and uploads work again once there is room.
     assert client.get(f"/v1/items/{first}").json()["status"] == "ready"
-    assert client.get(f"/v1/items/{first}").json()["title"] == "Before"  # the refused change
     media.make_room()
     again = _accepted(client, "Big, later", image=big)
     assert wait_for(client, again)["modalities"]["image"]["status"] == "ready"
