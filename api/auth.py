@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Security
+from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -160,7 +161,7 @@ class Guard:
             await _refuse(send, 413, "payload_too_large", f"the request is over {limit} bytes")
             return
         if not is_public(scope["path"]):
-            refusal = self._admit(scope)
+            refusal = await self._admit(scope)
             if refusal is not None:
                 await _refuse(send, *refusal)
                 return
@@ -172,7 +173,7 @@ class Guard:
         return (3 * self.settings.max_upload_bytes + 1024 * 1024 if multipart
                 else self.settings.max_json_bytes)
 
-    def _admit(self, scope: Scope) -> tuple[int, str, str, dict[str, str]] | None:
+    async def _admit(self, scope: Scope) -> tuple[int, str, str, dict[str, str]] | None:
         service = scope["app"].state.service
         keys: KeyStore = service.keys
         token = _bearer_token(_header(scope, b"authorization"))
@@ -180,7 +181,9 @@ class Guard:
         if token is None:
             return 401, "unauthenticated", (
                 "this route needs an API key: send 'Authorization: Bearer <key>'"), challenge
-        who = keys.verify(token)
+        known, who = keys.cached(token)
+        if not known:  # a database query: off the event loop
+            who = await run_in_threadpool(keys.verify, token)
         if who is None:
             return 401, "unauthenticated", "the API key is unknown or revoked", challenge
         roles = self._route_roles(scope)

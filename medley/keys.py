@@ -99,15 +99,22 @@ class KeyStore:
         with self.db.session() as s:
             return int(s.scalar(select(func.count()).select_from(ApiKey)) or 0)
 
-    def verify(self, secret: str) -> Principal | None:
+    def cached(self, secret: str) -> tuple[bool, Principal | None]:
+        """(known, who) from memory alone: known is False when only the database can say."""
         if not secret or len(secret) > 256:
-            return None
+            return True, None
+        with self._lock:
+            hit = self._cache.get(digest(secret))
+        if hit is not None and hit[1] > time.monotonic():
+            return True, hit[0]
+        return False, None
+
+    def verify(self, secret: str) -> Principal | None:
+        known, who = self.cached(secret)
+        if known:
+            return who
         h = digest(secret)
         now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(h)
-            if hit is not None and hit[1] > now:
-                return hit[0]
         with self.db.session() as s:
             row = s.scalar(select(ApiKey).where(ApiKey.hash == h))
             who = (Principal(row.id, row.name, Role(row.role))
