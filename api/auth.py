@@ -192,7 +192,7 @@ class Guard:
             return 403, "forbidden", (f"{_a(who.role.value)} key cannot use this route; "
                                       f"it needs {_a(need)} key"), {}
         limiter: RateLimiter = service.limiter
-        wait = limiter.check(who.key_id, who.role.value, time.monotonic())
+        wait = limiter.check(who.key_id, who.role, time.monotonic())
         if wait > 0:
             return 429, "rate_limited", (
                 f"this key is over its rate limit; retry in {math.ceil(wait)} s"), {

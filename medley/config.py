@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from medley.domain import Modality
+from medley.domain import Modality, Role
 
 
 class Precision(StrEnum):
@@ -25,6 +25,8 @@ class WhisperBackend(StrEnum):
     FASTER_WHISPER = "faster-whisper"
     OPENAI_WHISPER = "openai-whisper"
 
+
+RateLimits = dict[Role, tuple[float, float]]  # role -> (requests per second, burst)
 
 DEFAULT_FUSION_WEIGHTS: dict[Modality, float] = {
     Modality.IMAGE: 1.0,
@@ -60,9 +62,9 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = None  # the key CLI commands send to a running API
     key_cache_s: float = 5.0  # a revoked key stops working within this long
     # Requests per second each key may make, and the burst it may save up, by role.
-    rate_limits: dict[str, tuple[float, float]] = Field(default_factory=lambda: {
-        "client": (500.0, 1000.0), "content": (20.0, 100.0),
-        "editor": (20.0, 60.0), "admin": (50.0, 100.0),
+    rate_limits: RateLimits = Field(default_factory=lambda: {
+        Role.CLIENT: (500.0, 1000.0), Role.CONTENT: (20.0, 100.0),
+        Role.EDITOR: (20.0, 60.0), Role.ADMIN: (50.0, 100.0),
     })
     max_offset: int = 10_000  # deeper pages cost a scan; clients should narrow the query
 
@@ -149,11 +151,8 @@ class Settings(BaseSettings):
 
     @field_validator("rate_limits")
     @classmethod
-    def _limits_sane(cls, value: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
-        roles = {"content", "client", "editor", "admin"}
+    def _limits_sane(cls, value: RateLimits) -> RateLimits:
         for role, (rate, burst) in value.items():
-            if role not in roles:
-                raise ValueError(f"rate_limits: {role!r} is not a role ({', '.join(roles)})")
             if rate <= 0 or burst < 1:
                 raise ValueError(f"rate_limits.{role}: rate must be > 0 and burst >= 1")
         return value

@@ -30,6 +30,15 @@ class ModalityStatus(StrEnum):
     ABSENT = "absent"  # the item has no input for it (a video without audio track)
 
 
+class Role(StrEnum):
+    """What an API key may do (medley/keys.py; the routes say which roles they admit)."""
+
+    CONTENT = "content"  # the catalog: upload, change, delete items
+    CLIENT = "client"  # client apps: recommendations, search, events, users' own controls
+    EDITOR = "editor"  # fusion profiles, the console, editorial pins and boosts
+    ADMIN = "admin"  # keys and user erasure; an admin key may call every route
+
+
 class ItemStatus(StrEnum):
     QUEUED = "queued"
     PROCESSING = "processing"

@@ -12,23 +12,17 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from enum import StrEnum
 
 from sqlalchemy import func, select
 
 from medley.db import Database
 from medley.db.models import ApiKey, utcnow
+from medley.domain import Role
 from medley.errors import InvalidInput, NotFound
 
 PREFIX = "mdl_"
 BOOTSTRAP_ID = "bootstrap"
-
-
-class Role(StrEnum):
-    CONTENT = "content"  # the catalog: upload, change, delete items
-    CLIENT = "client"  # client apps: recommendations, search, events, users' own controls
-    EDITOR = "editor"  # fusion profiles, the console, editorial pins and boosts
-    ADMIN = "admin"  # keys and user erasure; an admin key may call every route
+__all__ = ["KeyStore", "Principal", "Role", "digest"]
 
 
 @dataclass(frozen=True)

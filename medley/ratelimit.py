@@ -6,7 +6,10 @@ Buckets live in the serving process; with N API processes a key may make N times
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+from medley.domain import Role
 
 
 @dataclass
@@ -26,12 +29,13 @@ def take(bucket: Bucket, rate: float, burst: float, now: float) -> float:
 
 
 class RateLimiter:
-    def __init__(self, limits: dict[str, tuple[float, float]], max_keys: int = 100_000) -> None:
+    def __init__(self, limits: Mapping[Role, tuple[float, float]], max_keys: int = 100_000
+                 ) -> None:
         self.limits = limits
         self._buckets: dict[str, Bucket] = {}
         self._max = max_keys
 
-    def check(self, key_id: str, role: str, now: float) -> float:
+    def check(self, key_id: str, role: Role, now: float) -> float:
         """Seconds the caller must wait (0.0: go ahead). Roles with no limit are not limited."""
         limit = self.limits.get(role)
         if limit is None:

@@ -56,7 +56,7 @@ def rate_limits() -> dict[str, tuple[float, float]]:
     """The default limits, but for the admin role."""
     from medley.config import Settings
 
-    return {**Settings().rate_limits, "admin": ADMIN_ROLE_LIMIT}
+    return {**{r.value: v for r, v in Settings().rate_limits.items()}, "admin": ADMIN_ROLE_LIMIT}
 
 
 def mint_keys(data_dir: Path, clients: int) -> tuple[list[str], str]:
