@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,14 +76,17 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-def bench_key(settings: Settings, role: str = "client") -> str:
+def mint_keys(settings: Settings, wanted: Sequence[tuple[str, str]]) -> list[str]:
+    """Secrets of new keys, one per (role, name), written to the dataset's database before a
+    server starts on it."""
     from medley.db import Database
     from medley.keys import KeyStore
 
     db = Database(settings.resolved_database_url)
     try:
         db.migrate()
-        return KeyStore(db).create(role, f"bench {role}")[1]
+        store = KeyStore(db)
+        return [store.create(role, name)[1] for role, name in wanted]
     finally:
         db.dispose()
 
@@ -102,7 +105,7 @@ class Server:
         env = {k: v for k, v in child_env(code).items()
                if k not in ("MEDLEY_DATABASE_URL", "MEDLEY_BROKER_URL", "MEDLEY_QDRANT_URL")}
         # The bench calls the API as a client app would: with a client key of its own.
-        self.client_key = bench_key(settings)
+        self.client_key = mint_keys(settings, [("client", "bench client")])[0]
         env.update(MEDLEY_DATA_DIR=str(settings.data_dir), MEDLEY_PORT=str(self.port),
                    MEDLEY_HOST="127.0.0.1", MEDLEY_MODEL_CACHE_DIR=str(settings.models_dir),
                    MEDLEY_COLLAB_RETRAIN_INTERVAL_S=str(RETRAIN_OFF_S))

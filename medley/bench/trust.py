@@ -28,7 +28,7 @@ from typing import Any
 from medley.bench.report import write_report
 from medley.bench.serve import start
 from medley.bench.serve_data import INPUTS, DataSpec, bench_settings, prepare
-from medley.bench.serve_proc import Server, code_state
+from medley.bench.serve_proc import Server, code_state, mint_keys
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_ROLE_LIMIT = (1e6, 1e6)  # the fuzz's admin key is never throttled (429 hides handlers)
@@ -59,19 +59,11 @@ def rate_limits() -> dict[str, tuple[float, float]]:
     return {**{r.value: v for r, v in Settings().rate_limits.items()}, "admin": ADMIN_ROLE_LIMIT}
 
 
-def mint_keys(data_dir: Path, clients: int) -> tuple[list[str], str]:
+def trust_keys(data_dir: Path, clients: int) -> tuple[list[str], str]:
     """(a client key per client, an admin key), written to the dataset's database."""
-    from medley.db import Database
-    from medley.keys import KeyStore, Role
-
-    db = Database(bench_settings(data_dir).resolved_database_url)
-    try:
-        db.migrate()
-        store = KeyStore(db)
-        keys = [store.create(Role.CLIENT, f"trust-load-{k}")[1] for k in range(clients)]
-        return keys, store.create(Role.ADMIN, "trust-fuzz")[1]
-    finally:
-        db.dispose()
+    wanted = [("client", f"trust-load-{k}") for k in range(clients)] + [("admin", "trust-fuzz")]
+    *keys, admin = mint_keys(bench_settings(data_dir), wanted)
+    return keys, admin
 
 
 def start_live(data_dir: Path, spec: DataSpec, clients: int,
@@ -79,7 +71,7 @@ def start_live(data_dir: Path, spec: DataSpec, clients: int,
     """A fresh dataset, keys, and `medley serve` on it, ready (every item, event and the
     collaborative model loaded)."""
     manifest = prepare(data_dir, spec, rebuild=True, say=say)
-    keys, admin = mint_keys(data_dir, clients)
+    keys, admin = trust_keys(data_dir, clients)
     env = {"MEDLEY_RATE_LIMITS": json.dumps(rate_limits())}
     server, startup = start(data_dir, ROOT, spec, say, env)
     startup.pop("models", None)
