@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from index.base import Where
 from medley import fusion, repo
@@ -52,6 +53,11 @@ def _noting(rows: Iterable[tuple[int, Event]], seqs: deque[int]) -> Iterable[tup
     for seq, ev in rows:
         seqs.append(seq)  # a bounded deque: the newest seqs, for the tail's overlap window
         yield seq, ev
+
+
+def _read_model(s: Session, model_id: int | None) -> CollabModel | None:
+    found = store.load_model_blob(s, model_id) if model_id is not None else None
+    return CollabModel.from_bytes(found[0]) if found else None
 
 
 class RecSync:
@@ -165,8 +171,7 @@ class RecSync:
         recent: deque[int] = deque(maxlen=store.TAIL_OVERLAP)
         with self.db.session() as s:
             latest = store.latest_model_id(s)
-            found = store.load_model_blob(s, latest) if latest is not None else None
-            model = CollabModel.from_bytes(found[0]) if found else None
+            model = _read_model(s, latest)
             fresh.cooc_after_seq = model.last_seq if model else 0  # as `check_model` counts
             n = fresh.apply(_noting(store.events_after(s, 0), recent))
         self.behavior.replace(fresh)
@@ -200,10 +205,9 @@ class RecSync:
             latest = store.latest_model_id(s)
             if latest is None or latest == self.model_id:
                 return False
-            found = store.load_model_blob(s, latest)
-        if found is None:
+            model = _read_model(s, latest)
+        if model is None:
             return False
-        model = CollabModel.from_bytes(found[0])
         self.behavior.reset_cooc(model.last_seq)
         with self.db.session() as s:
             self.behavior.add_cooc(store.events_after(s, model.last_seq))
