@@ -51,11 +51,12 @@ def index_item(item_id: str) -> None:
     max_retries=3,
 )
 def train_collab() -> None:
-    """Retrain the collaborative model on every event so far (a no-op when nothing is new)."""
+    """Retrain the model (ALS, content map, ranker) on every event so far (a no-op when nothing
+    is new)."""
     from medley.recs.training import train_and_store
 
     rt = get_runtime()
-    train_and_store(rt.db, rt.settings)
+    train_and_store(rt.db, rt.settings, rt.dims)
 
 
 @shared_task(

@@ -12,8 +12,13 @@ import json
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from medley.recs.content_map import ContentMap
+    from medley.recs.ranker import Ranker
 
 CONFIDENCE_SCALE = 2.0  # ALS confidence of a user-item pair = scale x summed positive weight
 
@@ -26,6 +31,10 @@ class CollabModel:
     item_factors: np.ndarray  # float32 (items x f)
     regularization: float
     last_seq: int = 0
+    # Learned beside the factors, in the same task, and stored in the same blob (one version):
+    # content -> factors for items ALS has not seen, and the learned blend.
+    content_map: ContentMap | None = None
+    ranker: Ranker | None = None
     user_row: dict[str, int] = field(init=False)
     item_row: dict[str, int] = field(init=False)
     unit_items: np.ndarray = field(init=False)
@@ -106,23 +115,39 @@ class CollabModel:
         keep = [k for k, i in enumerate(self.item_ids) if i not in gone]
         return CollabModel([self.user_ids[k] for k in users], [self.item_ids[k] for k in keep],
                            self.user_factors[users], self.item_factors[keep],
-                           self.regularization, self.last_seq)
+                           self.regularization, self.last_seq, self.content_map, self.ranker)
 
     # --- storage --------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
-        meta = {"users": self.user_ids, "items": self.item_ids, "reg": self.regularization,
-                "last_seq": self.last_seq}
-        np.savez_compressed(buf, user_factors=self.user_factors, item_factors=self.item_factors,
-                            meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+        meta: dict[str, object] = {"users": self.user_ids, "items": self.item_ids,
+                                   "reg": self.regularization, "last_seq": self.last_seq}
+        extra: dict[str, np.ndarray] = {}
+        if self.content_map is not None:
+            meta["map"] = {"layout": self.content_map.layout, "r2": self.content_map.r2}
+            extra = {"map_means": self.content_map.means, "map_weights": self.content_map.weights}
+        if self.ranker is not None:
+            extra["ranker"] = np.frombuffer(self.ranker.to_bytes(), dtype=np.uint8)
+        arrays = {"user_factors": self.user_factors, "item_factors": self.item_factors,
+                  "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **extra}
+        np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
         return buf.getvalue()
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> CollabModel:
+        from medley.recs.content_map import ContentMap
+        from medley.recs.ranker import Ranker
+
         with np.load(io.BytesIO(blob), allow_pickle=False) as z:
             meta = json.loads(z["meta"].tobytes().decode())
+            cmap = ranker = None
+            if "map" in meta:  # models stored before the map existed have none
+                cmap = ContentMap([(m, int(w)) for m, w in meta["map"]["layout"]],
+                                  z["map_means"], z["map_weights"], float(meta["map"]["r2"]))
+            if "ranker" in z.files:
+                ranker = Ranker.from_bytes(z["ranker"].tobytes())
             return cls(meta["users"], meta["items"], z["user_factors"], z["item_factors"],
-                       float(meta["reg"]), int(meta["last_seq"]))
+                       float(meta["reg"]), int(meta["last_seq"]), cmap, ranker)
 
 
 def train(

@@ -33,6 +33,7 @@ class Taste:
     vector: np.ndarray | None  # unit fused-space vector, None without any positive
     positives: list[tuple[str, float]]  # (item, weight) newest first, for collab fold-in
     liked_rows: np.ndarray  # table rows of positives, for "because you liked"
+    events: int = 0  # the user's non-impression events (how much the history says)
 
 
 def taste_of(
@@ -42,7 +43,8 @@ def taste_of(
     now: float,
     surface: str | None = None,
 ) -> Taste:
-    """Recency-weighted mean of liked items' vectors, minus a share of the disliked ones."""
+    """Recency-weighted mean of liked items' centred vectors (`ItemTable.vectors_of`), minus a
+    share of the disliked ones."""
     pos = list(reversed(positives))  # newest first
     rows = table.rows([i for i, _, _ in pos])
     weights = np.array([w * 0.5 ** (max(now - ts, 0.0) / TASTE_HALF_LIFE_S) for _, w, ts in pos])
@@ -50,11 +52,11 @@ def taste_of(
     ok[ok] = table.has_vector(rows[ok])
     vec = None
     if ok.any():
-        vec = (weights[ok, None] * table.vectors_of(rows[ok], surface)).sum(axis=0)
+        vec = (weights[ok, None] * table.vectors_of(rows[ok], surface, centred=True)).sum(axis=0)
         neg_rows = table.rows(list(negatives))
         neg_rows = neg_rows[neg_rows >= 0]
         if len(neg_rows):
-            disliked = table.vectors_of(neg_rows, surface).sum(axis=0)
+            disliked = table.vectors_of(neg_rows, surface, centred=True).sum(axis=0)
             vec -= NEGATIVE_WEIGHT * weights[ok].mean() * disliked
         norm = float(np.linalg.norm(vec))
         vec = vec / norm if norm > 0 else None

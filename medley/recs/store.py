@@ -77,14 +77,6 @@ def max_seq(s: Session) -> int:
     return int(s.scalar(select(func.max(EventRecord.seq))) or 0)
 
 
-def interactions(s: Session, up_to_seq: int) -> Iterator[tuple[str, str, float]]:
-    """(user, item, weight) of every event up to a seq, for training."""
-    for seq, ev in events_after(s, 0):
-        if seq > up_to_seq:
-            return
-        yield ev.user_id, ev.item_id, ev.weight
-
-
 # --- preferences ---------------------------------------------------------------------------
 def get_preferences(s: Session, user_id: str) -> UserPreferences | None:
     return s.get(UserPreferences, user_id)

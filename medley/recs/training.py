@@ -1,14 +1,23 @@
-"""Train the collaborative model from every stored event and store it for serving processes."""
+"""Train the recommender's model from every stored event and store it for serving processes:
+ALS factors, the content -> factors map and the learned ranker, one version (`medley.recs.learn`).
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 
 from medley.config import Settings
 from medley.db import Database
+from medley.domain import Modality
 from medley.privacy import erase
-from medley.recs import collab, store
+from medley.recs import store
+from medley.recs.behavior import Behavior
+from medley.recs.engine import Recommender
+from medley.recs.items import ItemTable
+from medley.recs.learn import learn
+from medley.recs.sync import RecSync
 
 log = logging.getLogger(__name__)
 
@@ -16,8 +25,18 @@ log = logging.getLogger(__name__)
 ATTEMPTS = 3  # an erasure landing mid-training discards the result; train again at once
 
 
-def train_and_store(db: Database, settings: Settings) -> int | None:
-    """Returns the new model's id, or None when there is nothing new to learn from."""
+def catalog(db: Database, settings: Settings, dims: Mapping[Modality, int]) -> ItemTable:
+    """Every item with its content vectors, loaded as a serving process loads them."""
+    table = ItemTable(dims)
+    idle = Behavior(settings.popularity_half_life_days * 86400, 3600.0)
+    RecSync(settings, db, Recommender(settings, table, idle, lambda *_: [])).load_items()
+    return table
+
+
+def train_and_store(db: Database, settings: Settings,
+                    dims: Mapping[Modality, int] | None = None) -> int | None:
+    """Returns the new model's id, or None when there is nothing new to learn from. `dims`:
+    the vector size per modality (read from the model configs when not given)."""
     for _ in range(ATTEMPTS):
         with db.session() as s:
             last = store.max_seq(s)
@@ -28,10 +47,12 @@ def train_and_store(db: Database, settings: Settings) -> int | None:
                     return None  # no event since the newest model, and no erasure either
             erasures = erase.latest_notice(s)
             started = time.perf_counter()
-            rows = list(store.interactions(s, last))
-        model = collab.train(rows, factors=settings.collab_factors,
-                             iterations=settings.collab_iterations,
-                             regularization=settings.collab_regularization, last_seq=last)
+            rows = [(q, e) for q, e in store.events_after(s, 0) if q <= last]
+        if dims is None:
+            from enrich.registry import Models
+
+            dims = Models(settings).dims()
+        model, report = learn(rows, catalog(db, settings, dims), settings, last_seq=last)
         if model is None:
             return None
         with db.session() as s:
@@ -45,6 +66,7 @@ def train_and_store(db: Database, settings: Settings) -> int | None:
         break
     else:
         return None
-    log.info("collaborative model %s: %d users, %d items, %d events, %.1f s", model_id,
-             len(model.user_ids), len(model.item_ids), len(rows), time.perf_counter() - started)
+    log.info("model %s: %d users, %d items, %d events, %.1f s; content map R² %s; ranker %s",
+             model_id, len(model.user_ids), len(model.item_ids), len(rows),
+             time.perf_counter() - started, report.get("content_map_r2"), report["ranker"])
     return model_id

@@ -1,0 +1,181 @@
+"""Everything the recommender learns from the event history, in one task: ALS factors, the
+content -> factors map (`content_map`) and the learned ranker (`ranker`), returned as one
+`CollabModel` so serving loads them as one version.
+
+How the ranker learns: each user's events are split by time (first 80% history, last 20%
+later). ALS, behaviour and the content map are fitted on the history alone; the user's
+candidates are drawn as serving draws them (ALS, centred content, popularity); each candidate's
+label is whether the user liked it later (liked, completed or shared: 1; else 0).
+A share of rows is shown to the ranker as if their items were brand new (no behaviour left, only
+content and the predicted appeal): DropoutNet's trick (Volkovs et al., NeurIPS 2017), which
+teaches the same model to rank items nobody has engaged with yet.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from medley.config import Settings
+from medley.recs import collab, content_map, features, ranker
+from medley.recs.behavior import Behavior
+from medley.recs.collab import CollabModel
+from medley.recs.events import Event, EventType
+from medley.recs.items import ItemTable
+from medley.recs.signals import taste_of
+
+log = logging.getLogger(__name__)
+
+LATER_SHARE = 0.2  # of each user's events: what the ranker learns to predict
+MIN_USER_EVENTS = 5  # fewer: the whole history is history
+MAX_USERS = 2000  # users the ranker trains on (seeded sample): enough, and bounded in time
+DROPOUT = 0.25  # share of candidate rows shown as brand-new items
+ESTABLISHED = 3  # interactions an item needs to teach the content map
+LIKED_WEIGHT = 2.0  # a later event at least this strong (like, complete, share) is a positive
+FOR_YOU = "recommendations"
+COLD_POOL = 500  # established items the cold scorer is tested on
+MAX_USER_SKIP = 50  # popular items a user may already have consumed
+
+
+def learn(stream: Sequence[tuple[int, Event]], table: ItemTable, settings: Settings, *,
+          last_seq: int, seed: int = 0) -> tuple[CollabModel | None, dict[str, Any]]:
+    """The model to serve, trained on every event in `stream`, and a report of what was kept."""
+    model = _als(stream, settings, last_seq, seed)
+    if model is None:
+        return None, {"ranker": {"kept": False, "why": "no positive events"}}
+    fitted = _fit_map(table, model, stream, seed)
+    model.content_map = fitted[0] if fitted else None
+    report: dict[str, Any] = {
+        "content_map_r2": round(fitted[0].r2, 4) if fitted else None}
+    model.ranker, report["ranker"] = train_ranker(stream, table, settings, seed)
+    return model, report
+
+
+def _als(stream: Sequence[tuple[int, Event]], settings: Settings, last_seq: int,
+         seed: int) -> CollabModel | None:
+    return collab.train(((e.user_id, e.item_id, e.weight) for _, e in stream),
+                        factors=settings.collab_factors, iterations=settings.collab_iterations,
+                        regularization=settings.collab_regularization, last_seq=last_seq,
+                        seed=seed)
+
+
+def _fit_map(table: ItemTable, model: CollabModel, stream: Sequence[tuple[int, Event]],
+             seed: int) -> tuple[content_map.ContentMap, np.ndarray, np.ndarray] | None:
+    """The map, its out-of-fold predictions, and the table rows they belong to."""
+    counts = Counter(e.item_id for _, e in stream if e.weight > 0)
+    rows = table.rows(model.item_ids)
+    keep = np.flatnonzero((rows >= 0) & np.array([counts[i] >= ESTABLISHED
+                                                  for i in model.item_ids], dtype=bool))
+    if not len(keep):
+        return None
+    r = rows[keep]
+    layout = [(m.value, int(w)) for m, w in zip(table.modalities, table.widths, strict=True)]
+    engagement = np.log1p([counts[model.item_ids[k]] for k in keep])
+    out = content_map.fit(layout, table.units[r], table.present[r], table.means(),
+                          model.item_factors[keep], engagement, seed=seed)
+    return (out[0], out[1], r) if out else None
+
+
+def split_by_user(stream: Sequence[tuple[int, Event]]
+                  ) -> tuple[list[tuple[int, Event]], dict[str, list[Event]]]:
+    """(history events, renumbered from 1; each user's later events)."""
+    by_user: dict[str, list[int]] = {}
+    for k, (_, e) in enumerate(stream):
+        if e.type is not EventType.IMPRESSION:
+            by_user.setdefault(e.user_id, []).append(k)
+    later_at: set[int] = set()
+    later: dict[str, list[Event]] = {}
+    for user, idx in by_user.items():
+        if len(idx) < MIN_USER_EVENTS:
+            continue
+        cut = round((1.0 - LATER_SHARE) * len(idx))
+        later_at.update(idx[cut:])
+        later[user] = [stream[k][1] for k in idx[cut:]]
+    history = [e for k, (_, e) in enumerate(stream) if k not in later_at]
+    return list(enumerate(history, start=1)), later
+
+
+def train_ranker(stream: Sequence[tuple[int, Event]], table: ItemTable, settings: Settings,
+                 seed: int = 0) -> tuple[ranker.Ranker | None, dict[str, Any]]:
+    history, later = split_by_user(stream)
+    if not history or not later:
+        return None, {"kept": False, "why": "no user has later events to learn from"}
+    behavior = Behavior(settings.popularity_half_life_days * 86400,
+                        settings.trending_half_life_hours * 3600)
+    behavior.apply(history)
+    now = behavior.latest_ts
+    past = _als(history, settings, len(history), seed)
+    if past is None:
+        return None, {"kept": False, "why": "no positive events in the history"}
+    predicted = features.Predicted()
+    fitted = _fit_map(table, past, history, seed)
+    if fitted is not None:
+        past.content_map = fitted[0]
+        # Items the map learned from get their out-of-fold predictions: at serving time an
+        # item's prediction comes from a map that never saw it, and the ranker must not learn
+        # to trust in-sample fits.
+        predicted.get(table, past, np.arange(len(table.ids)))
+        predicted.set(fitted[2], fitted[1][:, :-1], fitted[1][:, -1])
+    matrix = table.vectors_of(np.arange(len(table.ids)), FOR_YOU, centred=True)
+    alive = table.alive[: len(table.ids)] & table.has_vector(slice(0, len(table.ids)), FOR_YOU)
+    popular = behavior.popularity_top(settings.candidates_per_source // 2 + MAX_USER_SKIP)
+    users = sorted(later)
+    rng = np.random.default_rng(seed)
+    if len(users) > MAX_USERS:
+        users = sorted(rng.choice(users, MAX_USERS, replace=False))
+    # The cold scorer's test: established items, a fixed sample, ranked for each user as if
+    # none had any behaviour (the map's out-of-fold predictions are what a new item gets).
+    counts = np.asarray(behavior.counts(table.ids))
+    pool = np.flatnonzero(alive & (counts >= ESTABLISHED))
+    pool = rng.choice(pool, min(COLD_POOL, len(pool)), replace=False)
+    cold_ids = [table.ids[r] for r in pool]
+    groups, cold_groups = [], []
+    for user in users:
+        g = _group(user, later[user], table, behavior, past, predicted, matrix, alive, popular,
+                   now, settings.candidates_per_source)
+        if g is not None:
+            drop = rng.random(len(g.y)) < DROPOUT
+            groups.append(ranker.Group(features.mask_behaviour(g.x, drop), g.y))
+        c = _group(user, later[user], table, behavior, past, predicted, matrix, alive, [],
+                   now, 0, cold_ids)
+        if c is not None:
+            cold_groups.append(c)
+    return ranker.train(groups, features.names(table), seed, cold_groups)
+
+
+def _group(user: str, later: list[Event], table: ItemTable, behavior: Behavior,
+           model: CollabModel, predicted: features.Predicted, matrix: np.ndarray,
+           alive: np.ndarray, popular: list[str], now: float, per_source: int,
+           fixed: Sequence[str] = ()) -> ranker.Group | None:
+    """One user's candidates (ALS, content and popular; or the `fixed` ones), features and
+    labels; None when none of them was liked later."""
+    state = behavior.user(user)
+    if state is None:
+        return None
+    taste = taste_of(table, list(state.positives), dict(state.negatives), now, FOR_YOU)
+    uv = model.fold_in(taste.positives) if taste.positives else None
+    skip = state.consumed
+    ids: list[str] = list(fixed)
+    if uv is not None and per_source:
+        ids += model.top_for_user(uv, per_source + len(skip))
+    if taste.vector is not None and per_source:
+        s = np.where(alive, matrix @ taste.vector, -np.inf)
+        top = np.argpartition(-s, min(per_source + len(skip), len(s) - 1))
+        ids += [table.ids[r] for r in top[: per_source + len(skip)] if np.isfinite(s[r])]
+    ids += popular
+    ids = [i for i in dict.fromkeys(ids) if i not in skip and table.get(i) is not None]
+    if not ids:
+        return None
+    # A view alone is not a positive: on the validation split graded labels (view 1, like 2)
+    # ranked worse than liked-or-not, and "liked" is what the answers are for.
+    liked = {e.item_id for e in later if e.weight >= LIKED_WEIGHT}
+    y = np.array([1.0 if i in liked else 0.0 for i in ids])
+    if not y.any():
+        return None
+    signals = features.UserSignals(taste.vector, uv, taste.liked_rows, state.events)
+    x = features.compute(table, behavior, model, predicted, now, signals, ids, FOR_YOU)
+    return ranker.Group(x, y)
