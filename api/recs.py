@@ -80,6 +80,10 @@ def answer_limit(
 
 Limit = Annotated[int, Depends(answer_limit)]
 UserId = Annotated[str, Path(min_length=1, max_length=128)]
+# A behaviour filter: "has not found its audience yet". 0 = nobody engaged with it yet.
+MaxAudience = Annotated[int | None, Query(ge=0, le=1_000_000_000, description=
+    "only items at most this many distinct users engaged with (a positive event: view, like, "
+    "complete, share); 0 = items nobody has engaged with yet")]
 
 
 def _context(device: str | None, surface: str | None, locale: str | None) -> dict[str, str]:
@@ -110,16 +114,27 @@ def recommendations(
     device: Annotated[str | None, Query(max_length=64)] = None,
     surface: Annotated[str | None, Query(max_length=64)] = None,
     locale: Annotated[str | None, Query(max_length=35)] = None,
+    max_audience: MaxAudience = None,
 ) -> AnswerOut:
     recs = _recs(request)
-    answer = recs.for_user(user_id, limit, where, _context(device, surface, locale))
+    answer = recs.for_user(user_id, limit, where, _context(device, surface, locale),
+                           max_audience=max_audience)
     return answer_out(answer, recs.table)
 
 
-@router.get("/users/{user_id}/new-items", response_model=AnswerOut, dependencies=CLIENT)
-def new_items(request: Request, user_id: UserId, where: Filters, limit: Limit) -> AnswerOut:
+@router.get("/users/{user_id}/new-items", response_model=AnswerOut, dependencies=CLIENT,
+            description=
+    "Items that are new, ranked for the user. New: published (`published_at`, else the time "
+    "the item entered the catalog) within MEDLEY_NEW_ITEM_MAX_AGE_DAYS (14) and not in the "
+    "future, and not yet found by its audience: by default at most "
+    "MEDLEY_NEW_ITEM_MAX_AUDIENCE (20) distinct users engaged with it, so a back catalog "
+    "imported with its history does not crowd out what nobody has seen. `max_audience` sets "
+    "another cap for this request (0: only items nobody has engaged with yet).")
+def new_items(request: Request, user_id: UserId, where: Filters, limit: Limit,
+              max_audience: MaxAudience = None) -> AnswerOut:
     recs = _recs(request)
-    return answer_out(recs.for_user(user_id, limit, where, {}, only_new=True), recs.table)
+    answer = recs.for_user(user_id, limit, where, {}, only_new=True, max_audience=max_audience)
+    return answer_out(answer, recs.table)
 
 
 @router.get("/search", response_model=AnswerOut, dependencies=CLIENT)

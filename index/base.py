@@ -38,7 +38,9 @@ UNRATED_AGE = 99  # payload age_min of an item without a known rating: only unfi
 
 @dataclass(frozen=True)
 class Where:
-    """Business filters every answer honours. Payload fields: tags, age_min, published_ts."""
+    """Business filters every answer honours. Payload fields: tags, age_min, published_ts
+    (published_at when the content team gave it, else when the item entered the catalog: the
+    same rule as `ItemTable.published`, so index and table agree on what is new)."""
 
     max_age: int | None = None  # age-rating ceiling: the minimum age an item may require
     include_tags: frozenset[str] = frozenset()  # any of these
@@ -56,6 +58,13 @@ class Where:
 
     def created_since(self, when: float) -> Where:
         return replace(self, created_from=when)
+
+    def published_within(self, start: float, end: float) -> Where:
+        """Narrowed to items published in [start, end], inside any range it already had (a
+        client's published_after/before stays honoured; disjoint ranges match nothing)."""
+        lo = start if self.published_from is None else max(self.published_from, start)
+        hi = end if self.published_to is None else min(self.published_to, end)
+        return replace(self, published_from=lo, published_to=hi)
 
 
 def point_ids(ids: frozenset[str] | set[str]) -> list[str]:

@@ -116,7 +116,14 @@ class Settings(BaseSettings):
     blend_collab: float = 2.0
     blend_popularity: float = 0.5
     prior_neighbours: int = 20  # established items a new item's prior appeal is predicted from
-    new_item_max_age_days: float = 14.0
+    new_item_max_age_days: float = 14.0  # from published_at, else from entering the catalog
+    # New items leave out, by default, items more distinct users than this engaged with: an
+    # item many people already know is not new to the audience, whatever its date (a back
+    # catalog imported with its history). 20 users bring an item 20-40 interactions (a view,
+    # often a like or a completion too): around where the blend weighs its own behaviour as
+    # much as its content (n / (n + MEDLEY_BEHAVIOR_CONFIDENCE), 30), so it no longer needs
+    # the new shelf to be found. Clients choose another cap with `max_audience`.
+    new_item_max_audience: int = Field(default=20, ge=0)
     exploration_share: float = 0.2  # share of for-you slots kept for new items matched on content
     exploration_grace_hours: float = 48.0  # a new item explores this long whatever its velocity
     exploration_min_velocity: float = 1.0  # after that, trending score it needs to keep exploring

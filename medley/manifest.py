@@ -10,6 +10,7 @@ import csv
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,10 @@ EXTENSIONS: dict[str, str] = {
 }
 META_KEYS: tuple[str, ...] = ("title", "description", "tags", "language", "age_rating")
 META_KEYS += ("published_at", "external_id")
+# Release-date columns, in the order one is taken as published_at (what "new" counts from):
+# names compared in lower case with spaces and hyphens as underscores ("Release Date").
+DATE_COLUMNS = ("published_at", "release_date", "released", "year")
+_YEAR, _MONTH = re.compile(r"\d{4}"), re.compile(r"\d{4}-\d{2}")
 
 
 @dataclass
@@ -53,13 +58,53 @@ def _title_from_name(path: Path) -> str:
     return words.title() if words.islower() else (words or path.name)
 
 
+def parse_date(value: Any) -> str:
+    """A release date as the API takes it (ISO 8601, UTC): a year (1994, at Jan 1), a month
+    (1994-05), a date (1994-05-03, at midnight UTC) or an ISO 8601 date-time (without a zone:
+    UTC). Raises ValueError with what was wrong."""
+    text = str(value).strip()
+    if _YEAR.fullmatch(text):
+        text += "-01-01"
+    elif _MONTH.fullmatch(text):
+        text += "-01"
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a date (use 1994, 1994-05, 1994-05-03 or an ISO "
+                         "8601 date-time)") from None
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _release_date(row: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(column, published_at) from the first non-empty release-date column, if any."""
+    by_name = {re.sub(r"[\s\-]+", "_", str(k).strip().lower()): k for k in row}
+    for name in DATE_COLUMNS:
+        column = by_name.get(name)
+        value = row.get(column) if column is not None else None
+        if value is None or not str(value).strip():
+            continue
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise _RowError(f"{column}: a release date must be text or a year")
+        try:
+            return column, parse_date(value)
+        except ValueError as exc:
+            raise _RowError(f"{column}: {exc}") from None
+    return None, None
+
+
 def _row_to_item(row: dict[str, Any], base: Path, where: str) -> IngestItem:
     """Normalise one manifest row; relative media paths are resolved against `base`."""
     if None in row:
         raise _RowError("row has more fields than the header")
     meta: dict[str, Any] = {}
+    date_column, published = _release_date(row)
+    if published is not None:
+        meta["published_at"] = published
     for key in META_KEYS:
         value = row.get(key)
+        if key == "published_at":
+            continue  # taken above, from whichever release-date column the row has
         if key == "tags" and value not in (None, ""):
             parts = value.split("|") if isinstance(value, str) else value
             if not isinstance(parts, list):
@@ -80,7 +125,7 @@ def _row_to_item(row: dict[str, Any], base: Path, where: str) -> IngestItem:
     attributes = row.get("attributes") or {}
     if not isinstance(attributes, dict):
         raise _RowError("attributes must be a JSON object")
-    extra = set(row) - {*META_KEYS, *MEDIA_KINDS, "attributes"}
+    extra = set(row) - {*META_KEYS, *MEDIA_KINDS, "attributes", date_column}
     attributes |= {k: row[k] for k in sorted(extra) if row[k] not in (None, "")}
     if attributes:
         meta["attributes"] = attributes

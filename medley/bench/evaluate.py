@@ -2,7 +2,8 @@
 
 Every system is measured in the same run, on the same split, by the same metric code, and the
 peers read the same fitted state as Medley: popularity from `Behavior`, ALS from the same
-`CollabModel`, content-only from the same taste vector and item table. The protocol is in
+`CollabModel`; content-only (raw and centred), the tuned z-score blend and LightFM live in
+`medley.bench.peers` and read the same item table, behaviour and ALS model. The protocol is in
 `medley.bench.movielens`; the report (bench/eval.md) states it.
 """
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from index.base import FUSED, Where
 from medley.bench import movielens as ml
+from medley.bench import peers
 from medley.bench.movielens import K, Movie, Split, coverage, events, ndcg_at_k, recall_at_k
 from medley.bench.report import write_report
 from medley.config import Settings
@@ -27,8 +29,10 @@ from medley.recs.collab import CollabModel, train
 from medley.recs.engine import Recommender
 from medley.recs.events import Event
 from medley.recs.items import ItemInfo, ItemTable
+from medley.recs.learn import learn
 
-SYSTEMS = ("medley", "medley_explore", "popularity", "als", "als_recent", "content")
+SYSTEMS = ("medley", "medley_explore", "popularity", "als", "als_recent", "content",
+           *peers.PEER_SYSTEMS)
 PEERS = SYSTEMS[2:]
 LABELS = {
     "medley": "Medley (blend)",
@@ -37,6 +41,9 @@ LABELS = {
     "als": "implicit ALS",
     "als_recent": "implicit ALS, recent fold-in",
     "content": "content-only",
+    "content_centred": "content-only, centred",
+    "zblend": "z-score blend of ALS and content (tuned)",
+    "lightfm": "LightFM (WARP, item features)",
 }
 
 
@@ -90,6 +97,7 @@ class World:
     collab: CollabModel | None
     rec: Recommender
     rec_explore: Recommender  # the same state, with the shipped exploration share
+    peers: peers.PeerState | None = None  # the stronger peers' state (`peers.prepare`)
 
 
 def build_table(split: Split, movies: Mapping[str, Movie],
@@ -104,15 +112,19 @@ def build_table(split: Split, movies: Mapping[str, Movie],
 
 
 def train_collab(split: Split, settings: Settings,
-                 stream: Sequence[tuple[int, Event]] | None = None) -> CollabModel | None:
-    """ALS on the training events: `stream` if given (numbered from 1), else the split's
-    ratings as events."""
+                 stream: Sequence[tuple[int, Event]] | None = None,
+                 table: ItemTable | None = None) -> CollabModel | None:
+    """The model on the training events: `stream` if given (numbered from 1), else the split's
+    ratings as events. With the `table`, everything serving learns (ALS, content map, ranker:
+    `medley.recs.learn`, as the worker's training task runs it); without, ALS alone."""
     import implicit.cpu.als  # noqa: F401  (loads its BLAS before the limit applies)
     import scipy.sparse  # noqa: F401
     from threadpoolctl import threadpool_limits
 
     stream = events(split.train) if stream is None else stream
     with threadpool_limits(1, "blas"):  # implicit's own threads; BLAS threads would fight them
+        if table is not None:
+            return learn(stream, table, settings, last_seq=len(stream))[0]
         return train(((e.user_id, e.item_id, e.weight) for _, e in stream),
                      factors=settings.collab_factors, iterations=settings.collab_iterations,
                      regularization=settings.collab_regularization, last_seq=len(stream))
@@ -136,7 +148,7 @@ def fit(split: Split, table: ItemTable, settings: Settings, *, base: World | Non
         behavior = base.behavior
         search = base.search if base.table is table else ExactSearch(table)
     if collab is None:
-        collab = train_collab(split, settings, stream)
+        collab = train_collab(split, settings, stream, table)
     recs: list[Recommender] = []
     for share in (settings.exploration_share, SHIPPED_EXPLORATION):
         rec = Recommender(settings.model_copy(update={"exploration_share": share}), table,
@@ -181,10 +193,7 @@ def rank_overall(w: World, system: str, user: str, popular: list[str]) -> list[s
         if w.collab is None or uv is None:
             return []
         return [i for i in w.collab.top_for_user(uv, K + len(consumed)) if i not in skip][:K]
-    taste, _ = w.rec.user_taste(user, None)
-    if taste.vector is None:
-        return []
-    return [i for i, _ in w.search(FUSED, taste.vector, K, Where(exclude_ids=frozenset(skip)))]
+    return peers.rank(_peers(w), w, system, user, skip)  # content-only and the new peers
 
 
 def rank_new(w: World, system: str, user: str, items: list[str],
@@ -201,18 +210,28 @@ def rank_new(w: World, system: str, user: str, items: list[str],
         uv = _user_vec(w, system, user)
         if w.collab is not None and uv is not None:
             scores = w.collab.scores(uv, items)
-    elif taste.vector is not None:
-        scores = w.table.vectors_of(w.table.rows(items)) @ taste.vector
+    else:  # content-only and the new peers
+        found = peers.peer_scores(_peers(w), w, system, user, w.table.rows(items))
+        scores = scores if found is None else found
     s = np.where(np.isfinite(scores), scores, -np.inf)
     order = np.lexsort((rng.random(len(items)), -s))[:K]
     return [items[i] for i in order]
 
 
+def _peers(w: World) -> peers.PeerState:
+    """The peers' state on `w`; prepared here with the blend's defaults if the run did not
+    prepare it (the run chooses the blend on validation)."""
+    if w.peers is None:
+        w.peers = peers.prepare(w, w.rec.s)
+    return w.peers
+
+
 def measure(w: World, systems: Sequence[str] = SYSTEMS, seed: int = 0, *,
             new_items: bool = True, new_users: int | None = None) -> dict[str, Any]:
-    """Per system: NDCG@10, recall@10 and coverage over users with history, recall@10 on the
-    new-items slice (unless `new_items` is false; over a seeded sample of `new_users` users
-    if given); plus per-user NDCG@10."""
+    """Per system: NDCG@10, recall@10 and coverage over users with history, NDCG@10 and
+    recall@10 on the new-items slice (unless `new_items` is false; over a seeded sample of
+    `new_users` users if given); plus per-user NDCG@10 of both. LightFM is left out when it
+    is not installed."""
     relevant, relevant_new = w.split.relevant(), w.split.relevant_new()
     if new_users is not None and new_users < len(relevant_new):
         keep = np.random.default_rng(seed).choice(sorted(relevant_new), new_users, replace=False)
@@ -222,17 +241,22 @@ def measure(w: World, systems: Sequence[str] = SYSTEMS, seed: int = 0, *,
     catalog = len(w.split.candidates)
     out: dict[str, Any] = {}
     for k, system in enumerate(systems):
+        if system == "lightfm" and not peers.have_lightfm():
+            continue
         lists = {u: rank_overall(w, system, u, popular) for u in sorted(relevant)}
         rng = np.random.default_rng(seed + k)
         new = {u: rank_new(w, system, u, held, rng) for u in sorted(relevant_new) if held}
         per_user = {u: ndcg_at_k(lists[u], relevant[u]) for u in lists}
+        per_user_new = {u: ndcg_at_k(new[u], relevant_new[u]) for u in new}
         out[system] = {
             "ndcg@10": _mean(per_user.values()),
             "recall@10": _mean(recall_at_k(lists[u], relevant[u]) for u in lists),
             "coverage@10": coverage(lists.values(), catalog),
+            "new_items_ndcg@10": _mean(per_user_new.values()) if held else None,
             "new_items_recall@10": _mean(recall_at_k(new[u], relevant_new[u]) for u in new)
             if held else None,
             "per_user_ndcg@10": per_user,
+            "per_user_new_ndcg@10": per_user_new,
         }
     return out
 
@@ -269,7 +293,7 @@ def tune(split: Split, table: ItemTable, settings: Settings) -> tuple[dict[str, 
         s = settings.model_copy(update=params)
         key = (s.collab_factors, s.collab_regularization)
         if key not in models:
-            models[key] = train_collab(split, s)
+            models[key] = train_collab(split, s, None, table)
         base = worlds.get(s.popularity_half_life_days)
         w = fit(split, table, s, base=base, collab=models[key])
         worlds.setdefault(s.popularity_half_life_days, w)
@@ -293,6 +317,13 @@ def tune(split: Split, table: ItemTable, settings: Settings) -> tuple[dict[str, 
 
 
 # --- the run -------------------------------------------------------------------------------------
+def _with_peers(w: World, settings: Settings) -> World:
+    """`w` with its peers prepared; the blend is chosen on a validation split of its training
+    ratings, with ALS alone trained there."""
+    w.peers = peers.prepare(w, settings, lambda s: train_collab(s, settings))
+    return w
+
+
 def run_eval(data: Path, out: Path | None, *, embed: ml.Embed | None = None,
              cache_dir: Path | None = Path("data/eval"), tune_settings: bool = False,
              overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -323,10 +354,13 @@ def run_eval(data: Path, out: Path | None, *, embed: ml.Embed | None = None,
             best, trail = tune(val, val_table, settings)
             settings = settings.model_copy(update=best)
             on_val = (val, measure(fit(val, val_table, settings)))
-        results = measure(fit(test, build_table(test, movies, vectors), settings))
-        at_cut = measure(fit(cut, build_table(cut, movies, vectors), settings))
+        worlds = [_with_peers(fit(s, build_table(s, movies, vectors), settings), settings)
+                  for s in (test, cut)]
+        results, at_cut = (measure(w) for w in worlds)
+    peer_info = {name: _peers(w).describe() for name, w in zip(("per_user", "global_cut"),
+                                                               worlds, strict=True)}
     data_out = report(test, results, cut, at_cut, settings, trail, on_val,
-                      time.perf_counter() - t0)
+                      time.perf_counter() - t0, peer_info, ml.about(data))
     if out is not None:
         write_report(out, "eval", {k: v for k, v in data_out.items() if k != "markdown"},
                      data_out["markdown"])

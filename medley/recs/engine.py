@@ -14,7 +14,7 @@ import numpy as np
 
 from index.base import FUSED, Where
 from medley.config import Settings
-from medley.recs import reasons
+from medley.recs import audience, features, reasons
 from medley.recs.answers import Answer, Editorial, Preferences, Scored
 from medley.recs.behavior import Behavior
 from medley.recs.collab import CollabModel
@@ -56,6 +56,7 @@ class Recommender:
         self.collab: CollabModel | None = None
         self.editorial = Editorial()
         self.priors = Priors(settings.prior_neighbours)
+        self.predicted = features.Predicted()  # the content map's output per item, cached
         # Neighbour searches one request may spend on priors. Serving leaves it at 0: the
         # background warmer (`warm_priors`) searches what requests asked for; offline callers
         # raise it.
@@ -72,19 +73,35 @@ class Recommender:
             positives = [(i, LIKED_WEIGHT, now) for i in prefs.liked_items] + positives
         negatives = dict(user.negatives) if user else {}
         consumed = set(user.consumed) if user else set()
-        return taste_of(self.table, positives, negatives, now, FOR_YOU), consumed
+        taste = taste_of(self.table, positives, negatives, now, FOR_YOU)
+        taste.events = user.events if user else 0
+        return taste, consumed
 
     def score(self, ids: list[str], taste: Taste, prefs: Preferences | None) -> np.ndarray:
-        """Blended score per candidate (see `medley.recs.ranking`)."""
+        """Score per candidate: the learned ranker when the model carries one that fits this
+        catalog's features, else the hand-set blend (see `medley.recs.ranking`)."""
         now = self.clock()
-        rows = self.table.rows(ids)
-        vecs = self.table.vectors_of(rows, FOR_YOU)
-        content = vecs @ taste.vector if taste.vector is not None else np.full(len(ids), np.nan)
+        collab = self.collab
+        user_vec = collab.fold_in(taste.positives) if collab is not None and taste.positives \
+            else None
+        stated = None
         if prefs is not None and prefs.text_vector is not None:
-            content = np.fmax(content, self._block_cos(vecs, "text", prefs.text_vector))
-        collab, user_vec = self.collab, None
-        if collab is not None:
-            user_vec = collab.fold_in(taste.positives) if taste.positives else None
+            stated = self._block_cos(self.table.vectors_of(self.table.rows(ids), FOR_YOU),
+                                     "text", prefs.text_vector)
+        ranker = collab.ranker if collab is not None else None
+        if ranker is not None and ranker.names == features.names(self.table):
+            user = features.UserSignals(taste.vector, user_vec, taste.liked_rows, taste.events)
+            x = features.compute(self.table, self.behavior, collab, self.predicted, now, user,
+                                 ids, FOR_YOU)
+            if stated is not None:  # what they asked for counts as taste matched
+                k = features.BASE.index("content")
+                x[:, k] = np.fmax(x[:, k], stated)
+            return self._boost(ids, ranker.score(x))
+        rows = self.table.rows(ids)
+        vecs = self.table.vectors_of(rows, FOR_YOU, centred=True)
+        content = vecs @ taste.vector if taste.vector is not None else np.full(len(ids), np.nan)
+        if stated is not None:
+            content = np.fmax(content, stated)
         observed = (collab.scores(user_vec, ids) if collab is not None and user_vec is not None
                     else np.full(len(ids), np.nan))
         pops = np.array(self.behavior.popularity_log(ids, now))
@@ -124,16 +141,23 @@ class Recommender:
         where = (where or Where()).but_not(consumed)
         return where.without_tags(prefs.disliked_tags) if prefs and prefs.disliked_tags else where
 
-    def young(self, where: Where, now: float, *, any_age: bool = False) -> list[str]:
-        """Items added within the new-item age (or any), passing the filters, newest first."""
+    def young(self, where: Where, now: float, *, any_age: bool = False,
+              max_audience: int | None = None) -> list[str]:
+        """Items published within the new-item age (or any), passing the filters (and the
+        audience cap, if any), newest first. Age counts from published_at when the content
+        team gave one, else from entering the catalog (`ItemTable.published`): a back catalog
+        imported with its release dates is not new."""
         m = self.table.mask(where)
-        created = self.table.created[: len(m)]
-        m &= created <= now  # dated in the future: not new yet (clock skew, scheduled items)
+        published = self.table.published[: len(m)]
+        m &= published <= now  # dated in the future: not new yet (clock skew, scheduled items)
         if not any_age:
-            m &= created >= now - self.s.new_item_max_age_days * 86400
+            m &= published >= now - self.s.new_item_max_age_days * 86400
+        if max_audience is not None:
+            m &= self.behavior.audience_by_row(self.table.row, len(m)) <= max_audience
         rows = np.flatnonzero(m)
-        rows = rows[np.argsort(-self.table.created[rows])]
-        return [self.table.ids[r] for r in rows]
+        rows = rows[np.argsort(-published[rows])]
+        ids = [self.table.ids[r] for r in rows]
+        return ids if max_audience is None else self.behavior.within_audience(ids, max_audience)
 
     def _keep(self, ids: Sequence[str], allowed: np.ndarray) -> list[str]:
         """The ids the table knows whose rows pass `allowed` (a mask from `table.mask`)."""
@@ -190,16 +214,22 @@ class Recommender:
     def for_user(
         self, user_id: str, n: int, where: Where | None, prefs: Preferences | None,
         context: dict[str, str] | None = None, *, only_new: bool = False,
+        max_audience: int | None = None,
     ) -> Answer:
+        """For-you (or, `only_new`, new items) for a user. `max_audience`: only items at most
+        that many distinct users engaged with (new items default to the setting)."""
         now = self.clock()
         taste, consumed = self.user_taste(user_id, prefs)
         flt = self.filters(where, prefs, consumed)
         allowed = self.table.mask(flt, need_vector=True)  # once per request: ~1 ms at 100k
+        cap = audience.cap_for(self.s, only_new, max_audience)
+        if cap is not None:  # a behaviour filter: the index cannot apply it, every source can
+            allowed &= self.behavior.audience_by_row(self.table.row, len(allowed)) <= cap
         c = self.s.candidates_per_source
-        young = flt.created_since(now - self.s.new_item_max_age_days * 86400)
+        young = flt.published_within(now - self.s.new_item_max_age_days * 86400, now)
         pool = Pool([])
         explorers: list[str] = []
-        new = self._matching(taste, young, allowed, c, now)
+        new = self._matching(taste, young, allowed, c, now, capped=cap is not None)
         pool.add(new, "new")
         if not only_new:
             if taste.vector is not None:
@@ -216,8 +246,11 @@ class Recommender:
             explorers = self._explorers(taste, new, allowed, now)
             pool.add(explorers, "explore")
         pool.ids = self._keep(pool.ids, allowed)
+        if cap is not None:  # exact now: the row counts behind `allowed` may lag by 0.5 s
+            pool.ids = self.behavior.within_audience(pool.ids, cap)
         if not pool.ids:  # nothing behavioural or new to go on: the newest items, flagged
-            return self.fallback(n, flt, "no signal for this user yet", context)
+            return self.fallback(n, flt, "no signal for this user yet", context,
+                                 max_audience=cap)
         scores = self.score(pool.ids, taste, prefs)
         by_id = dict(zip(pool.ids, scores, strict=True))
         best = np.argsort(-scores)[: 3 * n]
@@ -241,19 +274,25 @@ class Recommender:
         ])
 
     def _matching(self, taste: Taste, young: Where, allowed: np.ndarray, limit: int,
-                  now: float) -> list[str]:
+                  now: float, *, capped: bool = False) -> list[str]:
         """New items for this user: the best content matches (an index search restricted to
-        new items), else the fastest-moving and the newest."""
+        new items; `capped`: `allowed` also holds an audience cap the index cannot see), else
+        the fastest-moving and the newest."""
         if taste.vector is not None:
+            if capped:
+                return audience.search_within(self.search, self.table, taste.vector, young,
+                                              allowed, limit)
             return [i for i, _ in self.search(FUSED, taste.vector, limit, young)]
-        fresh = self._keep(self.behavior.trending_top(limit), self.table.mask(young))
+        m = self.table.mask(young)
+        fresh = self._keep(self.behavior.trending_top(limit), m[: len(allowed)] & allowed)
         return list(dict.fromkeys(fresh + self._newest(young, allowed, now, limit)))[:limit]
 
     def _newest(self, young: Where, allowed: np.ndarray, now: float, limit: int) -> list[str]:
-        created = self.table.created[: len(allowed)]
-        rows = np.flatnonzero(allowed & (created >= (young.created_from or 0.0))
-                              & (created <= now))
-        rows = rows[np.argsort(-created[rows])[:limit]]
+        published = self.table.published[: len(allowed)]
+        rows = np.flatnonzero(allowed & (published >= (young.published_from or 0.0))
+                              & (published <= (now if young.published_to is None
+                                                else min(young.published_to, now))))
+        rows = rows[np.argsort(-published[rows])[:limit]]
         return [self.table.ids[r] for r in rows]
 
     def _boosted(self, item_id: str) -> bool:
@@ -272,22 +311,28 @@ class Recommender:
         half = self.s.candidates_per_source // 2
         grace = now - self.s.exploration_grace_hours * 3600
         young = now - self.s.new_item_max_age_days * 86400
-        created = self.table.created
-        fresh = [i for i in new if created[self.table.row[i]] >= grace][:half]
+        published = self.table.published  # new-ness counts from release (`young`)
+        fresh = [i for i in new if published[self.table.row[i]] >= grace][:half]
         fast = [i for i in self.behavior.trending.top(EXPLORE_POOL)
                 if (r := self.table.row.get(i)) is not None and r < len(allowed) and allowed[r]
-                and young <= created[r] <= now
+                and young <= published[r] <= now
                 and self.behavior.velocity(i, now) >= self.s.exploration_min_velocity]
         return list(dict.fromkeys(fresh + fast[:half]))
 
     def fallback(self, n: int, where: Where, note: str,
-                 context: dict[str, str] | None = None) -> Answer:
-        """Popularity, for when the index or a model cannot answer; flagged as such."""
+                 context: dict[str, str] | None = None, *,
+                 max_audience: int | None = None) -> Answer:
+        """Popularity, for when the index or a model cannot answer; flagged as such. Under an
+        audience cap, popular items mostly fail it: the newest items under it fill in."""
         items = self.popular(n, where, context)[:n]
+        if max_audience is not None:
+            items = self.behavior.within_audience(items, max_audience)
+        popular = set(items)
         if len(items) < n:  # a catalog without events yet: newest first
             now = self.clock()
-            items += [i for i in self.young(where, now, any_age=True) if i not in items][
-                : n - len(items)]
+            items += [i for i in self.young(where, now, any_age=True, max_audience=max_audience)
+                      if i not in popular][: n - len(items)]
         trending = set(self.behavior.trending_top(n))
-        return Answer([Scored(i, 0.0, ["trending" if i in trending else "popular"])
+        return Answer([Scored(i, 0.0, ["trending" if i in trending else
+                                       "popular" if i in popular else "newest"])
                        for i in items], fallback=True, note=note)

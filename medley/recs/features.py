@@ -20,14 +20,16 @@ from medley.recs.collab import CollabModel
 from medley.recs.items import ItemTable
 
 DAY = 86400.0
-# Always present, in this order; one "content_<modality>" per modality of the catalog follows.
 BASE = ("collab", "collab_mapped", "engagement_mapped", "content", "liked_max", "pop_long",
         "pop_short", "interactions", "age_days", "user_events")
 BEHAVIOUR = ("collab", "pop_long", "pop_short", "interactions")  # what a cold item lacks
 
 
 def names(table: ItemTable) -> list[str]:
-    return [*BASE, *(f"content_{m.value}" for m in table.modalities)]
+    """The features, in order. Content enters once, as the cosine under the published fusion
+    weights: per-modality cosines would let the trees learn their own weights and quietly
+    undo what editors set (and preview, and measure)."""
+    return list(BASE)
 
 
 class Predicted:
@@ -97,19 +99,11 @@ def compute(table: ItemTable, behavior: Behavior, model: CollabModel | None,
     """Feature matrix (len(ids), len(names(table))), NaN where a signal is unknown."""
     n = len(ids)
     rows = table.rows(ids)
-    out = np.full((n, len(BASE) + len(table.modalities)), np.nan, dtype=np.float32)
+    out = np.full((n, len(BASE)), np.nan, dtype=np.float32)
     col = {name: k for k, name in enumerate(BASE)}
     vecs = table.vectors_of(rows, surface, centred=True)
     if user.taste is not None:
         out[:, col["content"]] = vecs @ user.taste
-        start = len(BASE)
-        for k, sl in enumerate(table.layout.values()):
-            t = user.taste[sl]
-            norm = float(np.linalg.norm(t))
-            block = vecs[:, sl]
-            bn = np.linalg.norm(block, axis=1)
-            ok = (bn > 0) & (norm > 0)
-            out[ok, start + k] = block[ok] @ t / (bn[ok] * max(norm, 1e-9))
     if len(user.liked_rows):
         liked = table.vectors_of(user.liked_rows, surface, centred=True)
         out[:, col["liked_max"]] = (vecs @ liked.T).max(axis=1)

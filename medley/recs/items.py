@@ -69,6 +69,10 @@ class ItemTable:
         self.age = np.full(capacity, UNRATED_AGE, dtype=np.int16)
         self.published = np.zeros(capacity, dtype=np.float64)
         self.created = np.zeros(capacity, dtype=np.float64)
+        # Running sums of each modality's unit blocks over the live items that have it: the
+        # catalog mean that centred similarity subtracts stays current as items come and go.
+        self._block_sum = np.zeros(self.dim, dtype=np.float64)
+        self._block_count = np.zeros(len(self.modalities), dtype=np.int64)
         self.lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -122,6 +126,7 @@ class ItemTable:
             self.published[r] = info.published_ts or info.created_ts
             self.created[r] = info.created_ts
             if blocks:
+                self._count_row(r, -1)
                 self.units[r] = 0
                 self.present[r] = False
                 for k, (m, sl) in enumerate(self.layout.items()):
@@ -131,14 +136,32 @@ class ItemTable:
                         self.units[r, sl] = v / norm
                         self.present[r, k] = True
                 self.bits[r] = sum(1 << k for k in np.flatnonzero(self.present[r]))
+                self._count_row(r, +1)
 
     def remove(self, item_id: str) -> None:
         with self.lock:
             r = self.row.get(item_id)
             if r is not None:
+                self._count_row(r, -1)
                 self.alive[r] = False
                 self.present[r] = False
                 self.bits[r] = 0
+
+    def _count_row(self, r: int, sign: int) -> None:
+        """Add (+1) or take out (-1) row r's blocks from the catalog sums (under the lock)."""
+        if not self.alive[r] or not self.present[r].any():
+            return
+        self._block_sum += sign * self.units[r].astype(np.float64)
+        self._block_count += sign * self.present[r]
+
+    def means(self) -> np.ndarray:
+        """Per modality, the mean of the live items' unit blocks (the catalog's common
+        direction), laid out like a fused vector."""
+        out = np.zeros(self.dim, dtype=np.float32)
+        for k, sl in enumerate(self.layout.values()):
+            if self._block_count[k] > 0:
+                out[sl] = self._block_sum[sl] / self._block_count[k]
+        return out
 
     # --- reading ----------------------------------------------------------------------------
     def get(self, item_id: str) -> ItemInfo | None:
@@ -159,12 +182,23 @@ class ItemTable:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(total > 0, np.sqrt(p / total), 0.0).astype(np.float32)
 
-    def vectors_of(self, rows: np.ndarray, surface: str | None = None) -> np.ndarray:
-        """Fused vectors of these rows under the view's weights (for a surface, if given)."""
+    def vectors_of(self, rows: np.ndarray, surface: str | None = None, *,
+                   centred: bool = False) -> np.ndarray:
+        """Fused vectors of these rows under the view's weights (for a surface, if given).
+
+        `centred`: each modality block minus the catalog mean, renormalised, before fusing.
+        Raw sentence embeddings share one large common direction, so short texts sit close to
+        everything (hubs); taste is matched on what sets an item apart from the catalog."""
         rows = np.asarray(rows)
         scale = self.scales(rows, surface)
         out = self.units[rows].astype(np.float32)
+        means = self.means() if centred else None
         for k, sl in enumerate(self.layout.values()):  # in place: no full-width scale matrix
+            if means is not None:
+                block = out[..., sl]
+                block -= means[sl]
+                norms = np.linalg.norm(block, axis=-1, keepdims=True)
+                block /= np.maximum(norms, 1e-6)
             out[..., sl] *= scale[..., k : k + 1]
         return out
 

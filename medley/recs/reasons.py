@@ -114,6 +114,7 @@ class Explainer:
             out.append("trending")
         elif "popular" in sources and not out:
             out.append("popular")
-        if r is not None and self.table.created[r] >= self.now - self.new_age_s:
+        # New as the new-items answer counts it: from published_at, else entering the catalog.
+        if r is not None and self.now - self.new_age_s <= self.table.published[r] <= self.now:
             out.append("new")
         return out or ["popular"]

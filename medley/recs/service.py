@@ -21,7 +21,7 @@ from medley.db.models import Transcript
 from medley.errors import InvalidInput, NotFound, PayloadTooLarge
 from medley.privacy import controls
 from medley.privacy.controls import Controls
-from medley.recs import store
+from medley.recs import audience, store
 from medley.recs.answers import Answer, Preferences
 from medley.recs.behavior import Behavior
 from medley.recs.engine import Recommender
@@ -91,12 +91,14 @@ class Recommendations:
 
     # --- answers ----------------------------------------------------------------------------
     def _guarded(self, call: Callable[[], Answer], n: int, where: Where | None,
-                 context: dict[str, str] | None = None) -> Answer:
+                 context: dict[str, str] | None = None, max_audience: int | None = None
+                 ) -> Answer:
         try:
             return call()
         except DOWN as exc:
             log.warning("answering from popularity: %s", exc)
-            return self.rec.fallback(n, where or Where(), str(exc), context)
+            return self.rec.fallback(n, where or Where(), str(exc), context,
+                                     max_audience=max_audience)
 
     def similar(self, item_id: str, n: int, where: Where | None) -> Answer:
         self.require_item(item_id)
@@ -104,12 +106,15 @@ class Recommendations:
                              (where or Where()).but_not({item_id}))
 
     def for_user(self, user_id: str, n: int, where: Where | None,
-                 context: dict[str, str], *, only_new: bool = False) -> Answer:
+                 context: dict[str, str], *, only_new: bool = False,
+                 max_audience: int | None = None) -> Answer:
         prefs = self.preferences(user_id)
         where = self.controls(user_id).apply(where)  # never what they said no to
+        cap = audience.cap_for(self.settings, only_new, max_audience)
         return self._guarded(
-            lambda: self.rec.for_user(user_id, n, where, prefs, context, only_new=only_new),
-            n, where, context)
+            lambda: self.rec.for_user(user_id, n, where, prefs, context, only_new=only_new,
+                                      max_audience=cap),
+            n, where, context, cap)
 
     def search(self, query: str, n: int, where: Where | None, user_id: str | None) -> Answer:
         if not query.strip():

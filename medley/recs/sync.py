@@ -112,6 +112,7 @@ class RecSync:
                     usable = fusion.usable(vectors.get(r.id, {}), dims)
                     if self.table.get(r.id) is not None and usable:
                         self.rec.priors.forget(r.id)
+                        self.rec.predicted.forget(self.table.row[r.id])
                     self.table.upsert(r.id, info, usable or None)
                     self._loaded_at[r.id] = r.updated_at
                     n += 1

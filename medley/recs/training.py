@@ -8,16 +8,18 @@ import logging
 import time
 from collections.abc import Mapping
 
+from sqlalchemy import select
+
+from medley import fusion, repo
 from medley.config import Settings
 from medley.db import Database
+from medley.db.models import Item
 from medley.domain import Modality
 from medley.privacy import erase
 from medley.recs import store
-from medley.recs.behavior import Behavior
-from medley.recs.engine import Recommender
-from medley.recs.items import ItemTable
+from medley.recs.items import ItemInfo, ItemTable
 from medley.recs.learn import learn
-from medley.recs.sync import RecSync
+from medley.recs.sync import ITEM_BATCH
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +28,19 @@ ATTEMPTS = 3  # an erasure landing mid-training discards the result; train again
 
 
 def catalog(db: Database, settings: Settings, dims: Mapping[Modality, int]) -> ItemTable:
-    """Every item with its content vectors, loaded as a serving process loads them."""
+    """Every item with its content vectors (what the content map learns from and ranker
+    candidates are drawn from). Only vectors and dates matter here, no watermark: one pass."""
     table = ItemTable(dims)
-    idle = Behavior(settings.popularity_half_life_days * 86400, 3600.0)
-    RecSync(settings, db, Recommender(settings, table, idle, lambda *_: [])).load_items()
+    with db.session() as s:
+        rows = s.execute(select(Item.id, Item.published_at, Item.created_at)).all()
+        for start in range(0, len(rows), ITEM_BATCH):
+            chunk = rows[start : start + ITEM_BATCH]
+            vectors = repo.vectors_of_items(s, [r.id for r in chunk])
+            for r in chunk:
+                created = r.created_at.timestamp() if r.created_at else 0.0
+                published = r.published_at.timestamp() if r.published_at else None
+                table.upsert(r.id, ItemInfo("", (), None, published, created),
+                             fusion.usable(vectors.get(r.id, {}), dims) or None)
     return table
 
 

@@ -107,6 +107,7 @@ def test_after_erasure_no_endpoint_and_no_table_holds_anything_of_the_user(catal
     wait_until(lambda: client.get("/healthz").json()["recommendations"]["erasures_applied"] >= 1)
     assert recs.behavior.user(user) is None
     assert recs.behavior.interactions.get(solo, 0) == 0
+    assert recs.behavior.audience.get(solo, 0) == 0  # new to the audience again
     assert solo not in recs.behavior.trending_top(50, {"surface": surface})
     assert solo not in recs.behavior.popularity_top(50)
     assert not recs.behavior.co_engagement(solo, 10)

@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.api.conftest import wait_until
@@ -281,3 +282,82 @@ def test_a_deleted_item_disappears_from_answers_at_once(catalog):
     assert client.get(f"/v1/items/{gone}/similar").status_code == 404
     r = client.post("/v1/events", json={"events": [event("late", gone)]})
     assert r.status_code == 422  # events about it are refused from now on
+
+
+def test_new_items_right_after_importing_a_catalog_with_history(catalog, tmp_path):
+    """A back catalog imported through `medley ingest`, then its history: new-items asked for
+    items nobody engaged with returns exactly those; the default answer has no room for the
+    established titles, dated or not."""
+    from medley.ingest import ingest
+    from tests.conftest import ADMIN_KEY, wait_for
+
+    client, _ = catalog
+    tag = f"import-{uuid.uuid4().hex[:6]}"
+    today = datetime.now(UTC).date()
+    rows = {  # title -> (description, release date or "")
+        "dated-0": ("A heist thriller about a crew robbing a downtown bank", "1995-12-15"),
+        "dated-1": ("A road movie: two friends drive across the desert", "1991"),
+        "dated-2": ("A submarine crew hunts an enemy boat under the ice", "1990-03"),
+        "known-0": ("A courtroom drama about a lawyer defending an innocent man", ""),
+        "known-1": ("A family comedy about a chaotic holiday dinner", ""),
+        "known-2": ("A detective solves a murder on a snowbound train", ""),
+        "niche-0": ("A quiet documentary about beekeepers in the mountains", ""),
+        "niche-1": ("An animated short about a lighthouse keeper and a seal", ""),
+        "unseen-0": ("A heist comedy about stealing a famous painting", ""),
+        "unseen-1": ("A thriller about a hacker breaking into a bank vault", ""),
+        "unseen-2": ("A documentary about glaciers melting in the Arctic",
+                     (today - timedelta(days=2)).isoformat()),  # released this week
+        "unseen-3": ("A musical about a choir preparing for a competition",
+                     (today - timedelta(days=5)).isoformat()),
+    }
+    manifest = tmp_path / "back-catalog.csv"
+    manifest.write_text("title,description,tags,release_date\n" + "".join(
+        f'{title},"{text}",{tag},{date}\n' for title, (text, date) in rows.items()))
+
+    def through_app(request: httpx.Request) -> httpx.Response:  # ingest's client, this app
+        r = client.request(request.method, request.url.path, content=request.read(),
+                           headers={"content-type": request.headers["content-type"]})
+        return httpx.Response(r.status_code, content=r.content,
+                              headers={"content-type": r.headers.get("content-type", "")})
+
+    report = ingest(manifest, "http://testserver", api_key=ADMIN_KEY, progress=False,
+                    transport=httpx.MockTransport(through_app))
+    assert report.submitted == len(rows) and not report.failures
+    ids = dict(zip(rows, report.item_ids, strict=True))
+    for item_id in ids.values():
+        wait_for(client, item_id, timeout=120)
+    title = {v: k for k, v in ids.items()}
+
+    # The history that came with it: 25 people on each established title (more than the
+    # default audience cap of 20), two on the niche ones, nobody on the new ones.
+    history = [event(f"{tag}-fan-{u}", ids[t], "view" if u % 2 else "like",
+                     timestamp=now_iso(-86400.0 * (30 + u)))
+               for u in range(25) for t in ("dated-0", "dated-1", "dated-2",
+                                            "known-0", "known-1", "known-2")]
+    history += [event(f"{tag}-fan-{u}", ids[t], "complete") for u in range(2)
+                for t in ("niche-0", "niche-1")]
+    history += [event(f"{tag}-ana", catalog[1]["space"][k]) for k in (0, 1)]  # a taste
+    r = client.post("/v1/events", json={"events": history})
+    assert r.status_code == 200 and r.json()["accepted"] == len(history), r.text
+    unseen = {"unseen-0", "unseen-1", "unseen-2", "unseen-3"}
+
+    def new_items(user: str, **params: Any) -> set[str]:
+        body = top(client, f"/v1/users/{user}/new-items", include_tags=tag, limit=50, **params)
+        return {title[i["item_id"]] for i in body["items"]}
+
+    wait_until(lambda: new_items(f"{tag}-ana", max_audience=0) == unseen, timeout=10.0)
+    for user in (f"{tag}-ana", "nobody-yet"):  # a taste to match, and none
+        assert new_items(user, max_audience=0) == unseen
+        # The default: the established titles (25 people each) do not crowd the new ones out.
+        assert new_items(user) == unseen | {"niche-0", "niche-1"}
+        # Past the cap, the undated established titles are "recent" (they entered the catalog
+        # today); the dated ones never are: their age counts from their release.
+        assert new_items(user, max_audience=1000) == unseen | {
+            "niche-0", "niche-1", "known-0", "known-1", "known-2"}
+    foryou = top(client, f"/v1/users/{tag}-ana/recommendations", include_tags=tag,
+                 max_audience=0, limit=20)["items"]
+    assert foryou and {title[i["item_id"]] for i in foryou} <= unseen
+    for bad in ("-1", "two", "1.5"):
+        for url in (f"/v1/users/{tag}-ana/new-items", f"/v1/users/{tag}-ana/recommendations"):
+            r = client.get(url, params={"max_audience": bad})
+            assert r.status_code == 422 and "max_audience" in r.text, (url, bad, r.text)

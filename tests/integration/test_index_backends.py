@@ -82,6 +82,39 @@ def test_new_items_filter_on_when_they_entered_the_catalog(index: VectorIndex) -
     assert [h.id for h in hits] == [new.id]
 
 
+def test_new_items_filter_on_when_they_were_published_as_the_table_does(
+        index: VectorIndex) -> None:
+    from medley.domain import Modality
+    from medley.recs.items import ItemInfo, ItemTable
+
+    now = 10_000.0
+    table = ItemTable({Modality.TEXT: 3})
+    items = {  # name -> (published_at, created_at): all entered the catalog recently
+        "back-catalog": (100.0, 9_000.0), "undated": (None, 9_500.0),
+        "released": (9_800.0, 5_000.0), "scheduled": (12_000.0, 9_900.0)}
+    points = []
+    for name, (published, created) in items.items():
+        # The payload as the indexing task writes it: published_ts falls back to created_at.
+        point = _point(None, [1, 0, 0], created_at=created, published_ts=published or created)
+        points.append(point)
+        table.upsert(point.id, ItemInfo(name, (), 0, published, created), np.array([1, 0, 0]))
+    index.upsert(points)
+    names = {p.id: name for p, name in zip(points, items, strict=True)}
+
+    def both(where: Where) -> set[str]:
+        hits = {names[h.id] for h in index.search("text", [1, 0, 0], 10, where=where)}
+        in_table = {names[table.ids[r]] for r in np.flatnonzero(table.mask(where))}
+        assert hits == in_table, where
+        return hits
+
+    young = Where().published_within(now - 1_000.0, now)
+    assert both(young) == {"undated", "released"}
+    # A client's own published range still holds inside the new-item window.
+    assert both(Where(published_from=9_600.0).published_within(now - 1_000.0, now)) == {
+        "released"}
+    assert both(Where(published_to=50.0).published_within(now - 1_000.0, now)) == set()
+
+
 def test_upsert_replaces_vectors_and_payload(index: VectorIndex) -> None:
     p = _point([1, 0, 0, 0], [1, 0, 0], title="old")
     index.upsert([p])

@@ -246,3 +246,37 @@ def test_live_and_replayed_co_engagement_agree() -> None:
     replayed.reset_cooc(2)
     replayed.add_cooc(rows)
     assert live.cooc == replayed.cooc
+
+
+# --- audience -------------------------------------------------------------------------------
+def test_audience_counts_distinct_users_with_a_positive_event() -> None:
+    b = _behavior()
+    b.apply(_seq([
+        _ev("u1", "a", EventType.VIEW), _ev("u1", "a", EventType.LIKE),  # one user, twice
+        _ev("u2", "a", EventType.COMPLETE),
+        _ev("u3", "a", EventType.IMPRESSION),  # shown is not engaged
+        _ev("u4", "a", EventType.SKIP), _ev("u5", "a", EventType.DISLIKE),  # nor is refusing
+        _ev("u1", "b", EventType.SHARE),
+    ]))
+    assert (b.audience["a"], b.audience["b"], b.audience["c"]) == (2, 1, 0)
+    assert b.within_audience(["a", "b", "c"], 1) == ["b", "c"]
+    assert b.within_audience(["a", "b", "c"], 0) == ["c"]
+
+
+def test_audience_by_row_follows_engagement_and_a_rebuild_after_erasure(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from medley.recs import behavior
+
+    b = _behavior()
+    rows = {"a": 0, "b": 1, "c": 2}
+    b.apply(_seq([_ev("u1", "a", EventType.LIKE), _ev("u2", "a", EventType.LIKE)]))
+    assert b.audience_by_row(rows, 3).tolist() == [2, 0, 0]
+    b.apply(_seq([_ev("u1", "c", EventType.LIKE)], start=3))
+    monkeypatch.setattr(behavior, "TOP_REFRESH_S", 0.0)  # cached at most this long
+    assert b.audience_by_row(rows, 3).tolist() == [2, 0, 1]
+    assert b.audience_by_row({**rows, "d": 3}, 4).tolist() == [2, 0, 1, 0]  # catalog grew
+
+    rebuilt = b.empty()  # u2 erased: replay what is left
+    rebuilt.apply(_seq([_ev("u1", "a", EventType.LIKE), _ev("u1", "c", EventType.LIKE)]))
+    b.replace(rebuilt)
+    assert b.audience["a"] == 1 and b.audience_by_row(rows, 3).tolist() == [1, 0, 1]

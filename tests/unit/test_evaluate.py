@@ -15,6 +15,7 @@ import pytest
 
 from index.base import FUSED, Where
 from medley.bench import movielens as ml
+from medley.bench import peers
 from medley.bench.evaluate import (
     PEERS,
     SYSTEMS,
@@ -118,7 +119,7 @@ def test_a_global_cut_splits_all_ratings_at_one_moment(dataset: Path) -> None:
 
 
 def test_items_are_created_at_their_first_training_rating(split: ml.Split) -> None:
-    first = {}
+    first: dict[str, float] = {}
     for r in sorted(split.train, key=lambda r: r.ts):
         first.setdefault(r.item, r.ts)
     start = min(r.ts for r in split.train + split.test + split.held_out_ratings)
@@ -183,6 +184,22 @@ def test_exact_search_agrees_with_the_table(split: ml.Split, dataset: Path) -> N
     assert len(search(FUSED, vecs[0], 10_000, where)) == int(table.mask(where).sum())
 
 
+def test_recbole_atomic_files_load_like_movielens(tmp_path: Path) -> None:
+    (tmp_path / "ml-100k.inter").write_text(
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+        "196\t242\t3\t881250949\n186\t302\t4.5\t891717742\n")
+    (tmp_path / "ml-100k.item").write_text(
+        "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
+        "242\tKolya\t1996\tComedy\n302\tL.A. Confidential\t1997\tCrime Film-Noir\n"
+        "303\tMystery \"Film\"\t\tunknown\n")
+    ratings, movies = ml.load(tmp_path)
+    assert ratings == [ml.Rating("196", "242", 3.0, 881250949.0),
+                       ml.Rating("186", "302", 4.5, 891717742.0)]
+    assert movies["302"] == ml.Movie("L.A. Confidential (1997)", ("Crime", "Film-Noir"))
+    assert movies["303"] == ml.Movie('Mystery "Film"', ())
+    assert ml.about(tmp_path)[1] == ml.ML100K_CITATION
+
+
 def test_embeddings_are_cached_by_text(tmp_path: Path) -> None:
     calls: list[int] = []
 
@@ -201,16 +218,31 @@ def test_run_eval_on_a_tiny_dataset(dataset: Path, tmp_path: Path, split: ml.Spl
     report = run_eval(dataset, tmp_path, embed=stub_embed, cache_dir=None,
                       overrides={"collab_factors": 8}, tune_settings=True)
     saved = json.loads((tmp_path / "eval.json").read_text())
-    assert set(saved["results"]) == set(SYSTEMS)
-    assert "| Medley (blend) |" in (tmp_path / "eval.md").read_text()
-    for system in SYSTEMS:
+    shown = [s for s in SYSTEMS if s != "lightfm" or peers.have_lightfm()]
+    assert set(saved["results"]) == set(shown)
+    markdown = (tmp_path / "eval.md").read_text()
+    assert "| Medley (blend) |" in markdown and "Targets (issue 11)" in markdown
+    for system in shown:
         m = report["results"][system]
-        for key in ("ndcg@10", "recall@10", "coverage@10", "new_items_recall@10"):
+        for key in ("ndcg@10", "recall@10", "coverage@10", "new_items_ndcg@10",
+                    "new_items_recall@10"):
             assert 0.0 <= m[key] <= 1.0
-    assert set(report["ndcg_diff_ci95_vs"]) == set(PEERS)
+    assert set(report["ndcg_diff_ci95_vs"]) == set(PEERS) & set(shown)
+    assert set(report["new_items_ndcg_diff_ci95_vs"]) == set(PEERS) & set(shown)
     assert report["tuning"]["trail [setting, value, ndcg@10, new recall@10]"][0][0] == "start"
     assert report["split"]["per_user"]["held_out"] == len(split.held_out)
-    assert set(report["global_cut"]["results"]) == set(SYSTEMS)
+    assert set(report["global_cut"]["results"]) == set(shown)
+    for results, verdict in ((report["results"], report),
+                             (report["global_cut"]["results"], report["global_cut"])):
+        best = max(PEERS, key=lambda p: results[p]["ndcg@10"] if p in results else -1.0)
+        assert verdict["best_peer"]["peer"] == best
+        assert verdict["best_content_only_new_items"]["peer"] in peers.CONTENT_ONLY
+    assert set(report["targets"]) == {"best_peer", "best_content_only_new_items"}
+    assert set(report["global_cut"]["targets"]) == {"above_popularity",
+                                                    "best_content_only_new_items"}
+    for name in ("per_user", "global_cut"):
+        z = report["peers"][name]["zblend"]
+        assert z["variant"] in peers.VARIANTS and z["weight"] in peers.BLEND_WEIGHTS
 
 
 def test_medley_overall_answers_never_hold_held_out_items(split: ml.Split, dataset: Path) -> None:

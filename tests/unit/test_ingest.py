@@ -8,6 +8,7 @@ from email import policy
 from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 import pytest
@@ -45,8 +46,12 @@ class FakeAPI:
             body = script.pop(0) if len(script) > 1 else script[0]
             return httpx.Response(200, json={"id": item_id, **body})
         assert request.method == "POST" and request.url.path == "/v1/items"
-        parts = parse_multipart(request)
-        meta = json.loads(parts.pop("metadata")[2])
+        if request.headers["content-type"].startswith("application/x-www-form-urlencoded"):
+            parts = {}  # no media files: httpx sends the metadata as a plain form
+            meta = json.loads(parse_qs(request.content.decode())["metadata"][0])
+        else:
+            parts = parse_multipart(request)
+            meta = json.loads(parts.pop("metadata")[2])
         self.posts.append({"metadata": meta, "files": parts})
         self.headers.append(request.headers)
         if meta["title"] in self.refuse:
@@ -255,3 +260,46 @@ def test_unknown_source_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "x.xml").write_text("<x/>")
     with pytest.raises(ValueError, match="unsupported manifest"):
         load_source(tmp_path / "x.xml")
+
+
+def test_a_release_date_column_becomes_published_at(tmp_path: Path) -> None:
+    manifest = tmp_path / "back-catalog.csv"
+    manifest.write_text(
+        "title,Release Date,year,notes\n"
+        "Heat,1995-12-15,1995,crime\n"  # the first date column wins; the other is an attribute
+        "Clerks,,1994,\n"  # an empty column gives way to the next one
+        "Tomorrow,2031-05-01T20:00:00+02:00,,\n"  # scheduled: kept as given, in UTC
+        "Someday,soon,,\n"
+        "Undated,,,\n"
+    )
+    api = FakeAPI()
+    report = api.run(manifest)
+    assert (report.total, report.submitted) == (5, 4)
+    meta = {p["metadata"]["title"]: p["metadata"] for p in api.posts}
+    assert meta["Heat"] == {"title": "Heat", "published_at": "1995-12-15T00:00:00Z",
+                            "attributes": {"notes": "crime", "year": "1995"}}
+    assert meta["Clerks"]["published_at"] == "1994-01-01T00:00:00Z"
+    assert "attributes" not in meta["Clerks"]  # the year was used, not repeated
+    assert meta["Tomorrow"]["published_at"] == "2031-05-01T18:00:00Z"
+    assert "published_at" not in meta["Undated"]
+    (failure,) = report.failures
+    assert failure.source == "back-catalog.csv:5" and failure.title == "Someday"
+    assert failure.reason.startswith("Release Date: 'soon' is not a date")
+
+
+def test_jsonl_release_dates_in_every_accepted_form(tmp_path: Path) -> None:
+    from medley.manifest import parse_date
+
+    rows = [{"title": "A", "year": 1994}, {"title": "B", "released": "1994-05"},
+            {"title": "C", "published_at": "2024-01-02 03:04:05"},
+            {"title": "D", "release_date": "2024-02-30"}, {"title": "E", "year": True}]
+    manifest = tmp_path / "items.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    items, failures = load_source(manifest)
+    assert [i.metadata["published_at"] for i in items] == [
+        "1994-01-01T00:00:00Z", "1994-05-01T00:00:00Z", "2024-01-02T03:04:05Z"]
+    assert [f.reason.split(":")[0] for f in failures] == ["release_date", "year"]
+    assert "'2024-02-30' is not a date" in failures[0].reason
+    for bad in ("94", "05/03/1994", "", "1994-13"):
+        with pytest.raises(ValueError, match="is not a date"):
+            parse_date(bad)
