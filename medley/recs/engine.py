@@ -77,24 +77,32 @@ class Recommender:
         taste.events = user.events if user else 0
         return taste, consumed
 
+    def user_vector(self, taste: Taste, collab: CollabModel | None) -> np.ndarray | None:
+        """The user's collaborative vector under `collab`, folded in from their recent
+        positives once per request (kept on the taste)."""
+        if collab is None or not taste.positives:
+            return None
+        if taste.folded is None or taste.folded[0] is not collab:
+            taste.folded = (collab, collab.fold_in(taste.positives))
+        return taste.folded[1]
+
     def score(self, ids: list[str], taste: Taste, prefs: Preferences | None) -> np.ndarray:
         """Score per candidate: the learned ranker when the model carries one that fits this
         catalog's features, else the hand-set blend (see `medley.recs.ranking`)."""
         now = self.clock()
         collab = self.collab
-        user_vec = collab.fold_in(taste.positives) if collab is not None and taste.positives \
-            else None
+        user_vec = self.user_vector(taste, collab)
         stated = None
         if prefs is not None and prefs.text_vector is not None:
             stated = self._block_cos(self.table.vectors_of(self.table.rows(ids), FOR_YOU),
                                      "text", prefs.text_vector)
         ranker = collab.ranker if collab is not None else None
-        if ranker is not None and ranker.names == features.names(self.table):
+        if ranker is not None and tuple(ranker.names) == features.NAMES:
             user = features.UserSignals(taste.vector, user_vec, taste.liked_rows, taste.events)
             x = features.compute(self.table, self.behavior, collab, self.predicted, now, user,
                                  ids, FOR_YOU)
             if stated is not None:  # what they asked for counts as taste matched
-                k = features.BASE.index("content")
+                k = features.NAMES.index("content")
                 x[:, k] = np.fmax(x[:, k], stated)
             return self._boost(ids, ranker.score(x))
         rows = self.table.rows(ids)
@@ -236,11 +244,11 @@ class Recommender:
                 pool.add([i for i, _ in self.search(FUSED, taste.vector, c, flt)], "content")
             if prefs and prefs.text_vector is not None:
                 pool.add([i for i, _ in self.search("text", prefs.text_vector, c, flt)], "stated")
-            if self.collab is not None and taste.positives:
-                uv = self.collab.fold_in(taste.positives)
-                if uv is not None:
-                    top = self.collab.top_for_user(uv, c + len(consumed))
-                    pool.add(self._keep(top, allowed)[:c], "collab")
+            collab = self.collab
+            uv = self.user_vector(taste, collab)
+            if collab is not None and uv is not None:
+                top = collab.top_for_user(uv, c + len(consumed))
+                pool.add(self._keep(top, allowed)[:c], "collab")
             pool.add(self._keep(self.behavior.trending_top(c // 2, context), allowed), "trending")
             pool.add(self._keep(self.behavior.popularity_top(c // 2), allowed), "popular")
             explorers = self._explorers(taste, new, allowed, now)

@@ -20,16 +20,12 @@ from medley.recs.collab import CollabModel
 from medley.recs.items import ItemTable
 
 DAY = 86400.0
-BASE = ("collab", "collab_mapped", "engagement_mapped", "content", "liked_max", "pop_long",
-        "pop_short", "interactions", "age_days", "user_events")
+# The features, in order. Content enters once, as the cosine under the published fusion
+# weights: per-modality cosines would let the trees learn their own weights and quietly undo
+# what editors set (and preview, and measure).
+NAMES = ("collab", "collab_mapped", "engagement_mapped", "content", "liked_max", "pop_long",
+         "pop_short", "interactions", "age_days", "user_events")
 BEHAVIOUR = ("collab", "pop_long", "pop_short", "interactions")  # what a cold item lacks
-
-
-def names(table: ItemTable) -> list[str]:
-    """The features, in order. Content enters once, as the cosine under the published fusion
-    weights: per-modality cosines would let the trees learn their own weights and quietly
-    undo what editors set (and preview, and measure)."""
-    return list(BASE)
 
 
 class Predicted:
@@ -38,7 +34,9 @@ class Predicted:
     when an item's vectors change."""
 
     def __init__(self) -> None:
-        self._model: int | None = None
+        # The model the rows were predicted with, held (not its id(): a freed model's id can
+        # be reused by the next one, which would then be served stale predictions).
+        self._model: CollabModel | None = None
         self._done = np.zeros(0, dtype=bool)
         self._factors = np.zeros((0, 0), dtype=np.float32)
         self._engagement = np.zeros(0, dtype=np.float64)
@@ -56,7 +54,7 @@ class Predicted:
         if cmap is None or model is None or not cmap.matches(layout):
             return None, np.full(len(rows), np.nan)
         with self._lock:
-            if self._model != id(model) or len(self._done) < len(table.ids):
+            if self._model is not model or len(self._done) < len(table.ids):
                 self._resize(len(table.units), model, cmap.weights.shape[1] - 1)
             todo = rows[~self._done[rows]]
             if len(todo):
@@ -74,7 +72,7 @@ class Predicted:
             self._done[rows] = True
 
     def _resize(self, n: int, model: CollabModel, f: int) -> None:
-        same = self._model == id(model)
+        same = self._model is model
         old = (self._done, self._factors, self._engagement)
         self._done = np.zeros(n, dtype=bool)
         self._factors = np.zeros((n, f), dtype=np.float32)
@@ -82,7 +80,7 @@ class Predicted:
         if same:  # the table grew: keep what was computed
             k = len(old[0])
             self._done[:k], self._factors[:k], self._engagement[:k] = old
-        self._model = id(model)
+        self._model = model
 
 
 @dataclass
@@ -96,11 +94,11 @@ class UserSignals:
 def compute(table: ItemTable, behavior: Behavior, model: CollabModel | None,
             predicted: Predicted, now: float, user: UserSignals, ids: Sequence[str],
             surface: str | None = None) -> np.ndarray:
-    """Feature matrix (len(ids), len(names(table))), NaN where a signal is unknown."""
+    """Feature matrix (len(ids), len(NAMES)), NaN where a signal is unknown."""
     n = len(ids)
     rows = table.rows(ids)
-    out = np.full((n, len(BASE)), np.nan, dtype=np.float32)
-    col = {name: k for k, name in enumerate(BASE)}
+    out = np.full((n, len(NAMES)), np.nan, dtype=np.float32)
+    col = {name: k for k, name in enumerate(NAMES)}
     vecs = table.vectors_of(rows, surface, centred=True)
     if user.taste is not None:
         out[:, col["content"]] = vecs @ user.taste
@@ -128,6 +126,6 @@ def mask_behaviour(x: np.ndarray, which: np.ndarray) -> np.ndarray:
     no popularity, no interactions; content and predicted appeal stay."""
     x = x.copy()
     for name in BEHAVIOUR:
-        k = BASE.index(name)
+        k = NAMES.index(name)
         x[which, k] = np.nan if name == "collab" else 0.0
     return x

@@ -47,11 +47,20 @@ def learn(stream: Sequence[tuple[int, Event]], table: ItemTable, settings: Setti
     model = _als(stream, settings, last_seq, seed)
     if model is None:
         return None, {"ranker": {"kept": False, "why": "no positive events"}}
-    fitted = _fit_map(table, model, stream, seed)
-    model.content_map = fitted[0] if fitted else None
-    report: dict[str, Any] = {
-        "content_map_r2": round(fitted[0].r2, 4) if fitted else None}
-    model.ranker, report["ranker"] = train_ranker(stream, table, settings, seed)
+    # The map and the ranker are extras on top of ALS: if either cannot be learned, the task
+    # says so and stores ALS alone (the hand blend serves), never no model at all.
+    report: dict[str, Any] = {"content_map_r2": None}
+    try:
+        fitted = _fit_map(table, model, stream, seed)
+        model.content_map = fitted[0] if fitted else None
+        report["content_map_r2"] = round(fitted[0].r2, 4) if fitted else None
+    except Exception:
+        log.exception("the content map could not be learned; serving without it")
+    try:
+        model.ranker, report["ranker"] = train_ranker(stream, table, settings, seed)
+    except Exception as exc:
+        log.exception("the ranker could not be learned; the hand blend serves")
+        report["ranker"] = {"kept": False, "why": f"training failed: {exc!r}"}
     return model, report
 
 
@@ -144,7 +153,7 @@ def train_ranker(stream: Sequence[tuple[int, Event]], table: ItemTable, settings
                    now, 0, cold_ids)
         if c is not None:
             cold_groups.append(c)
-    return ranker.train(groups, features.names(table), seed, cold_groups)
+    return ranker.train(groups, features.NAMES, seed, cold_groups)
 
 
 def _group(user: str, later: list[Event], table: ItemTable, behavior: Behavior,

@@ -34,6 +34,9 @@ class Taste:
     positives: list[tuple[str, float]]  # (item, weight) newest first, for collab fold-in
     liked_rows: np.ndarray  # table rows of positives, for "because you liked"
     events: int = 0  # the user's non-impression events (how much the history says)
+    # (model, its fold-in of `positives`): a request's candidate step and its scoring step
+    # share one solve (`Recommender.user_vector`).
+    folded: tuple[object, np.ndarray | None] | None = None
 
 
 def taste_of(

@@ -11,9 +11,11 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -22,7 +24,7 @@ from medley import fusion, repo
 from medley.config import Settings
 from medley.db import Database
 from medley.db.models import Item
-from medley.domain import age_min
+from medley.domain import Modality, age_min
 from medley.editor import profiles
 from medley.privacy import erase
 from medley.recs import store
@@ -47,6 +49,23 @@ WATERMARK_OVERLAP_S = 5.0
 
 def _ts(value: datetime | None) -> float | None:
     return value.timestamp() if value else None
+
+
+ITEM_COLUMNS = (Item.id, Item.title, Item.tags, Item.age_rating, Item.published_at,
+                Item.created_at, Item.updated_at)
+
+
+def with_vectors(s: Session, rows: Sequence[Any], dims: Mapping[Modality, int]
+                 ) -> Iterator[tuple[Any, ItemInfo, dict[Modality, np.ndarray]]]:
+    """Item rows (selected as ITEM_COLUMNS) with what the table holds of them: their info and
+    their usable modality vectors, read ITEM_BATCH items per query."""
+    for start in range(0, len(rows), ITEM_BATCH):
+        chunk = rows[start : start + ITEM_BATCH]
+        vectors = repo.vectors_of_items(s, [r.id for r in chunk])
+        for r in chunk:
+            info = ItemInfo(r.title, tuple(r.tags or ()), age_min(r.age_rating),
+                            _ts(r.published_at), _ts(r.created_at) or 0.0)
+            yield r, info, fusion.usable(vectors.get(r.id, {}), dims)
 
 
 def _noting(rows: Iterable[tuple[int, Event]], seqs: deque[int]) -> Iterable[tuple[int, Event]]:
@@ -91,8 +110,7 @@ class RecSync:
         dims = self.table.dims
         n = 0
         with self.db.session() as s:
-            q = select(Item.id, Item.title, Item.tags, Item.age_rating, Item.published_at,
-                       Item.created_at, Item.updated_at)
+            q = select(*ITEM_COLUMNS)
             if ids is not None:
                 q = q.where(Item.id.in_(list(ids)))
             elif self.items_seen_at is not None:
@@ -102,23 +120,16 @@ class RecSync:
                 since = self.items_seen_at - timedelta(seconds=WATERMARK_OVERLAP_S if recent else 0)
                 q = q.where(Item.updated_at > since)
             rows = [r for r in s.execute(q).all() if self._loaded_at.get(r.id) != r.updated_at]
-            for start in range(0, len(rows), ITEM_BATCH):
-                chunk = rows[start : start + ITEM_BATCH]
-                vectors = repo.vectors_of_items(s, [r.id for r in chunk])
-                for r in chunk:
-                    created = _ts(r.created_at) or 0.0
-                    info = ItemInfo(r.title, tuple(r.tags or ()), age_min(r.age_rating),
-                                    _ts(r.published_at), created)
-                    usable = fusion.usable(vectors.get(r.id, {}), dims)
-                    if self.table.get(r.id) is not None and usable:
-                        self.rec.priors.forget(r.id)
-                        self.rec.predicted.forget(self.table.row[r.id])
-                    self.table.upsert(r.id, info, usable or None)
-                    self._loaded_at[r.id] = r.updated_at
-                    n += 1
-                    if self.items_seen_at is None or r.updated_at > self.items_seen_at:
-                        self.items_seen_at = r.updated_at
-                        self._seen_moved_at = time.monotonic()
+            for r, info, usable in with_vectors(s, rows, dims):
+                if self.table.get(r.id) is not None and usable:
+                    self.rec.priors.forget(r.id)
+                    self.rec.predicted.forget(self.table.row[r.id])
+                self.table.upsert(r.id, info, usable or None)
+                self._loaded_at[r.id] = r.updated_at
+                n += 1
+                if self.items_seen_at is None or r.updated_at > self.items_seen_at:
+                    self.items_seen_at = r.updated_at
+                    self._seen_moved_at = time.monotonic()
         return n
 
     def reconcile(self) -> None:

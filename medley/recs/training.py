@@ -10,16 +10,14 @@ from collections.abc import Mapping
 
 from sqlalchemy import select
 
-from medley import fusion, repo
 from medley.config import Settings
 from medley.db import Database
-from medley.db.models import Item
 from medley.domain import Modality
 from medley.privacy import erase
 from medley.recs import store
-from medley.recs.items import ItemInfo, ItemTable
+from medley.recs.items import ItemTable
 from medley.recs.learn import learn
-from medley.recs.sync import ITEM_BATCH
+from medley.recs.sync import ITEM_COLUMNS, with_vectors
 
 log = logging.getLogger(__name__)
 
@@ -29,18 +27,12 @@ ATTEMPTS = 3  # an erasure landing mid-training discards the result; train again
 
 def catalog(db: Database, settings: Settings, dims: Mapping[Modality, int]) -> ItemTable:
     """Every item with its content vectors (what the content map learns from and ranker
-    candidates are drawn from). Only vectors and dates matter here, no watermark: one pass."""
+    candidates are drawn from), as a serving process holds them; one pass, no watermark."""
     table = ItemTable(dims)
     with db.session() as s:
-        rows = s.execute(select(Item.id, Item.published_at, Item.created_at)).all()
-        for start in range(0, len(rows), ITEM_BATCH):
-            chunk = rows[start : start + ITEM_BATCH]
-            vectors = repo.vectors_of_items(s, [r.id for r in chunk])
-            for r in chunk:
-                created = r.created_at.timestamp() if r.created_at else 0.0
-                published = r.published_at.timestamp() if r.published_at else None
-                table.upsert(r.id, ItemInfo("", (), None, published, created),
-                             fusion.usable(vectors.get(r.id, {}), dims) or None)
+        rows = s.execute(select(*ITEM_COLUMNS)).all()
+        for r, info, usable in with_vectors(s, rows, dims):
+            table.upsert(r.id, info, usable or None)
     return table
 
 

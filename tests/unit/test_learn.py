@@ -147,10 +147,23 @@ def test_without_enough_users_the_hand_blend_serves(tmp_path) -> None:
     assert sum(topics[int(s.item_id[1:])] == 0 for s in answer.items) >= 3  # mostly their topic
 
 
+def test_a_ranker_that_cannot_be_trained_leaves_als_served(tmp_path, monkeypatch) -> None:
+    table, topics = _catalog()
+    stream = _history(topics)
+
+    def broken(*_: object, **__: object) -> None:
+        raise ValueError("lightgbm refused the data")
+
+    monkeypatch.setattr(ranker, "train", broken)
+    model, report = learn(stream, table, _settings(tmp_path), last_seq=len(stream))
+    assert model is not None and model.ranker is None and model.content_map is not None
+    assert "lightgbm refused" in report["ranker"]["why"]
+
+
 def test_the_cold_order_survives_ties_in_the_trees() -> None:
     """Trees often give every new item the same value; the cold scorer's order must still
     decide among them, while established items keep their own scores."""
-    names = features.BASE
+    names = features.NAMES
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, len(names))).astype(np.float32)
     y = (x[:, names.index("collab")] > 1.0).astype(float)
