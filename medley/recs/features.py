@@ -20,6 +20,7 @@ from medley.recs.collab import CollabModel
 from medley.recs.items import ItemTable
 
 DAY = 86400.0
+BLOCK = 20_000  # items predicted per matrix product
 # The features, in order. Content enters once, as the cosine under the published fusion
 # weights: per-modality cosines would let the trees learn their own weights and quietly undo
 # what editors set (and preview, and measure).
@@ -56,12 +57,12 @@ class Predicted:
         with self._lock:
             if self._model is not model or len(self._done) < len(table.ids):
                 self._resize(len(table.units), model, cmap.weights.shape[1] - 1)
-            todo = rows[~self._done[rows]]
-            if len(todo):
-                todo = np.unique(todo)
-                f, e = cmap.predict(table.units[todo], table.present[todo])
-                self._factors[todo], self._engagement[todo] = f, e
-                self._done[todo] = True
+            todo = np.unique(rows[~self._done[rows]])
+            for start in range(0, len(todo), BLOCK):  # bounded memory for a whole catalog
+                part = todo[start : start + BLOCK]
+                f, e = cmap.predict(table.units[part], table.present[part])
+                self._factors[part], self._engagement[part] = f, e
+                self._done[part] = True
             return self._factors[rows], self._engagement[rows]
 
     def set(self, rows: np.ndarray, factors: np.ndarray, engagement: np.ndarray) -> None:

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from medley.config import Settings
-from medley.recs import collab, content_map, features, ranker
+from medley.recs import collab, content_map, features, ranker, topk
 from medley.recs.behavior import Behavior
 from medley.recs.collab import CollabModel
 from medley.recs.events import Event, EventType
@@ -39,6 +39,9 @@ LIKED_WEIGHT = 2.0  # a later event at least this strong (like, complete, share)
 FOR_YOU = "recommendations"
 COLD_POOL = 500  # established items the cold scorer is tested on
 MAX_USER_SKIP = 50  # popular items a user may already have consumed
+MAX_SKIP_SCAN = 1000  # consumed items a candidate scan looks past, at most
+USER_BATCH = 512  # users scored together in one pass over the catalog
+ITEM_BLOCK = 20_000  # catalog rows per block of that pass (bounds memory at any catalog size)
 
 
 def learn(stream: Sequence[tuple[int, Event]], table: ItemTable, settings: Settings, *,
@@ -129,10 +132,9 @@ def train_ranker(stream: Sequence[tuple[int, Event]], table: ItemTable, settings
         # to trust in-sample fits.
         predicted.get(table, past, np.arange(len(table.ids)))
         predicted.set(fitted[2], fitted[1][:, :-1], fitted[1][:, -1])
-    matrix = table.vectors_of(np.arange(len(table.ids)), FOR_YOU, centred=True)
     alive = table.alive[: len(table.ids)] & table.has_vector(slice(0, len(table.ids)), FOR_YOU)
     popular = behavior.popularity_top(settings.candidates_per_source // 2 + MAX_USER_SKIP)
-    users = sorted(later)
+    users = sorted(u for u in later if behavior.user(u) is not None)
     rng = np.random.default_rng(seed)
     if len(users) > MAX_USERS:
         users = sorted(rng.choice(users, MAX_USERS, replace=False))
@@ -143,40 +145,77 @@ def train_ranker(stream: Sequence[tuple[int, Event]], table: ItemTable, settings
     pool = rng.choice(pool, min(COLD_POOL, len(pool)), replace=False)
     cold_ids = [table.ids[r] for r in pool]
     groups, cold_groups = [], []
-    for user in users:
-        g = _group(user, later[user], table, behavior, past, predicted, matrix, alive, popular,
-                   now, settings.candidates_per_source)
-        if g is not None:
-            drop = rng.random(len(g.y)) < DROPOUT
-            groups.append(ranker.Group(features.mask_behaviour(g.x, drop), g.y))
-        c = _group(user, later[user], table, behavior, past, predicted, matrix, alive, [],
-                   now, 0, cold_ids)
-        if c is not None:
-            cold_groups.append(c)
+    for start in range(0, len(users), USER_BATCH):
+        batch = [_Past(u, behavior, table, past, now) for u in users[start : start + USER_BATCH]]
+        found = _candidates(batch, table, past, alive, settings.candidates_per_source)
+        for user, ids in zip(batch, found, strict=True):
+            g = _group(user, later[user.id], [*ids, *popular], table, behavior, past, predicted,
+                       now)
+            if g is not None:
+                drop = rng.random(len(g.y)) < DROPOUT
+                groups.append(ranker.Group(features.mask_behaviour(g.x, drop), g.y))
+            c = _group(user, later[user.id], cold_ids, table, behavior, past, predicted, now)
+            if c is not None:
+                cold_groups.append(c)
     return ranker.train(groups, features.NAMES, seed, cold_groups)
 
 
-def _group(user: str, later: list[Event], table: ItemTable, behavior: Behavior,
-           model: CollabModel, predicted: features.Predicted, matrix: np.ndarray,
-           alive: np.ndarray, popular: list[str], now: float, per_source: int,
-           fixed: Sequence[str] = ()) -> ranker.Group | None:
-    """One user's candidates (ALS, content and popular; or the `fixed` ones), features and
-    labels; None when none of them was liked later."""
-    state = behavior.user(user)
-    if state is None:
-        return None
-    taste = taste_of(table, list(state.positives), dict(state.negatives), now, FOR_YOU)
-    uv = model.fold_in(taste.positives) if taste.positives else None
-    skip = state.consumed
-    ids: list[str] = list(fixed)
-    if uv is not None and per_source:
-        ids += model.top_for_user(uv, per_source + len(skip))
-    if taste.vector is not None and per_source:
-        s = np.where(alive, matrix @ taste.vector, -np.inf)
-        top = np.argpartition(-s, min(per_source + len(skip), len(s) - 1))
-        ids += [table.ids[r] for r in top[: per_source + len(skip)] if np.isfinite(s[r])]
-    ids += popular
-    ids = [i for i in dict.fromkeys(ids) if i not in skip and table.get(i) is not None]
+class _Past:
+    """A user as of the end of the history: taste, collaborative vector, what they consumed."""
+
+    def __init__(self, user: str, behavior: Behavior, table: ItemTable, model: CollabModel,
+                 now: float) -> None:
+        state = behavior.user(user)
+        assert state is not None
+        self.id = user
+        self.events = state.events
+        self.taste = taste_of(table, list(state.positives), dict(state.negatives), now, FOR_YOU)
+        self.vector = model.fold_in(self.taste.positives) if self.taste.positives else None
+        self.skip = state.consumed
+
+
+def _candidates(users: Sequence[_Past], table: ItemTable, model: CollabModel,
+                alive: np.ndarray, per_source: int) -> list[list[str]]:
+    """Per user, ALS's and centred content's top `per_source` items (beyond what they
+    consumed), as serving's candidate sources draw them; one scan of the catalog per batch."""
+    k = per_source + min(max((len(u.skip) for u in users), default=0), MAX_SKIP_SCAN)
+    out: list[list[str]] = [[] for _ in users]
+    n = len(table.ids)
+
+    def content_blocks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for start in range(0, n, ITEM_BLOCK):
+            rows = np.arange(start, min(start + ITEM_BLOCK, n))
+            rows = rows[alive[rows]]
+            yield rows, table.vectors_of(rows, FOR_YOU, centred=True)
+
+    def factor_blocks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for start in range(0, len(model.item_ids), ITEM_BLOCK):
+            idx = np.arange(start, min(start + ITEM_BLOCK, len(model.item_ids)))
+            yield idx, model.item_factors[idx]
+
+    for which, dim, blocks, name in (
+            ("taste", table.dim, content_blocks, lambda r: table.ids[r]),
+            ("vector", model.item_factors.shape[1], factor_blocks, lambda r: model.item_ids[r])):
+        q = np.zeros((len(users), dim), dtype=np.float32)
+        has = np.zeros(len(users), dtype=bool)
+        for at, user in enumerate(users):
+            v = user.taste.vector if which == "taste" else user.vector
+            if v is not None:
+                q[at], has[at] = v, True
+        if not has.any():
+            continue
+        ids, _ = topk.top_k(q[has], blocks(), k)
+        for at, row_ids in zip(np.flatnonzero(has).tolist(), ids, strict=True):
+            take = per_source + len(users[at].skip)
+            out[at] += [name(int(r)) for r in row_ids[:take]]
+    return out
+
+
+def _group(user: _Past, later: list[Event], candidates: Sequence[str], table: ItemTable,
+           behavior: Behavior, model: CollabModel, predicted: features.Predicted, now: float
+           ) -> ranker.Group | None:
+    """One user's candidates with their features and labels; None when none was liked later."""
+    ids = [i for i in dict.fromkeys(candidates) if i not in user.skip and table.get(i) is not None]
     if not ids:
         return None
     # A view alone is not a positive: on the validation split graded labels (view 1, like 2)
@@ -185,6 +224,7 @@ def _group(user: str, later: list[Event], table: ItemTable, behavior: Behavior,
     y = np.array([1.0 if i in liked else 0.0 for i in ids])
     if not y.any():
         return None
-    signals = features.UserSignals(taste.vector, uv, taste.liked_rows, state.events)
+    signals = features.UserSignals(user.taste.vector, user.vector, user.taste.liked_rows,
+                                   user.events)
     x = features.compute(table, behavior, model, predicted, now, signals, ids, FOR_YOU)
     return ranker.Group(x, y)
