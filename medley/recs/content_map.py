@@ -46,8 +46,10 @@ def _fit_folds(x: np.ndarray, y: np.ndarray, folds: np.ndarray, alphas: Sequence
     predictions it gives (what an unseen item's prediction looks like), and the whole data's
     eigendecomposition of XᵀX and XᵀY for the final fit. Each fold's XᵀX is the total minus
     that fold's own: the data is multiplied through once, not once per fold."""
-    parts = {f: (x[folds == f].astype(np.float64), y[folds == f]) for f in np.unique(folds)}
-    grams = {f: (xf.T @ xf, xf.T @ yf) for f, (xf, yf) in parts.items()}
+    grams = {}
+    for f in np.unique(folds):
+        xf = x[folds == f].astype(np.float64)  # one fold at a time: bounded memory
+        grams[f] = (xf.T @ xf, xf.T @ y[folds == f])
     gram = sum(g for g, _ in grams.values())
     xty = sum(c for _, c in grams.values())
     scale = float(np.trace(gram)) / x.shape[1]
@@ -56,7 +58,7 @@ def _fit_folds(x: np.ndarray, y: np.ndarray, folds: np.ndarray, alphas: Sequence
         eig = np.linalg.eigh(gram - g)
         test = folds == f
         for a, alpha in enumerate(alphas):
-            oof[a, test] = parts[f][0] @ _solve(eig, xty - c, alpha * scale)
+            oof[a, test] = x[test] @ _solve(eig, xty - c, alpha * scale)
     errors = [float(((oof[a] - y) ** 2).sum()) for a in range(len(alphas))]
     best = int(np.argmin(errors))
     return float(alphas[best]) * scale, oof[best], np.linalg.eigh(gram), xty
