@@ -86,8 +86,8 @@ def _verdict(results: Mapping[str, Any], targets: tuple[str, ...]) -> dict[str, 
 def report(test: Split, results: dict[str, Any], cut: Split, at_cut: dict[str, Any],
            settings: Settings, trail: list[Any], on_val: tuple[Split, dict[str, Any]] | None,
            runtime: float, peer_info: Mapping[str, Any] | None = None,
-           about: tuple[str, str] = ("MovieLens (ml-latest-small)", ml.CITATION)
-           ) -> dict[str, Any]:
+           about: tuple[str, str] = ("MovieLens (ml-latest-small)", ml.CITATION),
+           model_info: Mapping[str, Any] | None = None) -> dict[str, Any]:
     shown = [s for s in SYSTEMS if s in results]
     data: dict[str, Any] = {
         "dataset_name": about[0], "dataset": about[1], "protocol": ml.PROTOCOL,
@@ -99,6 +99,7 @@ def report(test: Split, results: dict[str, Any], cut: Split, at_cut: dict[str, A
         "global_cut": {"results": {s: _rounded(at_cut[s]) for s in shown},
                        **_verdict(at_cut, ("above_popularity", "best_content_only_new_items"))},
         "peers": dict(peer_info or {}),
+        "model": dict(model_info or {}),
         "second_dataset": SECOND_DATASET,
         "runtime_s": round(runtime, 1),
     }
@@ -155,6 +156,26 @@ def _verdict_lines(d: Mapping[str, Any], users: int) -> list[str]:
     return lines
 
 
+def _model_lines(d: Mapping[str, Any]) -> list[str]:
+    """What Medley learned on each split (`medley.recs.learn`), as its training task logs it."""
+    lines = ["## Medley's learned model", ""]
+    for name, m in d.get("model", {}).items():
+        r = m["ranker"]
+        head = (f"- {name.replace('_', '-')} split: content map R² {m['content_map_r2']} "
+                "(out of fold)")
+        if r is None:
+            lines.append(f"{head}; no ranker kept: the hand blend served.")
+            continue
+        cold = r.get("cold", {})
+        lines.append(
+            f"{head}; ranker kept: NDCG@10 {r['validation_ndcg@10']} on its "
+            f"{r['validation_groups']} held-out training users against {r['best_single']} alone "
+            f"{r['single_ndcg@10'][r['best_single']]}, {r['rounds']} trees; new items ordered by "
+            f"z(predicted ALS) + {cold.get('weight')}·z(centred content), the weight with the "
+            f"best NDCG@10 among {cold.get('ndcg@10')}.")
+    return [*lines, ""]
+
+
 def _peer_lines(d: Mapping[str, Any]) -> list[str]:
     lines = ["## The peers", ""]
     for name, p in d["peers"].items():
@@ -188,7 +209,7 @@ def _markdown(d: Mapping[str, Any]) -> str:
         f"now = {g['now']}; {g['users']} users with history; {g['new_items_users']} users in "
         "the new-items slice.", "",
         results_table(d["global_cut"]["results"]), "",
-        *_verdict_lines(d["global_cut"], g["users"]), "", *_peer_lines(d),
+        *_verdict_lines(d["global_cut"], g["users"]), "", *_model_lines(d), *_peer_lines(d),
         "## Settings", "",
         ("Chosen by one coordinate-ascent pass on a validation split (each user's training "
          "history re-split 90/10, 15% of its items held out with seed 1), maximising "

@@ -29,13 +29,13 @@ from medley.recs.collab import CollabModel, train
 from medley.recs.engine import Recommender
 from medley.recs.events import Event
 from medley.recs.items import ItemInfo, ItemTable
-from medley.recs.learn import learn
+from medley.recs.learn import describe, learn
 
 SYSTEMS = ("medley", "medley_explore", "popularity", "als", "als_recent", "content",
            *peers.PEER_SYSTEMS)
 PEERS = SYSTEMS[2:]
 LABELS = {
-    "medley": "Medley (blend)",
+    "medley": "Medley",
     "medley_explore": "Medley with its exploration slots",
     "popularity": "popularity",
     "als": "implicit ALS",
@@ -357,10 +357,11 @@ def run_eval(data: Path, out: Path | None, *, embed: ml.Embed | None = None,
         worlds = [_with_peers(fit(s, build_table(s, movies, vectors), settings), settings)
                   for s in (test, cut)]
         results, at_cut = (measure(w) for w in worlds)
-    peer_info = {name: _peers(w).describe() for name, w in zip(("per_user", "global_cut"),
-                                                               worlds, strict=True)}
+    splits = ("per_user", "global_cut")
+    peer_info = {name: _peers(w).describe() for name, w in zip(splits, worlds, strict=True)}
+    model_info = {name: describe(w.collab) for name, w in zip(splits, worlds, strict=True)}
     data_out = report(test, results, cut, at_cut, settings, trail, on_val,
-                      time.perf_counter() - t0, peer_info, ml.about(data))
+                      time.perf_counter() - t0, peer_info, ml.about(data), model_info)
     if out is not None:
         write_report(out, "eval", {k: v for k, v in data_out.items() if k != "markdown"},
                      data_out["markdown"])

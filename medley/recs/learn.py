@@ -67,6 +67,15 @@ def learn(stream: Sequence[tuple[int, Event]], table: ItemTable, settings: Setti
     return model, report
 
 
+def describe(model: CollabModel | None) -> dict[str, Any]:
+    """What a stored model carries beside ALS, for reports: the content map's fit and the
+    ranker's verdict on its held-out users (absent: the hand blend serves)."""
+    cmap = model.content_map if model is not None else None
+    rk = model.ranker if model is not None else None
+    return {"content_map_r2": round(cmap.r2, 4) if cmap is not None else None,
+            "ranker": dict(rk.meta) if rk is not None else None}
+
+
 def _als(stream: Sequence[tuple[int, Event]], settings: Settings, last_seq: int,
          seed: int) -> CollabModel | None:
     return collab.train(((e.user_id, e.item_id, e.weight) for _, e in stream),

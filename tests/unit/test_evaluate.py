@@ -221,7 +221,8 @@ def test_run_eval_on_a_tiny_dataset(dataset: Path, tmp_path: Path, split: ml.Spl
     shown = [s for s in SYSTEMS if s != "lightfm" or peers.have_lightfm()]
     assert set(saved["results"]) == set(shown)
     markdown = (tmp_path / "eval.md").read_text()
-    assert "| Medley (blend) |" in markdown and "Targets (issue 11)" in markdown
+    assert "| Medley |" in markdown and "Targets (issue 11)" in markdown
+    assert "## Medley's learned model" in markdown
     for system in shown:
         m = report["results"][system]
         for key in ("ndcg@10", "recall@10", "coverage@10", "new_items_ndcg@10",
