@@ -8,25 +8,29 @@ candidates are drawn as serving draws them (ALS, centred content, popularity); e
 label is whether the user liked it later (liked, completed or shared: 1; else 0).
 A share of rows is shown to the ranker as if their items were brand new (no behaviour left, only
 content and the predicted appeal): DropoutNet's trick (Volkovs et al., NeurIPS 2017), which
-teaches the same model to rank items nobody has engaged with yet.
+teaches the model where such items belong among established ones.
+
+How new items are ordered among themselves is checked apart (`held_out_groups`): some
+established items are removed from the events altogether, as `medley eval` holds out new
+items, and the cold scorer's weights are those that rank them best for the users who liked
+them.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from medley.config import Settings
-from medley.recs import collab, content_map, features, ranker, topk
+from medley.recs import collab, content_map, features, groups, ranker
 from medley.recs.behavior import Behavior
 from medley.recs.collab import CollabModel
 from medley.recs.events import Event, EventType
 from medley.recs.items import ItemTable
-from medley.recs.signals import taste_of
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +41,11 @@ DROPOUT = 0.25  # share of candidate rows shown as brand-new items
 ESTABLISHED = 3  # interactions an item needs to teach the content map
 LIKED_WEIGHT = 2.0  # a later event at least this strong (like, complete, share) is a positive
 FOR_YOU = "recommendations"
-COLD_POOL = 500  # established items the cold scorer is tested on
 MAX_USER_SKIP = 50  # popular items a user may already have consumed
-MAX_SKIP_SCAN = 1000  # consumed items a candidate scan looks past, at most
 USER_BATCH = 512  # users scored together in one pass over the catalog
-ITEM_BLOCK = 20_000  # catalog rows per block of that pass (bounds memory at any catalog size)
+# The cold check: this share of the items that at least this many users engaged with (at
+# most this many items) is held out of the events, as `medley eval` holds out new items.
+HOLD_SHARE, HOLD_MIN_AUDIENCE, HOLD_MAX_ITEMS = 0.15, 5, 1000
 
 
 def learn(stream: Sequence[tuple[int, Event]], table: ItemTable, settings: Settings, *,
@@ -147,93 +151,64 @@ def train_ranker(stream: Sequence[tuple[int, Event]], table: ItemTable, settings
     rng = np.random.default_rng(seed)
     if len(users) > MAX_USERS:
         users = sorted(rng.choice(users, MAX_USERS, replace=False))
-    # The cold scorer's test: established items, a fixed sample, ranked for each user as if
-    # none had any behaviour (the map's out-of-fold predictions are what a new item gets).
-    counts = np.asarray(behavior.counts(table.ids))
-    pool = np.flatnonzero(alive & (counts >= ESTABLISHED))
-    pool = rng.choice(pool, min(COLD_POOL, len(pool)), replace=False)
-    cold_ids = [table.ids[r] for r in pool]
-    groups, cold_groups = [], []
+    train: list[ranker.Group] = []
     for start in range(0, len(users), USER_BATCH):
-        batch = [_Past(u, behavior, table, past, now) for u in users[start : start + USER_BATCH]]
-        found = _candidates(batch, table, past, alive, settings.candidates_per_source)
+        batch = [groups.Past(u, behavior, table, past, now)
+                 for u in users[start : start + USER_BATCH]]
+        found = groups.candidates(batch, table, past, alive, settings.candidates_per_source)
         for user, ids in zip(batch, found, strict=True):
-            g = _group(user, later[user.id], [*ids, *popular], table, behavior, past, predicted,
-                       now)
+            g = groups.group(user, _liked(later[user.id]), [*ids, *popular], table, behavior,
+                             past, predicted, now)
             if g is not None:
                 drop = rng.random(len(g.y)) < DROPOUT
-                groups.append(ranker.Group(features.mask_behaviour(g.x, drop), g.y))
-            c = _group(user, later[user.id], cold_ids, table, behavior, past, predicted, now)
-            if c is not None:
-                cold_groups.append(c)
-    return ranker.train(groups, features.NAMES, seed, cold_groups)
+                train.append(ranker.Group(features.mask_behaviour(g.x, drop), g.y))
+    return ranker.train(train, features.NAMES, seed, held_out_groups(stream, table, settings, seed))
 
 
-class _Past:
-    """A user as of the end of the history: taste, collaborative vector, what they consumed."""
-
-    def __init__(self, user: str, behavior: Behavior, table: ItemTable, model: CollabModel,
-                 now: float) -> None:
-        state = behavior.user(user)
-        assert state is not None
-        self.id = user
-        self.events = state.events
-        self.taste = taste_of(table, list(state.positives), dict(state.negatives), now, FOR_YOU)
-        self.vector = model.fold_in(self.taste.positives) if self.taste.positives else None
-        self.skip = state.consumed
-
-
-def _candidates(users: Sequence[_Past], table: ItemTable, model: CollabModel,
-                alive: np.ndarray, per_source: int) -> list[list[str]]:
-    """Per user, ALS's and centred content's top `per_source` items (beyond what they
-    consumed), as serving's candidate sources draw them; one scan of the catalog per batch."""
-    k = per_source + min(max((len(u.skip) for u in users), default=0), MAX_SKIP_SCAN)
-    out: list[list[str]] = [[] for _ in users]
-    n = len(table.ids)
-
-    def content_blocks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        for start in range(0, n, ITEM_BLOCK):
-            rows = np.arange(start, min(start + ITEM_BLOCK, n))
-            rows = rows[alive[rows]]
-            yield rows, table.vectors_of(rows, FOR_YOU, centred=True)
-
-    def factor_blocks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        for start in range(0, len(model.item_ids), ITEM_BLOCK):
-            idx = np.arange(start, min(start + ITEM_BLOCK, len(model.item_ids)))
-            yield idx, model.item_factors[idx]
-
-    for which, dim, blocks, name in (
-            ("taste", table.dim, content_blocks, lambda r: table.ids[r]),
-            ("vector", model.item_factors.shape[1], factor_blocks, lambda r: model.item_ids[r])):
-        q = np.zeros((len(users), dim), dtype=np.float32)
-        has = np.zeros(len(users), dtype=bool)
-        for at, user in enumerate(users):
-            v = user.taste.vector if which == "taste" else user.vector
-            if v is not None:
-                q[at], has[at] = v, True
-        if not has.any():
-            continue
-        ids, _ = topk.top_k(q[has], blocks(), k)
-        for at, row_ids in zip(np.flatnonzero(has).tolist(), ids, strict=True):
-            take = per_source + len(users[at].skip)
-            out[at] += [name(int(r)) for r in row_ids[:take]]
-    return out
-
-
-def _group(user: _Past, later: list[Event], candidates: Sequence[str], table: ItemTable,
-           behavior: Behavior, model: CollabModel, predicted: features.Predicted, now: float
-           ) -> ranker.Group | None:
-    """One user's candidates with their features and labels; None when none was liked later."""
-    ids = [i for i in dict.fromkeys(candidates) if i not in user.skip and table.get(i) is not None]
-    if not ids:
-        return None
+def _liked(events: Sequence[Event]) -> set[str]:
     # A view alone is not a positive: on the validation split graded labels (view 1, like 2)
     # ranked worse than liked-or-not, and "liked" is what the answers are for.
-    liked = {e.item_id for e in later if e.weight >= LIKED_WEIGHT}
-    y = np.array([1.0 if i in liked else 0.0 for i in ids])
-    if not y.any():
-        return None
-    signals = features.UserSignals(user.taste.vector, user.vector, user.taste.liked_rows,
-                                   user.events)
-    x = features.compute(table, behavior, model, predicted, now, signals, ids, FOR_YOU)
-    return ranker.Group(x, y)
+    return {e.item_id for e in events if e.weight >= LIKED_WEIGHT}
+
+
+def held_out_groups(stream: Sequence[tuple[int, Event]], table: ItemTable, settings: Settings,
+                    seed: int = 0) -> list[ranker.Group]:
+    """How new items should be ordered among themselves, checked the way they arrive: a share
+    of established items is taken out of the events entirely (ALS, behaviour and the content
+    map never see them), and each user who liked some of them gets them all ranked, as if
+    just published. What the cold scorer's weight is chosen on."""
+    audience: dict[str, set[str]] = {}
+    for _, e in stream:
+        if e.weight > 0:
+            audience.setdefault(e.item_id, set()).add(e.user_id)
+    eligible = sorted(i for i, who in audience.items()
+                      if len(who) >= HOLD_MIN_AUDIENCE and table.get(i) is not None)
+    rng = np.random.default_rng(seed + 1)
+    n = min(HOLD_MAX_ITEMS, round(HOLD_SHARE * len(eligible)))
+    if n < 2:
+        return []
+    held = set(rng.choice(eligible, n, replace=False).tolist())
+    rest = list(enumerate((e for _, e in stream if e.item_id not in held), start=1))
+    behavior = Behavior(settings.popularity_half_life_days * 86400,
+                        settings.trending_half_life_hours * 3600)
+    behavior.apply(rest)
+    model = _als(rest, settings, len(rest), seed)
+    fitted = _fit_map(table, model, rest, seed) if model is not None else None
+    if model is None or fitted is None:
+        return []
+    model.content_map = fitted[0]
+    liked: dict[str, set[str]] = {}
+    for _, e in stream:
+        if e.item_id in held and e.weight >= LIKED_WEIGHT:
+            liked.setdefault(e.user_id, set()).add(e.item_id)
+    users = sorted(u for u in liked if behavior.user(u) is not None)
+    if len(users) > MAX_USERS:
+        users = sorted(rng.choice(users, MAX_USERS, replace=False))
+    items, predicted, now = sorted(held), features.Predicted(), behavior.latest_ts
+    out = []
+    for u in users:
+        g = groups.group(groups.Past(u, behavior, table, model, now), liked[u], items, table,
+                         behavior, model, predicted, now)
+        if g is not None:
+            out.append(g)
+    return out

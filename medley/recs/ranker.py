@@ -92,8 +92,10 @@ class Ranker:
         return cls(list(d["names"]), str(d["model"]), dict(d["meta"]))
 
 
-COLD_INPUTS = ("collab_mapped", "content")
-COLD_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)  # content's weight beside the predicted collab score
+# Beside the predicted collaborative score (weight 1): centred content, and the predicted
+# engagement (how much any audience takes to items like it), each weighted from these grids.
+COLD_INPUTS = ("collab_mapped", "content", "engagement_mapped")
+COLD_GRID = {"content": (0.0, 0.25, 0.5, 1.0, 2.0), "engagement": (0.0, 0.25, 0.5, 1.0)}
 
 
 def _z(a: np.ndarray) -> np.ndarray:
@@ -106,20 +108,24 @@ def _z(a: np.ndarray) -> np.ndarray:
 
 
 def cold_scores(x: np.ndarray, names: Sequence[str], cold: dict[str, Any]) -> np.ndarray:
-    """z(predicted collaborative score) + w·z(centred content), z-scored over the items being
-    ordered: the user vector's length differs by user, so fixed scales would let one signal
-    drown the other for heavy users and the reverse for light ones."""
-    mapped, content = (x[:, list(names).index(n)] for n in COLD_INPUTS)
-    return _z(mapped) + float(cold["weight"]) * _z(content)
+    """z(predicted collaborative score) + w_c·z(centred content) + w_e·z(predicted
+    engagement), z-scored over the items being ordered: the user vector's length differs by
+    user, so fixed scales would let one signal drown the others for heavy users and the
+    reverse for light ones."""
+    mapped, content, engagement = (x[:, list(names).index(n)] for n in COLD_INPUTS)
+    return (_z(mapped) + float(cold["weight"]) * _z(content)
+            + float(cold.get("engagement", 0.0)) * _z(engagement))
 
 
 def fit_cold(groups: Sequence[Group], names: Sequence[str]) -> dict[str, Any]:
-    """The content weight of the cold scorer with the best NDCG@10 on these groups (each a
-    user's later likes among established items scored as if new; one number chosen)."""
-    tried = {w: mean_ndcg(groups, lambda g, w=w: cold_scores(g.x, names, {"weight": w}))
-             for w in COLD_WEIGHTS}
+    """The cold scorer's weights with the best NDCG@10 on these groups (`learn`'s held-out
+    items, each user's likes among them ranked as if just published)."""
+    tried = {(c, e): mean_ndcg(groups, lambda g, c=c, e=e: cold_scores(
+        g.x, names, {"weight": c, "engagement": e}))
+        for c in COLD_GRID["content"] for e in COLD_GRID["engagement"]}
     best = max(tried, key=lambda k: tried[k])
-    return {"weight": best, "ndcg@10": {str(k): round(v, 4) for k, v in tried.items()}}
+    return {"weight": best[0], "engagement": best[1],
+            "ndcg@10": {f"{c}/{e}": round(v, 4) for (c, e), v in tried.items()}}
 
 
 def ndcg(scores: np.ndarray, labels: np.ndarray, k: int = 10) -> float:

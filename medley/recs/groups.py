@@ -1,0 +1,86 @@
+"""Training groups for the ranker: a user as of a past moment, their candidates drawn as
+serving draws them, and those candidates' features with what the user did later."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from medley.recs import features, ranker, topk
+from medley.recs.behavior import Behavior
+from medley.recs.collab import CollabModel
+from medley.recs.items import ItemTable
+from medley.recs.signals import taste_of
+
+FOR_YOU = "recommendations"
+MAX_SKIP_SCAN = 1000  # consumed items a candidate scan looks past, at most
+ITEM_BLOCK = 20_000  # catalog rows per block of a scan (bounds memory at any catalog size)
+
+
+class Past:
+    """A user as of the end of the history: taste, collaborative vector, what they consumed."""
+
+    def __init__(self, user: str, behavior: Behavior, table: ItemTable, model: CollabModel,
+                 now: float) -> None:
+        state = behavior.user(user)
+        assert state is not None
+        self.id = user
+        self.events = state.events
+        self.taste = taste_of(table, list(state.positives), dict(state.negatives), now, FOR_YOU)
+        self.vector = model.fold_in(self.taste.positives) if self.taste.positives else None
+        self.skip = state.consumed
+
+
+def candidates(users: Sequence[Past], table: ItemTable, model: CollabModel,
+                alive: np.ndarray, per_source: int) -> list[list[str]]:
+    """Per user, ALS's and centred content's top `per_source` items (beyond what they
+    consumed), as serving's candidate sources draw them; one scan of the catalog per batch."""
+    k = per_source + min(max((len(u.skip) for u in users), default=0), MAX_SKIP_SCAN)
+    out: list[list[str]] = [[] for _ in users]
+    n = len(table.ids)
+
+    def content_blocks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for start in range(0, n, ITEM_BLOCK):
+            rows = np.arange(start, min(start + ITEM_BLOCK, n))
+            rows = rows[alive[rows]]
+            yield rows, table.vectors_of(rows, FOR_YOU, centred=True)
+
+    def factor_blocks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for start in range(0, len(model.item_ids), ITEM_BLOCK):
+            idx = np.arange(start, min(start + ITEM_BLOCK, len(model.item_ids)))
+            yield idx, model.item_factors[idx]
+
+    for which, dim, blocks, name in (
+            ("taste", table.dim, content_blocks, lambda r: table.ids[r]),
+            ("vector", model.item_factors.shape[1], factor_blocks, lambda r: model.item_ids[r])):
+        q = np.zeros((len(users), dim), dtype=np.float32)
+        has = np.zeros(len(users), dtype=bool)
+        for at, user in enumerate(users):
+            v = user.taste.vector if which == "taste" else user.vector
+            if v is not None:
+                q[at], has[at] = v, True
+        if not has.any():
+            continue
+        ids, _ = topk.top_k(q[has], blocks(), k)
+        for at, row_ids in zip(np.flatnonzero(has).tolist(), ids, strict=True):
+            take = per_source + len(users[at].skip)
+            out[at] += [name(int(r)) for r in row_ids[:take]]
+    return out
+
+
+def group(user: Past, liked: set[str], candidates: Sequence[str], table: ItemTable,
+          behavior: Behavior, model: CollabModel, predicted: features.Predicted, now: float
+          ) -> ranker.Group | None:
+    """One user's candidates with their features and labels (1: in `liked`); None when none
+    of them is."""
+    ids = [i for i in dict.fromkeys(candidates) if i not in user.skip and table.get(i) is not None]
+    if not ids:
+        return None
+    y = np.array([1.0 if i in liked else 0.0 for i in ids])
+    if not y.any():
+        return None
+    signals = features.UserSignals(user.taste.vector, user.vector, user.taste.liked_rows,
+                                   user.events)
+    x = features.compute(table, behavior, model, predicted, now, signals, ids, FOR_YOU)
+    return ranker.Group(x, y)
