@@ -171,8 +171,10 @@ def _model_lines(d: Mapping[str, Any]) -> list[str]:
             f"{head}; ranker kept: NDCG@10 {r['validation_ndcg@10']} on its "
             f"{r['validation_groups']} held-out training users against {r['best_single']} alone "
             f"{r['single_ndcg@10'][r['best_single']]}, {r['rounds']} trees; new items ordered by "
-            f"z(predicted ALS) + {cold.get('weight')}·z(centred content), the weight with the "
-            f"best NDCG@10 among {cold.get('ndcg@10')}.")
+            f"z(predicted ALS) + {cold.get('weight')}·z(centred content) + "
+            f"{cold.get('engagement', 0.0)}·z(predicted engagement), the weights (content/"
+            f"engagement) with the best NDCG@10 on items held out of training: "
+            f"{cold.get('ndcg@10')}.")
     return [*lines, ""]
 
 
