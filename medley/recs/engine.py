@@ -19,6 +19,7 @@ from medley.recs.answers import Answer, Editorial, Preferences, Scored
 from medley.recs.behavior import Behavior
 from medley.recs.collab import CollabModel
 from medley.recs.items import ItemTable
+from medley.recs.predicted import Predicted
 from medley.recs.ranking import BlendWeights, behaviour_weight, blend, interleave, mmr, place_pins
 from medley.recs.signals import Priors, SearchFn, Taste, taste_of
 
@@ -53,16 +54,31 @@ class Recommender:
         self.behavior = behavior
         self.search = search
         self.clock = clock
-        self.collab: CollabModel | None = None
+        self._collab: CollabModel | None = None
         self.editorial = Editorial()
         self.priors = Priors(settings.prior_neighbours)
-        self.predicted = features.Predicted()  # the content map's output per item, cached
+        self.predicted = Predicted()  # the content map's output per item, for `collab`
         # Neighbour searches one request may spend on priors. Serving leaves it at 0: the
         # background warmer (`warm_priors`) searches what requests asked for; offline callers
         # raise it.
         self.prior_budget = 0
         self.weights = BlendWeights(settings.blend_content, settings.blend_collab,
                                     settings.blend_popularity, settings.behavior_confidence)
+
+    @property
+    def collab(self) -> CollabModel | None:
+        return self._collab
+
+    @collab.setter
+    def collab(self, model: CollabModel | None) -> None:
+        self.use_model(model)
+
+    def use_model(self, model: CollabModel | None, predicted: Predicted | None = None) -> None:
+        """Serve this model, with its content-map cache (`predicted`, warmed by the caller;
+        else an empty one that fills as requests ask)."""
+        self.predicted = predicted if predicted is not None and predicted.model is model \
+            else Predicted(model)
+        self._collab = model
 
     # --- shared steps -----------------------------------------------------------------------
     def user_taste(self, user_id: str | None, prefs: Preferences | None) -> tuple[Taste, set[str]]:

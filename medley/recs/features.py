@@ -9,7 +9,6 @@ beyond the products with the user's vectors.
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,70 +17,15 @@ import numpy as np
 from medley.recs.behavior import Behavior
 from medley.recs.collab import CollabModel
 from medley.recs.items import ItemTable
+from medley.recs.predicted import Predicted
 
 DAY = 86400.0
-BLOCK = 20_000  # items predicted per matrix product
 # The features, in order. Content enters once, as the cosine under the published fusion
 # weights: per-modality cosines would let the trees learn their own weights and quietly undo
 # what editors set (and preview, and measure).
 NAMES = ("collab", "collab_mapped", "engagement_mapped", "content", "liked_max", "pop_long",
          "pop_short", "interactions", "age_days", "user_events")
 BEHAVIOUR = ("collab", "pop_long", "pop_short", "interactions")  # what a cold item lacks
-
-
-class Predicted:
-    """Per table row, the content map's predicted factors and engagement: computed once per
-    row and model (predicting costs D x f per item, too much to redo per request), forgotten
-    when an item's vectors change."""
-
-    def __init__(self) -> None:
-        # The model the rows were predicted with, held (not its id(): a freed model's id can
-        # be reused by the next one, which would then be served stale predictions).
-        self._model: CollabModel | None = None
-        self._done = np.zeros(0, dtype=bool)
-        self._factors = np.zeros((0, 0), dtype=np.float32)
-        self._engagement = np.zeros(0, dtype=np.float64)
-        self._lock = threading.Lock()  # request threads fill rows; a resize swaps the arrays
-
-    def forget(self, row: int) -> None:
-        if row < len(self._done):
-            self._done[row] = False
-
-    def get(self, table: ItemTable, model: CollabModel | None, rows: np.ndarray
-            ) -> tuple[np.ndarray | None, np.ndarray]:
-        """(factors (n, f) or None without a usable map, engagement (n,), NaN where unknown)."""
-        cmap = model.content_map if model is not None else None
-        layout = [(m.value, int(w)) for m, w in zip(table.modalities, table.widths, strict=True)]
-        if cmap is None or model is None or not cmap.matches(layout):
-            return None, np.full(len(rows), np.nan)
-        with self._lock:
-            if self._model is not model or len(self._done) < len(table.ids):
-                self._resize(len(table.units), model, cmap.weights.shape[1] - 1)
-            todo = np.unique(rows[~self._done[rows]])
-            for start in range(0, len(todo), BLOCK):  # bounded memory for a whole catalog
-                part = todo[start : start + BLOCK]
-                f, e = cmap.predict(table.units[part], table.present[part])
-                self._factors[part], self._engagement[part] = f, e
-                self._done[part] = True
-            return self._factors[rows], self._engagement[rows]
-
-    def set(self, rows: np.ndarray, factors: np.ndarray, engagement: np.ndarray) -> None:
-        """Overwrite these rows' predictions (training: out-of-fold values); call `get` first,
-        so the arrays belong to the model."""
-        with self._lock:
-            self._factors[rows], self._engagement[rows] = factors, engagement
-            self._done[rows] = True
-
-    def _resize(self, n: int, model: CollabModel, f: int) -> None:
-        same = self._model is model
-        old = (self._done, self._factors, self._engagement)
-        self._done = np.zeros(n, dtype=bool)
-        self._factors = np.zeros((n, f), dtype=np.float32)
-        self._engagement = np.zeros(n, dtype=np.float64)
-        if same:  # the table grew: keep what was computed
-            k = len(old[0])
-            self._done[:k], self._factors[:k], self._engagement[:k] = old
-        self._model = model
 
 
 @dataclass

@@ -11,6 +11,7 @@ from medley.recs import features, ranker, topk
 from medley.recs.behavior import Behavior
 from medley.recs.collab import CollabModel
 from medley.recs.items import ItemTable
+from medley.recs.predicted import Predicted
 from medley.recs.signals import taste_of
 
 FOR_YOU = "recommendations"
@@ -70,7 +71,7 @@ def candidates(users: Sequence[Past], table: ItemTable, model: CollabModel,
 
 
 def group(user: Past, liked: set[str], candidates: Sequence[str], table: ItemTable,
-          behavior: Behavior, model: CollabModel, predicted: features.Predicted, now: float
+          behavior: Behavior, model: CollabModel, predicted: Predicted, now: float
           ) -> ranker.Group | None:
     """One user's candidates with their features and labels (1: in `liked`); None when none
     of them is."""

@@ -31,6 +31,7 @@ from medley.recs.behavior import Behavior
 from medley.recs.collab import CollabModel
 from medley.recs.events import Event, EventType
 from medley.recs.items import ItemTable
+from medley.recs.predicted import Predicted
 
 log = logging.getLogger(__name__)
 
@@ -136,15 +137,14 @@ def train_ranker(stream: Sequence[tuple[int, Event]], table: ItemTable, settings
     past = _als(history, settings, len(history), seed)
     if past is None:
         return None, {"kept": False, "why": "no positive events in the history"}
-    predicted = features.Predicted()
     fitted = _fit_map(table, past, history, seed)
+    predicted = Predicted(past)
     if fitted is not None:
         past.content_map = fitted[0]
         # Items the map learned from get their out-of-fold predictions: at serving time an
         # item's prediction comes from a map that never saw it, and the ranker must not learn
         # to trust in-sample fits.
-        predicted.get(table, past, np.arange(len(table.ids)))
-        predicted.set(fitted[2], fitted[1][:, :-1], fitted[1][:, -1])
+        predicted.set(table, fitted[2], fitted[1][:, :-1], fitted[1][:, -1])
     alive = table.alive[: len(table.ids)] & table.has_vector(slice(0, len(table.ids)), FOR_YOU)
     popular = behavior.popularity_top(settings.candidates_per_source // 2 + MAX_USER_SKIP)
     users = sorted(u for u in later if behavior.user(u) is not None)
@@ -204,7 +204,7 @@ def held_out_groups(stream: Sequence[tuple[int, Event]], table: ItemTable, setti
     users = sorted(u for u in liked if behavior.user(u) is not None)
     if len(users) > MAX_USERS:
         users = sorted(rng.choice(users, MAX_USERS, replace=False))
-    items, predicted, now = sorted(held), features.Predicted(), behavior.latest_ts
+    items, predicted, now = sorted(held), Predicted(model), behavior.latest_ts
     out = []
     for u in users:
         g = groups.group(groups.Past(u, behavior, table, model, now), liked[u], items, table,

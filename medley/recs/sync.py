@@ -34,6 +34,7 @@ from medley.recs.collab import CollabModel
 from medley.recs.engine import Recommender
 from medley.recs.events import Event
 from medley.recs.items import FusionView, ItemInfo, ItemTable
+from medley.recs.predicted import Predicted
 from medley.recs.signals import Priors
 
 log = logging.getLogger(__name__)
@@ -223,7 +224,11 @@ class RecSync:
         self.behavior.reset_cooc(model.last_seq)
         with self.db.session() as s:
             self.behavior.add_cooc(store.events_after(s, model.last_seq))
-        self.rec.collab = model
+        # Every item's content-map prediction before the swap, here in the background: the
+        # first requests under the new model then find them all (~0.3 s at 100k items).
+        predicted = Predicted(model)
+        predicted.warm(self.table)
+        self.rec.use_model(model, predicted)
         self.model_id = latest
         log.info("serving collaborative model %s (events up to %s)", latest, model.last_seq)
         return True

@@ -17,6 +17,7 @@ from medley.recs.engine import Recommender
 from medley.recs.events import Event, EventType
 from medley.recs.items import ItemInfo, ItemTable
 from medley.recs.learn import learn
+from medley.recs.predicted import Predicted
 
 DIM, TOPICS = 16, 4
 
@@ -129,6 +130,25 @@ def test_a_new_item_reaches_the_audience_of_its_topic(trained) -> None:
         top = [new[k] for k in np.argsort(-scores)[:5]]
         mine = int(user[1:]) % TOPICS
         assert all(topics[int(i[1:])] == mine for i in top), (user, top)
+
+
+def test_predictions_are_kept_per_model(trained) -> None:
+    """Each item's predicted factors are computed once for the model they belong to; a
+    request still holding another model gets the right numbers and leaves the cache alone."""
+    table, _, _, model, _ = trained
+    cache = Predicted(model)
+    assert cache.warm(table) == len(table.ids)
+    assert cache.warm(table) == 0  # nothing left to do
+    rows = np.arange(5)
+    want, _ = model.content_map.predict(table.units[rows], table.present[rows])
+    got, _ = cache.get(table, model, rows)
+    np.testing.assert_allclose(got, want)
+    other = CollabModel.from_bytes(model.to_bytes())  # another model object, the same map
+    got, _ = cache.get(table, other, rows)
+    np.testing.assert_allclose(got, want)
+    assert cache.model is model and cache.warm(table) == 0
+    cache.forget(3)
+    assert cache.warm(table) == 1  # a changed item is predicted again
 
 
 def test_without_enough_users_the_hand_blend_serves(tmp_path) -> None:
