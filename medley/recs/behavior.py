@@ -54,6 +54,13 @@ class DecayedCounter:
         v = self.log.get(key)
         return 0.0 if v is None else math.exp(min(v - self.rate * now, 700.0))
 
+    def log1p_values(self, keys: Sequence[str], now: float) -> np.ndarray:
+        """log(1 + value) of many keys at once (0 for unknown keys): one dictionary lookup
+        each, the arithmetic in numpy (per-key `value` calls cost ~1 µs apiece)."""
+        get = self.log.get
+        logs = np.fromiter((get(k, -np.inf) for k in keys), dtype=np.float64, count=len(keys))
+        return np.log1p(np.exp(np.minimum(logs - self.rate * now, 700.0)))
+
     def top(self, n: int) -> list[str]:
         """The n highest keys. Ranking 100k keys costs ~15 ms, so the ranking is cached and
         refreshed at most once per TOP_REFRESH_S while events arrive."""
@@ -248,9 +255,13 @@ class Behavior:
             self._audience_rows, self._audience_dirty = (now, n, counts), False
             return counts
 
-    def popularity_log(self, items: Sequence[str], now: float) -> list[float]:
+    def popularity_log(self, items: Sequence[str], now: float) -> np.ndarray:
         """log(1 + decayed popularity): comparable across items, 0 for an item nobody touched."""
-        return [math.log1p(self.popularity.value(i, now)) for i in items]
+        return self.popularity.log1p_values(items, now)
+
+    def trending_log(self, items: Sequence[str], now: float) -> np.ndarray:
+        """log(1 + trending score), likewise."""
+        return self.trending.log1p_values(items, now)
 
     def velocity(self, item: str, now: float) -> float:
         return self.trending.value(item, now)

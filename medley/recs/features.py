@@ -59,7 +59,7 @@ def compute(table: ItemTable, behavior: Behavior, model: CollabModel | None,
     elif model is not None:
         out[:, col["engagement_mapped"]] = predicted.get(table, model, rows)[1]
     out[:, col["pop_long"]] = behavior.popularity_log(ids, now)
-    out[:, col["pop_short"]] = [math.log1p(behavior.trending.value(i, now)) for i in ids]
+    out[:, col["pop_short"]] = behavior.trending_log(ids, now)
     out[:, col["interactions"]] = np.log1p(np.asarray(behavior.counts(ids), dtype=np.float64))
     out[:, col["age_days"]] = np.clip(now - table.published[rows], 0.0, None) / DAY
     out[:, col["user_events"]] = math.log1p(user.events)
