@@ -46,6 +46,19 @@ def test_content_map_predicts_factors_of_items_it_never_saw() -> None:
     assert oof.shape == (300, 7)
 
 
+@pytest.mark.parametrize(("items", "dims"), [(30, 50), (80, 20)])
+def test_ridge_gives_the_same_answer_in_either_space(items: int, dims: int) -> None:
+    """Small catalogs are solved over items, large ones over features: same weights, same
+    out-of-fold predictions."""
+    rng = np.random.default_rng(items)
+    x, y = rng.normal(size=(items, dims)), rng.normal(size=(items, 3))
+    folds = rng.integers(0, 5, size=items)
+    w_items, oof_items = content_map._fit_folds(x, y, folds, content_map.ALPHAS, dual=True)
+    w_feats, oof_feats = content_map._fit_folds(x, y, folds, content_map.ALPHAS, dual=False)
+    np.testing.assert_allclose(w_items, w_feats, atol=1e-8)
+    np.testing.assert_allclose(oof_items, oof_feats, atol=1e-8)
+
+
 def test_content_map_needs_items_with_content() -> None:
     assert content_map.fit([("text", DIM)], np.zeros((3, DIM)), np.zeros((3, 1), dtype=bool),
                            np.zeros(DIM), np.zeros((3, 4)), np.zeros(3)) is None
