@@ -112,6 +112,7 @@ class Service:
     def stop(self) -> None:
         self._stop.set()
         self.recs.sync.wake.set()
+        self.recs.close()  # queued event writes land before the database closes
         if self.worker is not None:
             self.worker.stop()
         self.runtime.close()

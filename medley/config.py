@@ -108,6 +108,11 @@ class Settings(BaseSettings):
     max_event_batch: int = 1000
     max_event_future_skew_s: float = 300.0  # later timestamps are refused as clock errors
     events_poll_interval_s: float = 0.25  # how often a serving process folds in new events
+    # The behaviour state saved at most this often (seconds), so a restart tails the events
+    # after it instead of replaying them all; 0 turns snapshots off. Default file:
+    # data_dir/behavior.snapshot; an empty path turns them off too.
+    behavior_snapshot_path: Path | None = None
+    behavior_snapshot_interval_s: float = Field(default=300.0, ge=0, allow_inf_nan=False)
     popularity_half_life_days: float = 30.0
     trending_half_life_hours: float = 24.0
     # An item's behavioural weight is n / (n + k) for n interactions: k = evidence needed for 50%.
@@ -134,6 +139,12 @@ class Settings(BaseSettings):
     collab_iterations: int = 15
     collab_regularization: float = 10.0
     collab_retrain_interval_s: float = 600.0
+    # Whole answers per user (or item) and surface, reused while nothing they depend on changed
+    # (`medley.recs.cache`); the time-to-live bounds what drifts without notice (others' events
+    # moving popularity, items ageing out of "new"). 0 turns the cache off.
+    answer_cache_size: int = Field(default=20_000, ge=0)
+    answer_cache_ttl_s: float = Field(default=30.0, ge=0, allow_inf_nan=False)
+    query_vector_cache_size: int = Field(default=2_000, ge=0)  # embedded search queries
 
     # --- privacy ----------------------------------------------------------------------------
     # Per-item analytics are differentially private: each query spends `analytics_epsilon`
@@ -180,6 +191,13 @@ class Settings(BaseSettings):
     @property
     def index_dir(self) -> Path:
         return self.data_dir / "index"
+
+    @property
+    def behavior_snapshot_file(self) -> Path | None:
+        path = self.behavior_snapshot_path
+        if path is None:
+            return self.data_dir / "behavior.snapshot"
+        return None if str(path) in ("", ".") else path  # "" reads as Path("."): no file
 
     @property
     def models_dir(self) -> Path:

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from medley.bench.report import write_report
 from medley.bench.serve_data import INPUTS, DataSpec, prepare, restore
 from medley.bench.serve_proc import (
@@ -86,13 +88,26 @@ def measure(server: Server, inputs: Path, endpoints: tuple[str, ...], duration: 
         drive(server, inputs, endpoint, 4, WARMUP_S, seed=900 + n)
         for concurrency in CONCURRENCY:
             other = wait_quiet(server)
+            before = answer_cache(server)
             r = drive(server, inputs, endpoint, concurrency, duration, seed=n * 10 + concurrency)
             r["other_cpu_cores_before"] = other
+            after = answer_cache(server)
+            if before is not None and after is not None:  # code with an answer cache
+                hits, misses = after["hits"] - before["hits"], after["misses"] - before["misses"]
+                r["answer_cache_hit_rate"] = round(hits / (hits + misses), 4) if hits + misses \
+                    else None
             say(f"{tag}{endpoint:>16} x{concurrency:<2} p50 {r['p50_ms']} p95 {r['p95_ms']} "
                 f"p99 {r['p99_ms']} ms, {r['rps']} req/s, {r['errors']} errors, server "
                 f"{r['server_cpu_cores']} cores")
             runs.append(r)
     return runs
+
+
+def answer_cache(server: Server) -> dict[str, Any] | None:
+    """The server's answer-cache counters (None: code without one)."""
+    body = httpx.get(f"{server.base}/healthz", timeout=10).json()
+    stats: dict[str, Any] | None = body["recommendations"].get("answer_cache")
+    return stats
 
 
 def start(data_dir: Path, code: Path, spec: DataSpec, say: Callable[[str], None],

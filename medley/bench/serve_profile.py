@@ -109,7 +109,9 @@ def profile_inprocess(data_dir: Path, inputs: dict[str, Any], *, calls: int = CA
     rt = Runtime.build(settings)
     rt.index()
     startup["db_and_index_open_s"] = time.perf_counter() - t
-    recs = Recommendations(settings, rt.db, rt.models, rt.index, lambda: None)
+    # What a request costs when it is ranked: the answer cache off (a hit is a dict lookup).
+    recs = Recommendations(settings.model_copy(update={"answer_cache_size": 0}), rt.db,
+                           rt.models, rt.index, lambda: None)
     sync = recs.sync
     for name, step in (("load_items", sync.load_items), ("tail_events", sync.tail_events),
                        ("check_model", sync.check_model), ("load_editorial", sync.load_editorial)):

@@ -172,6 +172,18 @@ def render(data: dict[str, Any]) -> tuple[str, list[str]]:
         f"background start-up work settled after {st.get('settle_s')} s more "
         f"(idle CPU {st.get('idle_cpu_cores')} cores).",
     ]
+    restart = (data.get("whatif") or {}).get("startup") or {}
+    if restart:
+        lines.append(f"- Restart (the what-if server below, on the same data and the behaviour "
+                     f"snapshot the first start saved): recommendations ready after "
+                     f"{restart.get('recommendations_ready_s')} s; RSS then "
+                     f"{restart.get('rss_mib')} MiB.")
+    rates = [f"{r['endpoint']} x{r['concurrency']} {r['answer_cache_hit_rate']}"
+             for r in data["runs"] if r.get("answer_cache_hit_rate") is not None]
+    if rates:
+        lines.append("- Answer-cache hit rate per run (the load generator draws users and items "
+                     "at random, so repeats are rare; a client reopening a screen hits): "
+                     + ", ".join(rates) + ".")
     if prof:
         lines.append("- Start-up stages timed in-process (s): " + ", ".join(
             f"{k} {v}" for k, v in prof["startup_stages_s"].items()) + ".")

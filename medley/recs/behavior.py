@@ -236,16 +236,18 @@ class Behavior:
         """The items that at most `cap` distinct users engaged with (exact, as of now)."""
         return [i for i in items if self.audience.get(i, 0) <= cap]
 
-    def audience_by_row(self, row: Mapping[str, int], n: int) -> np.ndarray:
+    def audience_by_row(self, row: Mapping[str, int], n: int, *, refresh: bool = False
+                        ) -> np.ndarray:
         """Audience per catalog row (`row`: item id -> row, n rows), for masks over the whole
-        catalog. Rebuilding walks every engaged item (~13 ms for 50k), so, like `top`, it is
-        redone at most every TOP_REFRESH_S while engagement arrives (at once when the catalog
-        grew): callers that must be exact check `within_audience` on their final candidates."""
+        catalog. Rebuilding walks every engaged item (~13 ms for 50k), so requests read the
+        last build (rebuilt at once only when the catalog grew) and the sync thread calls
+        with `refresh`, which rebuilds at most every TOP_REFRESH_S while engagement arrives:
+        callers that must be exact check `within_audience` on their final candidates."""
         now = time.monotonic()
         with self.lock:
             cached = self._audience_rows
             if cached is not None and cached[1] == n and (
-                    not self._audience_dirty or now - cached[0] < TOP_REFRESH_S):
+                    not refresh or not self._audience_dirty or now - cached[0] < TOP_REFRESH_S):
                 return cached[2]
             counts = np.zeros(n, dtype=np.int64)
             for item, c in self.audience.items():

@@ -64,6 +64,12 @@ class Recommender:
         self.prior_budget = 0
         self.weights = BlendWeights(settings.blend_content, settings.blend_collab,
                                     settings.blend_popularity, settings.behavior_confidence)
+        # Bumped (by the sync thread) whenever something every answer depends on changes:
+        # items, the fusion view, the model, editorial settings. Answer caches stamp with it.
+        self.generation = 0
+
+    def changed(self) -> None:
+        self.generation += 1
 
     @property
     def collab(self) -> CollabModel | None:
@@ -337,7 +343,7 @@ class Recommender:
         young = now - self.s.new_item_max_age_days * 86400
         published = self.table.published  # new-ness counts from release (`young`)
         fresh = [i for i in new if published[self.table.row[i]] >= grace][:half]
-        fast = [i for i in self.behavior.trending.top(EXPLORE_POOL)
+        fast = [i for i in self.behavior.trending_top(EXPLORE_POOL)  # under the lock
                 if (r := self.table.row.get(i)) is not None and r < len(allowed) and allowed[r]
                 and young <= published[r] <= now
                 and self.behavior.velocity(i, now) >= self.s.exploration_min_velocity]

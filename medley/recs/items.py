@@ -22,6 +22,24 @@ from medley import fusion
 from medley.domain import Modality
 
 
+def half_rows(units: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Rows of a float16 matrix as float32. numpy converts half floats one element at a time
+    (~1.6 ms for 400 by 2,304 on this machine, the largest step of scoring a for-you pool);
+    torch's vectorised kernel does the gather and the conversion in ~0.15 ms. Serving has
+    torch loaded already (the models), so this costs no import at request time."""
+    rows = np.asarray(rows)
+    if rows.ndim != 1 or rows.dtype.kind not in "iu" or units.dtype != np.float16:
+        return units[rows].astype(np.float32)
+    import torch  # lazily: only when a table is read
+
+    rows = rows.astype(np.int64, copy=False)
+    if len(rows) and rows.min() < 0:  # numpy's meaning of a negative row, which torch lacks
+        rows = np.where(rows < 0, rows + len(units), rows)
+    index = torch.from_numpy(rows)
+    out: np.ndarray = torch.from_numpy(units).index_select(0, index).float().numpy()
+    return out
+
+
 @dataclass(frozen=True)
 class ItemInfo:
     title: str
@@ -191,7 +209,7 @@ class ItemTable:
         everything (hubs); taste is matched on what sets an item apart from the catalog."""
         rows = np.asarray(rows)
         scale = self.scales(rows, surface)
-        out = self.units[rows].astype(np.float32)
+        out = half_rows(self.units, rows)
         means = self.means() if centred else None
         for k, sl in enumerate(self.layout.values()):  # in place: no full-width scale matrix
             if means is not None:
@@ -251,7 +269,7 @@ class ItemTable:
         else:
             k = self.modalities.index(Modality(using))
             rows = rows[self.present[rows, k]]
-            mat = self.units[rows][:, self.layout[Modality(using)]].astype(np.float32)
+            mat = half_rows(self.units, rows)[:, self.layout[Modality(using)]]
             if not len(rows):
                 return []
         q = vector.astype(np.float32)

@@ -24,6 +24,8 @@ from medley.privacy.controls import Controls
 from medley.recs import audience, store
 from medley.recs.answers import Answer, Preferences
 from medley.recs.behavior import Behavior
+from medley.recs.cache import AnswerCache, QueryVectorCache
+from medley.recs.commit import GroupCommitter
 from medley.recs.engine import Recommender
 from medley.recs.events import Rejected, validate_batch
 from medley.recs.items import ItemTable
@@ -54,6 +56,12 @@ class Recommendations:
                                  settings.trending_half_life_hours * 3600)
         self.rec = Recommender(settings, self.table, self.behavior, self.index_search)
         self.sync = RecSync(settings, db, self.rec)
+        # Events of concurrent requests share transactions (its writer runs from threads());
+        # until it runs, and after close(), each request writes its own.
+        self.events = GroupCommitter(db)
+        self.answers = AnswerCache(settings.answer_cache_size, settings.answer_cache_ttl_s)
+        self.sync.answers = self.answers
+        self.query_vectors = QueryVectorCache(settings.query_vector_cache_size)
 
     def index_search(self, using: str, vector: np.ndarray, limit: int, where: Where | None
                 ) -> list[tuple[str, float]]:
@@ -66,7 +74,13 @@ class Recommendations:
     # --- background -------------------------------------------------------------------------
     def threads(self, stop: threading.Event) -> list[tuple[Callable[[], None], str]]:
         return [(lambda: self.sync.run(stop), "medley-rec-sync"),
-                (lambda: self._schedule_training(stop), "medley-rec-train-schedule")]
+                (lambda: self._schedule_training(stop), "medley-rec-train-schedule"),
+                (lambda: self.events.run(stop), "medley-event-writer")]
+
+    def close(self) -> None:
+        """Write the events still queued and stop the event writer (before the database
+        closes); events that come after are written by their own request."""
+        self.events.close()
 
     def _schedule_training(self, stop: threading.Event) -> None:
         # The first model as soon as there are events; then on the interval. The task itself
@@ -83,7 +97,7 @@ class Recommendations:
     def status(self) -> dict[str, Any]:
         return {"ready": self.sync.ready.is_set(), "items": len(self.table),
                 "events_applied": self.behavior.last_seq, "collab_model": self.sync.model_id,
-                "erasures_applied": self.sync.erasures_seen}
+                "erasures_applied": self.sync.erasures_seen, "answer_cache": self.answers.stats()}
 
     def train_now(self) -> None:
         """Dispatch a collaborative retrain now (after an erasure), not at the next interval."""
@@ -100,10 +114,21 @@ class Recommendations:
             return self.rec.fallback(n, where or Where(), str(exc), context,
                                      max_audience=max_audience)
 
+    def _cached(self, key: tuple[Any, ...], stamp: tuple[int, ...],
+                compute: Callable[[], Answer]) -> Answer:
+        # `stamp` is read before computing: a change that lands meanwhile makes the entry stale.
+        answer = self.answers.get(key, stamp)
+        if answer is None:
+            answer = compute()
+            self.answers.put(key, stamp, answer)
+        return answer
+
     def similar(self, item_id: str, n: int, where: Where | None) -> Answer:
         self.require_item(item_id)
-        return self._guarded(lambda: self.rec.similar(item_id, n, where), n,
-                             (where or Where()).but_not({item_id}))
+        return self._cached(
+            ("similar", item_id, n, where), (self.rec.generation,),
+            lambda: self._guarded(lambda: self.rec.similar(item_id, n, where), n,
+                                  (where or Where()).but_not({item_id})))
 
     def for_user(self, user_id: str, n: int, where: Where | None,
                  context: dict[str, str], *, only_new: bool = False,
@@ -111,10 +136,16 @@ class Recommendations:
         prefs = self.preferences(user_id)
         where = self.controls(user_id).apply(where)  # never what they said no to
         cap = audience.cap_for(self.settings, only_new, max_audience)
-        return self._guarded(
-            lambda: self.rec.for_user(user_id, n, where, prefs, context, only_new=only_new,
-                                      max_audience=cap),
-            n, where, context, cap)
+        user = self.behavior.user(user_id)
+        stated = (prefs.liked_items, prefs.text, prefs.disliked_tags) if prefs else None
+        key = ("new-items" if only_new else "recommendations", user_id, n, where,
+               tuple(sorted(context.items())), cap, stated)
+        return self._cached(
+            key, (self.rec.generation, user.events if user else 0),  # a like: a new answer
+            lambda: self._guarded(
+                lambda: self.rec.for_user(user_id, n, where, prefs, context, only_new=only_new,
+                                          max_audience=cap),
+                n, where, context, cap))
 
     def search(self, query: str, n: int, where: Where | None, user_id: str | None) -> Answer:
         if not query.strip():
@@ -132,12 +163,18 @@ class Recommendations:
                       transcripts=self._transcripts)
 
     def _embed(self, family: Family, text: str) -> np.ndarray | None:
+        return self.query_vectors.get_or_embed(
+            family.value, text, lambda: self._run_embedder(family, text))
+
+    def _run_embedder(self, family: Family, text: str) -> np.ndarray | None:
         try:
             model = self.models.load(family)
         except ModelUnavailable:
             return None
         embedder = model.text_embedder() if family is Family.CLIP else model
-        return np.asarray(embedder.embed([text])[0], dtype=np.float32)
+        vector = np.array(embedder.embed([text])[0], dtype=np.float32)
+        vector.setflags(write=False)  # cached and shared between requests
+        return vector
 
     def _transcripts(self, ids: list[str]) -> dict[str, list[dict[str, object]]]:
         if not ids:
@@ -146,6 +183,11 @@ class Recommendations:
             rows = s.query(Transcript.item_id, Transcript.segments).filter(
                 Transcript.item_id.in_(ids))
             return {item_id: list(segments or []) for item_id, segments in rows}
+
+    def remove_item(self, item_id: str) -> None:
+        """Out of every answer from now on (deleted from the catalog)."""
+        self.table.remove(item_id)
+        self.rec.changed()
 
     def require_item(self, item_id: str) -> None:
         if self.table.get(item_id) is None:
@@ -167,8 +209,13 @@ class Recommendations:
             events, rejected = validate_batch(raw, known_items=known, now=time.time(),
                                               max_future_skew_s=self.settings.max_event_future_skew_s)
             paused = controls.paused_users(s, {e.user_id for e in events})
-            kept = [e for e in events if e.user_id not in paused]
-            inserted = store.insert_events(s, kept)
+        kept = [e for e in events if e.user_id not in paused]
+        # The pause check above and the insert (in the writer's transaction) are not one
+        # transaction, and need not be: the check never locked the user's controls, so a pause
+        # committing while a batch was in flight could always miss it. "Paused" has meant "as
+        # the batch was checked"; the gap grows by one group write (milliseconds). The read
+        # session is closed first, so no request holds a connection while it waits.
+        inserted = self.events.submit(kept)
         self.sync.wake.set()  # fold them in now rather than at the next poll
         duplicates = [e.event_id for e in kept if e.event_id not in inserted]
         return Ingested(len(inserted), duplicates, rejected, len(events) - len(kept))

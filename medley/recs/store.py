@@ -39,10 +39,18 @@ def insert_events(s: Session, events: Sequence[Event]) -> set[str]:
         for e in events
     ]
     dialect = s.get_bind().dialect.name
-    ins: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(EventRecord)
-    stmt = ins.values(rows).on_conflict_do_nothing(index_elements=["event_id"])
-    inserted = s.scalars(stmt.returning(EventRecord.event_id))
-    return set(inserted)
+    stmt = _INSERT.get(dialect)
+    if stmt is None:
+        ins: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(EventRecord)
+        stmt = _INSERT[dialect] = ins.on_conflict_do_nothing(
+            index_elements=["event_id"]).returning(EventRecord.event_id)
+    # One statement, many parameter sets: SQLAlchemy batches them into multi-row INSERTs
+    # ("insertmanyvalues") without compiling a new statement per call, which at a few dozen
+    # rows cost more (~13 ms) than the write itself.
+    return set(s.scalars(stmt, rows))
+
+
+_INSERT: dict[str, Any] = {}  # dialect name -> the compiled-once insert statement
 
 
 def to_event(r: Any) -> Event:

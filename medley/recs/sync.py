@@ -12,7 +12,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,9 +28,10 @@ from medley.db.models import Item
 from medley.domain import Modality, age_min
 from medley.editor import profiles
 from medley.privacy import erase
-from medley.recs import store
+from medley.recs import snapshot, store
 from medley.recs.answers import Editorial
 from medley.recs.behavior import Behavior
+from medley.recs.cache import AnswerCache
 from medley.recs.collab import CollabModel
 from medley.recs.engine import Recommender
 from medley.recs.events import Event
@@ -46,10 +48,17 @@ SLOW_TICK_S = 1.0
 WARM_PRIORS_PER_TICK = 50  # neighbour searches (~1 ms each at 100k items), once a second
 REFRESH_PRIORS_PER_TICK = 500  # prior values (~0.1 ms each), once a second
 WATERMARK_OVERLAP_S = 5.0
+SNAPSHOT_AFTER_REPLAY = 50_000  # events replayed at start-up (~3 s) worth a snapshot at once
 
 
 def _ts(value: datetime | None) -> float | None:
     return value.timestamp() if value else None
+
+
+def _naive_utc(value: datetime) -> datetime:
+    # The column holds naive UTC; a row another writer stored with an offset must still
+    # compare with the watermark (one such row once stopped every later item loading).
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
 
 
 ITEM_COLUMNS = (Item.id, Item.title, Item.tags, Item.age_rating, Item.published_at,
@@ -94,8 +103,17 @@ class RecSync:
         self._last_model_check = 0.0
         self._last_slow_tick = 0.0
         self.erasures_seen = 0  # the newest erasure notice this process's state reflects
+        self._snapshot_at = 0.0  # monotonic time of the last snapshot save (or try)
+        self._snapshot_seq = -1  # behavior.last_seq it saved; -1: state changed regardless
+        self._snapshot_failing: str | None = None  # the last save's error, logged once
+        self._snapshot_writer: threading.Thread | None = None  # a save being written
+        # An erasure's delete and a save's rename take turns; a save captured before the
+        # erasure (an older epoch) is thrown away instead of renamed into place.
+        self._snapshot_lock = threading.Lock()
+        self._snapshot_epoch = 0
         self.wake = threading.Event()
         self.ready = threading.Event()
+        self.answers: AnswerCache | None = None  # the service's, cleared here on erasure
 
     @property
     def table(self) -> ItemTable:
@@ -126,10 +144,12 @@ class RecSync:
                     self.rec.priors.forget(r.id)
                     self.rec.predicted.forget(self.table.row[r.id])
                 self.table.upsert(r.id, info, usable or None)
+                self.rec.changed()  # cached answers no longer show the catalog as it is
                 self._loaded_at[r.id] = r.updated_at
                 n += 1
-                if self.items_seen_at is None or r.updated_at > self.items_seen_at:
-                    self.items_seen_at = r.updated_at
+                seen = _naive_utc(r.updated_at)
+                if self.items_seen_at is None or seen > self.items_seen_at:
+                    self.items_seen_at = seen
                     self._seen_moved_at = time.monotonic()
         return n
 
@@ -140,6 +160,7 @@ class RecSync:
             if item_id not in present and self.table.get(item_id) is not None:
                 self.table.remove(item_id)
                 self._loaded_at.pop(item_id, None)
+                self.rec.changed()
 
     # --- events -----------------------------------------------------------------------------
     def tail_events(self) -> int:
@@ -167,9 +188,15 @@ class RecSync:
             notices = erase.notices_after(s, self.erasures_seen)
         if not notices:
             return 0
+        self.drop_snapshot()  # the file on disk may hold them: gone before anything else
         hashes = {n.user_hash for n in notices if n.user_hash}
         if hashes:
             self.behavior.drop_users(lambda u: erase.user_hash(u) in hashes)
+        if self.answers is not None:  # nothing derived from them may outlive the erasure
+            if all(n.user_hash for n in notices):
+                self.answers.forget(lambda u: erase.user_hash(u) in hashes)
+            else:  # a notice past its hash's lifetime: whose it was is unknown
+                self.answers.clear()
         if any(n.rebuild for n in notices):
             self.rebuild()
         self.erasures_seen = notices[-1].id
@@ -190,10 +217,124 @@ class RecSync:
         self.behavior.replace(fresh)
         self._applied = {q for q in recent if q > fresh.last_seq - store.TAIL_OVERLAP}
         self.rec.collab, self.model_id = model, latest
+        self.rec.changed()
         if model is None:  # priors are keyed by the model object; without one, start afresh
             self.rec.priors = Priors(self.settings.prior_neighbours)
         log.info("recommendation state rebuilt after an erasure: %d events in %.1f s", n,
                  time.perf_counter() - started)
+
+    # --- snapshot of the behaviour state ---------------------------------------------------
+    @property
+    def snapshot_path(self) -> Path | None:
+        """Where this process saves and restores the behaviour state; None: snapshots off."""
+        if self.settings.behavior_snapshot_interval_s <= 0:
+            return None
+        return self.settings.behavior_snapshot_file
+
+    def restore_snapshot(self) -> snapshot.Restored | None:
+        """Start from the saved state, if it may stand for a replay; `tail_events` then reads
+        only what came after it (from its last_seq, minus the overlap window it recorded)."""
+        path = self.snapshot_path
+        if path is None or self.behavior.last_seq > 0:  # start-up only, never over live state
+            return None
+        restored = snapshot.load(path, self.behavior)
+        if restored is None:
+            return None
+        with self.db.session() as s:
+            latest_notice = erase.latest_notice(s)
+            since = erase.notices_after(s, restored.erasures_seen)
+            newest_seq = store.max_seq(s)
+            has_model = store.latest_model_id(s) is not None
+        if any(n.rebuild for n in since):
+            # Written before an erasure of someone with events: it may hold their state and
+            # what it fed, which must not come back. Replay the table (their events are gone).
+            log.info("behaviour snapshot predates an erasure: deleted, replaying the events")
+            self.drop_snapshot()
+            return None
+        if restored.erasures_seen > latest_notice or restored.behavior.last_seq > newest_seq:
+            log.warning("behaviour snapshot %s is ahead of this database (another database's?):"
+                        " replaying the events", path)
+            return None
+        if restored.behavior.cooc_after_seq and not has_model:
+            # Counted after a model that is gone; a replay counts co-engagement from the start.
+            log.info("behaviour snapshot counted co-engagement after a model no longer stored:"
+                     " replaying the events")
+            return None
+        self.behavior.replace(restored.behavior)
+        self._applied = restored.applied
+        self.erasures_seen = latest_notice
+        self._snapshot_seq = restored.behavior.last_seq
+        return restored
+
+    def save_snapshot(self, wait: bool = True) -> bool:
+        """Save the behaviour state for the next start-up: copied here (under the behaviour
+        lock), written here or, without `wait`, by a thread of its own, so the loop goes on
+        tailing events meanwhile (seconds at a million events). A failure (a full disk, no
+        permission) is logged once and changes nothing else: the next start-up replays what
+        no snapshot covers. Returns whether a save was made (or, without `wait`, begun)."""
+        path = self.snapshot_path
+        if path is None or (self._snapshot_writer is not None
+                            and self._snapshot_writer.is_alive()):
+            return False
+        self._snapshot_at = time.monotonic()  # a failing disk is retried after the interval
+        try:
+            captured = snapshot.capture(self.behavior, self._applied, self.erasures_seen,
+                                        self.model_id)
+        except Exception as exc:
+            self._snapshot_failed(path, exc)
+            return False
+        if wait:
+            return self._write_snapshot(captured, path, self._snapshot_epoch)
+        self._snapshot_writer = threading.Thread(
+            target=self._write_snapshot, args=(captured, path, self._snapshot_epoch),
+            name="medley-behaviour-snapshot", daemon=True)
+        self._snapshot_writer.start()
+        return True
+
+    def _write_snapshot(self, captured: snapshot.Captured, path: Path, epoch: int) -> bool:
+        started = time.perf_counter()
+        try:
+            tmp, size = snapshot.write(captured, path)
+            with self._snapshot_lock:
+                if epoch != self._snapshot_epoch:  # an erasure came meanwhile: they may be in it
+                    tmp.unlink(missing_ok=True)
+                    return False
+                snapshot.publish(tmp, path)
+                self._snapshot_seq = captured.last_seq
+        except Exception as exc:
+            self._snapshot_failed(path, exc)
+            return False
+        self._snapshot_failing = None
+        log.info("behaviour snapshot saved: events up to seq %d, %.1f MB in %.1f s",
+                 captured.last_seq, size / 1e6, time.perf_counter() - started)
+        return True
+
+    def _snapshot_failed(self, path: Path, exc: Exception) -> None:
+        if repr(exc) != self._snapshot_failing:
+            log.warning("behaviour snapshot not saved to %s (%s); repeats are not logged",
+                        path, exc)
+        self._snapshot_failing = repr(exc)
+
+    def finish_snapshot(self, timeout: float | None = None) -> None:
+        """Wait for a save being written (tests, benchmarks)."""
+        if self._snapshot_writer is not None:
+            self._snapshot_writer.join(timeout)
+
+    def drop_snapshot(self) -> None:
+        """Delete the saved state (an erasure: it may hold the user), and void a save being
+        written; the next periodic save writes the state without them."""
+        path = self.settings.behavior_snapshot_file  # even with saving off: an older file
+        with self._snapshot_lock:
+            self._snapshot_epoch += 1
+            self._snapshot_seq = -1
+            if path is None:
+                return
+            try:
+                if snapshot.discard(path):
+                    log.info("behaviour snapshot %s deleted after an erasure", path)
+            except OSError:  # start-up still never uses it: it predates the erasure
+                log.exception("behaviour snapshot %s could not be deleted after an erasure",
+                              path)
 
     # --- fusion, models and editorial ------------------------------------------------------
     def load_fusion(self) -> bool:
@@ -208,6 +349,7 @@ class RecSync:
         if (current.profile_id, current.slot) == (view.profile_id, view.slot):
             return False
         self.table.view = view
+        self.rec.changed()
         log.info("serving fusion profile %s v%s from slot %s", live.profile.name,
                  live.profile.version, live.slot)
         return True
@@ -230,6 +372,7 @@ class RecSync:
         predicted.warm(self.table)
         self.rec.use_model(model, predicted)
         self.model_id = latest
+        self.rec.changed()
         log.info("serving collaborative model %s (events up to %s)", latest, model.last_seq)
         return True
 
@@ -239,7 +382,10 @@ class RecSync:
             pins = tuple((p["item_id"], int(p["position"])) for p in row.pins or [])
             boosts = {(f"tag:{b['tag']}" if b.get("tag") else b["item_id"]): float(b["factor"])
                       for b in row.boosts or []}
-        self.rec.editorial = Editorial(pins, boosts)
+        editorial = Editorial(pins, boosts)
+        if editorial != self.rec.editorial:
+            self.rec.editorial = editorial
+            self.rec.changed()
 
     # --- the loop ---------------------------------------------------------------------------
     def catch_up(self) -> None:
@@ -247,14 +393,21 @@ class RecSync:
         started = time.perf_counter()
         with self.db.session() as s:  # events read below already lack anything erased so far
             self.erasures_seen = erase.latest_notice(s)
+        restored = self.restore_snapshot()
         self.load_fusion()
         n_items = self.load_items()
         n_events = self.tail_events()
-        self.check_model()
+        self.check_model()  # recounts co-engagement after the model, as after a full replay
         self.load_editorial()
         self.ready.set()
+        if restored is not None:
+            log.info("behaviour restored from the snapshot: %d events (up to seq %d), %d "
+                     "tailed after it", restored.events, restored.behavior.last_seq, n_events)
         log.info("recommendations ready: %d items, %d events in %.1f s", n_items, n_events,
                  time.perf_counter() - started)
+        self._snapshot_at = time.monotonic()
+        if n_events >= SNAPSHOT_AFTER_REPLAY:  # the next start-up need not replay them again
+            self.save_snapshot(wait=False)
 
     def tick(self) -> None:
         """Events every poll (they must show within seconds); the rest at most once a second,
@@ -262,9 +415,15 @@ class RecSync:
         now = time.monotonic()
         self.apply_erasures()  # one indexed query; an erasure must not wait for the slow tick
         self.tail_events()
+        # Here, not on a request: the audience mask new items read (a no-op unless engagement
+        # arrived since the last build, and that build is TOP_REFRESH_S old).
+        self.behavior.audience_by_row(self.table.row, len(self.table.ids), refresh=True)
         if now - self._last_slow_tick < SLOW_TICK_S:
             return
         self._last_slow_tick = now
+        if (self.snapshot_path is not None and self.behavior.last_seq != self._snapshot_seq
+                and now - self._snapshot_at >= self.settings.behavior_snapshot_interval_s):
+            self.save_snapshot(wait=False)  # written beside the loop; never raises
         self.load_fusion()
         self.load_items()
         if now - self._last_model_check >= MODEL_CHECK_EVERY_S:

@@ -148,6 +148,13 @@ def test_publish_refuses_every_item_then_switches_and_rollback_is_instant(catalo
     client, ids = catalog
     item = ids["cooking"][0]
     original = similar_ids(client, item)
+    cache = client.app.state.service.recs.answers
+
+    def served_from_cache() -> bool:  # (a model retrained meanwhile starts a new generation)
+        hits = cache.hits
+        return similar_ids(client, item) == original and cache.hits == hits + 1
+
+    wait_until(served_from_cache)  # until the switch below
     default_id = live_profile(client)
     preview = ok(client.post("/v1/fusion/preview", json={"weights": CLIP_ONLY, "items": [item]}))
     expected = [r["item_id"] for r in preview["results"][0]["after"]]

@@ -92,6 +92,7 @@ def test_after_erasure_no_endpoint_and_no_table_holds_anything_of_the_user(catal
     wait_until(lambda: recs.behavior.trending_top(1, {"surface": surface})[:1] == [solo])
     wait_until(lambda: model_has(client, user), timeout=60)  # the ALS model learnt them too
 
+    assert recs.answers.count(lambda u: u == user) > 0  # their answers are cached
     assert client.delete(f"/v1/users/{user}", headers=key(client, Role.CLIENT)
                          ).status_code == 403  # erasure is for admins only
     r = client.delete(f"/v1/users/{user}")
@@ -106,6 +107,7 @@ def test_after_erasure_no_endpoint_and_no_table_holds_anything_of_the_user(catal
     # Every serving process (here one) applies the notice: state rebuilt without them.
     wait_until(lambda: client.get("/healthz").json()["recommendations"]["erasures_applied"] >= 1)
     assert recs.behavior.user(user) is None
+    assert recs.answers.count(lambda u: u == user) == 0  # no cached answer outlives them
     assert recs.behavior.interactions.get(solo, 0) == 0
     assert recs.behavior.audience.get(solo, 0) == 0  # new to the audience again
     assert solo not in recs.behavior.trending_top(50, {"surface": surface})

@@ -243,6 +243,43 @@ def test_a_pinned_item_leads_for_you_answers_and_says_why(catalog):
                       ).status_code == 422
 
 
+def test_a_repeated_answer_comes_from_the_cache_until_the_user_or_the_editors_act(catalog):
+    client, ids = catalog
+    clusters = cluster_of(ids)
+    user = f"cached-{uuid.uuid4().hex[:6]}"
+    url = f"/v1/users/{user}/recommendations"
+
+    def hits() -> int:
+        return int(client.get("/healthz").json()["recommendations"]["answer_cache"]["hits"])
+
+    client.post("/v1/events", json={"events": [event(user, i) for i in ids["space"][:4]]})
+    wait_until(lambda: sum(clusters[i["item_id"]] == "space"
+                           for i in top(client, url, limit=10)["items"]) >= 6)
+    def reopened() -> bool:  # the same screen again: no ranking work (unless a model was
+        first, before = top(client, url, limit=10), hits()  # swapped in meanwhile)
+        again = top(client, url, limit=10)
+        return (hits() == before + 1 and again["items"] == first["items"]
+                and again["recommendation_id"] != first["recommendation_id"])
+
+    wait_until(reopened)
+
+    # Their own events: the next answer is ranked afresh and follows them.
+    client.post("/v1/events", json={"events": [event(user, i) for i in ids["cooking"][:8]]})
+    wait_until(lambda: sum(clusters[i["item_id"]] == "cooking"
+                           for i in top(client, url, limit=10)["items"]) >= 4, timeout=2.0)
+
+    # An editor's pin shows in the very next answer, cached or not.
+    pin = ids["football"][7]
+    top(client, url, limit=10)
+    assert client.put("/v1/editorial", json={"pins": [{"item_id": pin, "position": 0}]}
+                      ).status_code == 200
+    try:
+        assert top(client, url, limit=10)["items"][0]["item_id"] == pin
+    finally:
+        client.put("/v1/editorial", json={"pins": [], "boosts": []})
+    assert pin not in {i["item_id"] for i in top(client, url, limit=10)["items"][:1]}
+
+
 def test_when_the_index_is_down_answers_come_from_popularity_flagged(catalog, monkeypatch):
     from index.base import IndexUnavailable
 
@@ -256,6 +293,7 @@ def test_when_the_index_is_down_answers_come_from_popularity_flagged(catalog, mo
         raise IndexUnavailable("the index is unreachable (test)")
 
     monkeypatch.setattr(service.recs, "_index", down)
+    service.recs.answers.clear()  # answers cached before the outage would still be served
     for url, params in ((f"/v1/users/{user}/recommendations", {}),
                         (f"/v1/items/{ids['space'][1]}/similar", {}),
                         ("/v1/search", {"q": "football"})):
