@@ -75,12 +75,17 @@ class QdrantIndex:
                         f"the models give {dict(dims)}"
                     )
                 return
+            # As on the embedded index (`index.edge`): searches find candidate ids that ranking
+            # re-scores, so they walk int8 copies held in RAM without rescoring, and the float
+            # originals stay on disk.
             self.client.create_collection(
                 self.collection,
                 vectors_config={
-                    name: qm.VectorParams(size=dim, distance=qm.Distance.COSINE)
+                    name: qm.VectorParams(size=dim, distance=qm.Distance.COSINE, on_disk=True)
                     for name, dim in dims.items()
                 },
+                quantization_config=qm.ScalarQuantization(scalar=qm.ScalarQuantizationConfig(
+                    type=qm.ScalarType.INT8, quantile=0.99, always_ram=True)),
             )
             kinds = {"keyword": qm.PayloadSchemaType.KEYWORD, "float": qm.PayloadSchemaType.FLOAT}
             for name, kind in PAYLOAD_INDEXES.items() if not self.local else ():
@@ -141,6 +146,8 @@ class QdrantIndex:
         self, using: str, vector: Sequence[float], limit: int, *, where: Where | None = None,
         with_payload: bool = True,
     ) -> list[Hit]:
+        from qdrant_client import models as qm
+
         flt = _qdrant_filter(where) if where else None
         res = self.client.query_points(
             self.collection,
@@ -149,6 +156,8 @@ class QdrantIndex:
             limit=limit,
             query_filter=flt,
             with_payload=with_payload,
+            search_params=qm.SearchParams(
+                quantization=qm.QuantizationSearchParams(rescore=False)),
         )
         return [Hit(_sid(p.id), float(p.score), p.payload or {}) for p in res.points]
 

@@ -113,7 +113,9 @@ def profile_inprocess(data_dir: Path, inputs: dict[str, Any], *, calls: int = CA
     recs = Recommendations(settings.model_copy(update={"answer_cache_size": 0}), rt.db,
                            rt.models, rt.index, lambda: None)
     sync = recs.sync
-    for name, step in (("load_items", sync.load_items), ("tail_events", sync.tail_events),
+    for name, step in (("load_items", sync.load_items),
+                       ("restore_snapshot", sync.restore_snapshot),  # what a server saved
+                       ("tail_events", sync.tail_events),
                        ("check_model", sync.check_model), ("load_editorial", sync.load_editorial)):
         t = time.perf_counter()
         step()

@@ -111,6 +111,10 @@ class Behavior:
         self.last_seq = 0
         self.latest_ts = 0.0
         self.lock = threading.Lock()
+        # Per item, a count of changes to what its own answers read (its interactions and
+        # co-engagement): answer caches stamp "similar to X" with it. Not part of the state a
+        # snapshot or a rebuild carries: it only has to move, never to mean anything.
+        self.item_changes: Counter[str] = Counter()
 
     # --- folding events in ------------------------------------------------------------------
     def apply(self, rows: Iterable[tuple[int, Event]]) -> int:
@@ -128,6 +132,7 @@ class Behavior:
             self.impressions[ev.item_id] += 1
             return
         self.interactions[ev.item_id] += 1
+        self.item_changes[ev.item_id] += 1
         user = self.users.get(ev.user_id)
         if user is None:
             user = self.users[ev.user_id] = UserState()
@@ -167,6 +172,7 @@ class Behavior:
         for other in others:
             mine[other] += 1
             self.cooc.setdefault(other, Counter())[item] += 1
+            self.item_changes[other] += 1
 
     def reset_cooc(self, after_seq: int) -> None:
         """A new collaborative model covers events up to `after_seq`; live counts start after."""
@@ -185,6 +191,8 @@ class Behavior:
                 for other in set(window) - {ev.item_id}:
                     self.cooc.setdefault(ev.item_id, Counter())[other] += 1
                     self.cooc.setdefault(other, Counter())[ev.item_id] += 1
+                    self.item_changes[other] += 1
+                self.item_changes[ev.item_id] += 1
                 window.append(ev.item_id)
 
     # --- erasure ----------------------------------------------------------------------------

@@ -126,7 +126,9 @@ class Recommendations:
     def similar(self, item_id: str, n: int, where: Where | None) -> Answer:
         self.require_item(item_id)
         return self._cached(
-            ("similar", item_id, n, where), (self.rec.generation,),
+            # Its own events and co-engagement change it; the rest of the catalog's, the TTL.
+            ("similar", item_id, n, where),
+            (self.rec.generation, self.behavior.item_changes.get(item_id, 0)),
             lambda: self._guarded(lambda: self.rec.similar(item_id, n, where), n,
                                   (where or Where()).but_not({item_id})))
 

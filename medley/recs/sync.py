@@ -7,6 +7,7 @@ and a restarted one rebuilds it (events are replayed).
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -53,6 +54,16 @@ SNAPSHOT_AFTER_REPLAY = 50_000  # events replayed at start-up (~3 s) worth a sna
 
 def _ts(value: datetime | None) -> float | None:
     return value.timestamp() if value else None
+
+
+def _freeze_heap() -> None:
+    # The state built at start-up is millions of long-lived objects (a million events: users,
+    # counters, co-engagement). Every full collection walks them all and holds the GIL for
+    # hundreds of milliseconds, which requests see as latency spikes. Moved out of the
+    # collector's reach here; garbage they turn into later is still freed by reference
+    # counting (the state holds no cycles).
+    gc.collect()
+    gc.freeze()
 
 
 def _naive_utc(value: datetime) -> datetime:
@@ -220,6 +231,7 @@ class RecSync:
         self.rec.changed()
         if model is None:  # priors are keyed by the model object; without one, start afresh
             self.rec.priors = Priors(self.settings.prior_neighbours)
+        _freeze_heap()
         log.info("recommendation state rebuilt after an erasure: %d events in %.1f s", n,
                  time.perf_counter() - started)
 
@@ -399,6 +411,7 @@ class RecSync:
         n_events = self.tail_events()
         self.check_model()  # recounts co-engagement after the model, as after a full replay
         self.load_editorial()
+        _freeze_heap()
         self.ready.set()
         if restored is not None:
             log.info("behaviour restored from the snapshot: %d events (up to seq %d), %d "

@@ -160,6 +160,7 @@ def test_similar_refuses_unknown_items_and_bad_filters(catalog):
 def test_co_engagement_lifts_an_item_from_another_topic(catalog):
     client, ids = catalog
     a, b = ids["space"][3], ids["cooking"][9]
+    top(client, f"/v1/items/{a}/similar", limit=10)  # cached: the events below must show anyway
     batch = [event(f"pair-{k}", i) for k in range(8) for i in (a, b)]
     assert client.post("/v1/events", json={"events": batch}).json()["accepted"] == 16
 
