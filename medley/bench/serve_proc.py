@@ -108,7 +108,11 @@ class Server:
         self.client_key = mint_keys(settings, [("client", "bench client")])[0]
         env.update(MEDLEY_DATA_DIR=str(settings.data_dir), MEDLEY_PORT=str(self.port),
                    MEDLEY_HOST="127.0.0.1", MEDLEY_MODEL_CACHE_DIR=str(settings.models_dir),
-                   MEDLEY_COLLAB_RETRAIN_INTERVAL_S=str(RETRAIN_OFF_S))
+                   MEDLEY_COLLAB_RETRAIN_INTERVAL_S=str(RETRAIN_OFF_S),
+                   # Only the snapshot saved after start-up's replay: a periodic one taken
+                   # after the events run would be ahead of the database once `restore`
+                   # drops those events, and the next start would replay everything.
+                   MEDLEY_BEHAVIOR_SNAPSHOT_INTERVAL_S=str(RETRAIN_OFF_S))
         env.update(extra_env or {})
         self._log = self.log_path.open("w")
         self.started = time.perf_counter()
