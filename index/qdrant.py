@@ -156,7 +156,7 @@ class QdrantIndex:
             limit=limit,
             query_filter=flt,
             with_payload=with_payload,
-            search_params=qm.SearchParams(
+            search_params=None if self.local else qm.SearchParams(  # local mode: exact anyway
                 quantization=qm.QuantizationSearchParams(rescore=False)),
         )
         return [Hit(_sid(p.id), float(p.score), p.payload or {}) for p in res.points]
