@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
+from sqlalchemy.orm import Session
 
 from enrich.base import ModelUnavailable
 from enrich.registry import Family, Models
@@ -135,8 +136,8 @@ class Recommendations:
     def for_user(self, user_id: str, n: int, where: Where | None,
                  context: dict[str, str], *, only_new: bool = False,
                  max_audience: int | None = None) -> Answer:
-        prefs = self.preferences(user_id)
-        where = self.controls(user_id).apply(where)  # never what they said no to
+        prefs, user_controls = self.personal(user_id)
+        where = user_controls.apply(where)  # never what they said no to
         cap = audience.cap_for(self.settings, only_new, max_audience)
         user = self.behavior.user(user_id)
         stated = (prefs.liked_items, prefs.text, prefs.disliked_tags) if prefs else None
@@ -152,8 +153,8 @@ class Recommendations:
     def search(self, query: str, n: int, where: Where | None, user_id: str | None) -> Answer:
         if not query.strip():
             raise InvalidInput("q: the search query is empty")
-        prefs = self.preferences(user_id) if user_id else None
-        where = self.controls(user_id).apply(where)
+        prefs, user_controls = self.personal(user_id)
+        where = user_controls.apply(where)
         return self._guarded(
             lambda: self.search_with(self.rec, query, n, where, user_id, prefs), n, where)
 
@@ -230,16 +231,18 @@ class Recommendations:
             return controls.get(s, user_id)
 
     # --- preferences and editorial ----------------------------------------------------------
+    def personal(self, user_id: str | None) -> tuple[Preferences | None, Controls]:
+        """A user's preferences and controls: two primary-key lookups in one session."""
+        if not user_id:
+            return None, Controls()
+        with self.db.session() as s:
+            return _preferences(s, user_id), controls.get(s, user_id)
+
     def preferences(self, user_id: str | None) -> Preferences | None:
         if not user_id:
             return None
         with self.db.session() as s:
-            row = store.get_preferences(s, user_id)
-            if row is None:
-                return None
-            vec = np.frombuffer(row.text_vector, dtype=np.float32) if row.text_vector else None
-            return Preferences(tuple(row.liked_items or ()), row.text, vec,
-                               frozenset(row.disliked_tags or ()))
+            return _preferences(s, user_id)
 
     def put_preferences(self, user_id: str, liked: list[str], text: str | None,
                         disliked_tags: list[str]) -> Preferences:
@@ -263,3 +266,12 @@ class Recommendations:
                 raise InvalidInput(f"unknown item ids: {', '.join(sorted(missing))}")
             store.put_editorial(s, pins, boosts)
         self.sync.load_editorial()
+
+
+def _preferences(s: Session, user_id: str) -> Preferences | None:
+    row = store.get_preferences(s, user_id)
+    if row is None:
+        return None
+    vec = np.frombuffer(row.text_vector, dtype=np.float32) if row.text_vector else None
+    return Preferences(tuple(row.liked_items or ()), row.text, vec,
+                       frozenset(row.disliked_tags or ()))
