@@ -6,6 +6,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +132,23 @@ def wait_for(
             return body
         time.sleep(0.2)
     raise AssertionError(f"item {item_id} did not finish in {timeout}s: {body}")
+
+
+@contextmanager
+def database_with_items(url: str, n: int, tags: Callable[[int], list[str]] = lambda k: []
+                        ) -> Iterator[Any]:
+    """A migrated database holding ready items item-0 .. item-{n-1} ("Item k"), disposed
+    after: what tests of events, behaviour and erasure need the catalog to hold."""
+    from medley.db import Database
+    from medley.db.models import Item
+
+    db = Database(url)
+    db.migrate()
+    with db.session() as s:
+        for k in range(n):
+            s.add(Item(id=f"item-{k}", title=f"Item {k}", description="", tags=tags(k),
+                       attributes={}, status="ready"))
+    try:
+        yield db
+    finally:
+        db.dispose()

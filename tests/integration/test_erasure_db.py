@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from medley.config import Settings
 from medley.db import Database
-from medley.db.models import CollabModelRecord, Erasure, EventRecord, Item, UserPreferences
+from medley.db.models import CollabModelRecord, Erasure, EventRecord, UserPreferences
 from medley.domain import Modality
 from medley.errors import BudgetExhausted
 from medley.privacy import analytics, controls, erase
@@ -27,20 +27,15 @@ from medley.recs.events import Event, EventType
 from medley.recs.items import ItemTable
 from medley.recs.sync import RecSync
 from medley.recs.training import train_and_store
+from tests.conftest import database_with_items
 
 NOW = time.time()
 
 
 @pytest.fixture
 def db(database_url: str) -> Iterator[Database]:
-    d = Database(database_url)
-    d.migrate()
-    with d.session() as s:
-        for k in range(8):
-            s.add(Item(id=f"item-{k}", title=f"Item {k}", description="", tags=[f"t{k % 2}"],
-                       attributes={}, status="ready"))
-    yield d
-    d.dispose()
+    with database_with_items(database_url, 8, lambda k: [f"t{k % 2}"]) as d:
+        yield d
 
 
 def ev(event_id: str, user: str, item: str, kind: EventType = EventType.LIKE,

@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 
 from medley.config import Settings
 from medley.db import Database
-from medley.db.models import Item
 from medley.recs import store
 from medley.recs.collab import CollabModel
 from medley.recs.events import Event, EventType
 from medley.recs.training import train_and_store
+from tests.conftest import database_with_items
 
 
 @pytest.fixture
-def db(database_url: str) -> Database:
-    d = Database(database_url)
-    d.migrate()
-    with d.session() as s:
-        for k in range(6):
-            s.add(Item(id=f"item-{k}", title=f"Item {k}", description="", tags=[],
-                       attributes={}, status="ready"))
-    yield d
-    d.dispose()
+def db(database_url: str) -> Iterator[Database]:
+    with database_with_items(database_url, 6) as d:
+        yield d
 
 
 def ev(event_id: str, user: str, item: str, kind: EventType = EventType.LIKE) -> Event:

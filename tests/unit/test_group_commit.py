@@ -18,26 +18,21 @@ from sqlalchemy.orm import Session
 
 from medley.config import Settings
 from medley.db import Database
-from medley.db.models import EventRecord, Item
+from medley.db.models import EventRecord
 from medley.domain import Modality
 from medley.recs import store
 from medley.recs.commit import GroupCommitter
 from medley.recs.events import Event, EventType
 from medley.recs.service import Recommendations
+from tests.conftest import database_with_items
 
 ITEMS = [f"item-{k}" for k in range(4)]
 
 
 @pytest.fixture
 def db(database_url: str) -> Iterator[Database]:
-    d = Database(database_url)
-    d.migrate()
-    with d.session() as s:
-        for item_id in ITEMS:
-            s.add(Item(id=item_id, title=item_id, description="", tags=[], attributes={},
-                       status="ready"))
-    yield d
-    d.dispose()
+    with database_with_items(database_url, len(ITEMS)) as d:
+        yield d
 
 
 def commits(db: Database) -> list[int]:

@@ -18,7 +18,7 @@ from sqlalchemy import delete, insert
 
 from medley.config import Settings
 from medley.db import Database
-from medley.db.models import EventRecord, Item
+from medley.db.models import EventRecord
 from medley.domain import Modality
 from medley.privacy import erase
 from medley.privacy.erase import Kind
@@ -30,6 +30,7 @@ from medley.recs.engine import Recommender
 from medley.recs.events import Event, EventType
 from medley.recs.items import ItemTable
 from medley.recs.sync import RecSync
+from tests.conftest import database_with_items
 
 NOW = time.time()
 DAY = 86400.0
@@ -39,14 +40,8 @@ KINDS = (EventType.VIEW, EventType.LIKE, EventType.COMPLETE, EventType.SHARE, Ev
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:
-    d = Database(f"sqlite:///{tmp_path / 'medley.db'}")
-    d.migrate()
-    with d.session() as s:
-        for k in range(8):
-            s.add(Item(id=f"item-{k}", title=f"Item {k}", description="", tags=[],
-                       attributes={}, status="ready"))
-    yield d
-    d.dispose()
+    with database_with_items(f"sqlite:///{tmp_path / 'medley.db'}", 8) as d:
+        yield d
 
 
 def ev(event_id: str, user: str, item: str, kind: EventType = EventType.LIKE,
