@@ -141,5 +141,5 @@ def patch_item(request: Request, item_id: str, patch: ItemPatch) -> ItemOut:
 def delete_item(request: Request, item_id: str) -> Response:
     service = _service(request)
     service.catalog.delete(item_id)
-    service.recs.remove_item(item_id)  # other API processes notice within their reconcile
+    service.recs.table.remove(item_id)  # other API processes notice within their reconcile
     return Response(status_code=204)

@@ -55,7 +55,8 @@ class Recommender:
         self.search = search
         self.clock = clock
         self._collab: CollabModel | None = None
-        self.editorial = Editorial()
+        self._editorial = Editorial()
+        self._changes = 0  # models and editorial settings served (see `generation`)
         self.priors = Priors(settings.prior_neighbours)
         self.predicted = Predicted()  # the content map's output per item, for `collab`
         # Neighbour searches one request may spend on priors. Serving leaves it at 0: the
@@ -64,12 +65,22 @@ class Recommender:
         self.prior_budget = 0
         self.weights = BlendWeights(settings.blend_content, settings.blend_collab,
                                     settings.blend_popularity, settings.behavior_confidence)
-        # Bumped (by the sync thread) whenever something every answer depends on changes:
-        # items, the fusion view, the model, editorial settings. Answer caches stamp with it.
-        self.generation = 0
 
-    def changed(self) -> None:
-        self.generation += 1
+    @property
+    def generation(self) -> int:
+        """Moves whenever something every answer depends on changes: an item, the fusion
+        view, the model, editorial settings. Answer caches stamp with it."""
+        return self._changes + self.table.version
+
+    @property
+    def editorial(self) -> Editorial:
+        return self._editorial
+
+    @editorial.setter
+    def editorial(self, editorial: Editorial) -> None:
+        if editorial != self._editorial:
+            self._editorial = editorial
+            self._changes += 1
 
     @property
     def collab(self) -> CollabModel | None:
@@ -85,6 +96,7 @@ class Recommender:
         self.predicted = predicted if predicted is not None and predicted.model is model \
             else Predicted(model)
         self._collab = model
+        self._changes += 1
 
     # --- shared steps -----------------------------------------------------------------------
     def user_taste(self, user_id: str | None, prefs: Preferences | None) -> tuple[Taste, set[str]]:

@@ -85,7 +85,10 @@ class ItemTable:
         self.modalities = list(self.layout)
         self.widths = np.array([sl.stop - sl.start for sl in self.layout.values()])
         self.dim = fusion.fused_dim(self.dims)
-        self.view = view or FusionView({m: 1.0 for m in self.modalities})
+        # Counts every change answers could show (an item written or removed, another view):
+        # answer caches stamp with it (`Recommender.generation`).
+        self.version = 0
+        self._view = view or FusionView({m: 1.0 for m in self.modalities})
         self.ids: list[str] = []
         self.row: dict[str, int] = {}
         self.info: list[ItemInfo | None] = []
@@ -103,6 +106,15 @@ class ItemTable:
         self._block_sum = np.zeros(self.dim, dtype=np.float64)
         self._block_count = np.zeros(len(self.modalities), dtype=np.int64)
         self.lock = threading.Lock()
+
+    @property
+    def view(self) -> FusionView:
+        return self._view
+
+    @view.setter
+    def view(self, view: FusionView) -> None:
+        self._view = view  # one assignment: requests see the old view or the new
+        self.version += 1
 
     def __len__(self) -> int:
         return int(self.alive[: len(self.ids)].sum())
@@ -136,6 +148,7 @@ class ItemTable:
         non-zero blocks are taken as the modalities it has); None keeps the stored ones."""
         blocks = self._blocks(vectors)
         with self.lock:
+            self.version += 1
             r = self.row.get(item_id)
             if r is None:
                 if len(self.ids) == len(self.units):
@@ -171,6 +184,7 @@ class ItemTable:
         with self.lock:
             r = self.row.get(item_id)
             if r is not None:
+                self.version += 1
                 self._count_row(r, -1)
                 self.alive[r] = False
                 self.present[r] = False

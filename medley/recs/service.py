@@ -187,11 +187,6 @@ class Recommendations:
                 Transcript.item_id.in_(ids))
             return {item_id: list(segments or []) for item_id, segments in rows}
 
-    def remove_item(self, item_id: str) -> None:
-        """Out of every answer from now on (deleted from the catalog)."""
-        self.table.remove(item_id)
-        self.rec.changed()
-
     def require_item(self, item_id: str) -> None:
         if self.table.get(item_id) is None:
             with self.db.session() as s:

@@ -155,7 +155,6 @@ class RecSync:
                     self.rec.priors.forget(r.id)
                     self.rec.predicted.forget(self.table.row[r.id])
                 self.table.upsert(r.id, info, usable or None)
-                self.rec.changed()  # cached answers no longer show the catalog as it is
                 self._loaded_at[r.id] = r.updated_at
                 n += 1
                 seen = _naive_utc(r.updated_at)
@@ -171,7 +170,6 @@ class RecSync:
             if item_id not in present and self.table.get(item_id) is not None:
                 self.table.remove(item_id)
                 self._loaded_at.pop(item_id, None)
-                self.rec.changed()
 
     # --- events -----------------------------------------------------------------------------
     def tail_events(self) -> int:
@@ -228,7 +226,6 @@ class RecSync:
         self.behavior.replace(fresh)
         self._applied = {q for q in recent if q > fresh.last_seq - store.TAIL_OVERLAP}
         self.rec.collab, self.model_id = model, latest
-        self.rec.changed()
         if model is None:  # priors are keyed by the model object; without one, start afresh
             self.rec.priors = Priors(self.settings.prior_neighbours)
         _freeze_heap()
@@ -361,7 +358,6 @@ class RecSync:
         if (current.profile_id, current.slot) == (view.profile_id, view.slot):
             return False
         self.table.view = view
-        self.rec.changed()
         log.info("serving fusion profile %s v%s from slot %s", live.profile.name,
                  live.profile.version, live.slot)
         return True
@@ -384,7 +380,6 @@ class RecSync:
         predicted.warm(self.table)
         self.rec.use_model(model, predicted)
         self.model_id = latest
-        self.rec.changed()
         log.info("serving collaborative model %s (events up to %s)", latest, model.last_seq)
         return True
 
@@ -394,10 +389,7 @@ class RecSync:
             pins = tuple((p["item_id"], int(p["position"])) for p in row.pins or [])
             boosts = {(f"tag:{b['tag']}" if b.get("tag") else b["item_id"]): float(b["factor"])
                       for b in row.boosts or []}
-        editorial = Editorial(pins, boosts)
-        if editorial != self.rec.editorial:
-            self.rec.editorial = editorial
-            self.rec.changed()
+        self.rec.editorial = Editorial(pins, boosts)  # a new generation only if it differs
 
     # --- the loop ---------------------------------------------------------------------------
     def catch_up(self) -> None:
