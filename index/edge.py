@@ -34,9 +34,10 @@ class EdgeIndex:
             return
         # Every search here finds candidate ids; ranking re-scores them from the serving
         # table's own vectors. So the graph is walked on int8 copies kept in memory (a quarter
-        # of the bytes; ~3x faster per query and per HNSW build at 2,304 dims, the same
-        # recall in a 20,000-point probe) with no rescoring, and the float originals stay on
-        # disk. A shard made before this loads with the new config and keeps its data.
+        # of the bytes) with no rescoring, and the float originals stay on disk. At 100,000
+        # items (`medley bench serve`): 3.9 -> 1.1 ms per fused query, HNSW build 1,278 ->
+        # 291 s, 0.99 of the exact top 100 found. A shard made before this loads with the
+        # new config and keeps its data.
         config = qe.EdgeConfig(
             vectors={
                 name: qe.EdgeVectorParams(

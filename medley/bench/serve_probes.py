@@ -86,6 +86,33 @@ def index_costs(index: Any, ids: list[str], vecs: np.ndarray, limit: int) -> dic
     return out
 
 
+def index_recall(index: Any, table: Any, rows: list[int], limit: int) -> dict[str, Any]:
+    """How many of the exact top-`limit` fused neighbours (cosine over the serving table, the
+    query item left out) the index returns, as the service asks it (`VectorIndex.search`):
+    what quantizing the index costs the candidates."""
+    from index.base import FUSED, Where
+
+    n = len(table.ids)
+    queries = table.vectors_of(np.array(rows))
+    scores = np.empty((len(rows), n), dtype=np.float32)
+    for at in range(0, n, 10_000):  # the table in blocks: bounded memory at any size
+        block = np.arange(at, min(at + 10_000, n))
+        mat = table.vectors_of(block)
+        mat[~table.alive[block]] = 0.0
+        scores[:, block] = queries @ mat.T
+    scores[np.arange(len(rows)), rows] = -np.inf
+    found = []
+    for k, r in enumerate(rows):
+        exact = {table.ids[i] for i in np.argpartition(-scores[k], limit - 1)[:limit]}
+        hits = index.search(FUSED, queries[k].tolist(), limit,
+                            where=Where(exclude_ids=frozenset({table.ids[r]})),
+                            with_payload=False)
+        found.append(len(exact & {h.id for h in hits}) / limit)
+    return {"queries": len(rows), "limit": limit,
+            "recall_mean": round(float(np.mean(found)), 4),
+            "recall_min": round(float(np.min(found)), 4)}
+
+
 def _created_filter(index: Any, vectors: list[list[float]], limit: int) -> dict[str, Any]:
     """Fused queries restricted to recently created items (new-item candidates), with the
     shard as the service left it, then with a payload index on created_at toggled (made or

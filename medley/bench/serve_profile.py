@@ -19,7 +19,7 @@ import numpy as np
 
 from medley.bench.loadgen import KNOWN_USER_SHARE, summarize
 from medley.bench.serve_data import INPUTS, bench_settings
-from medley.bench.serve_probes import idle_tick, index_costs, thread_scaling
+from medley.bench.serve_probes import idle_tick, index_costs, index_recall, thread_scaling
 
 CALLS = 150  # per endpoint, timed; as many again under the profiler
 TOP = 12
@@ -168,6 +168,8 @@ def profile_inprocess(data_dir: Path, inputs: dict[str, Any], *, calls: int = CA
     rows = rng.sample(range(len(rec.table.ids)), 200)
     index = index_costs(rt.index(), [rec.table.ids[r] for r in rows],
                          rec.table.vectors_of(np.array(rows)), settings.candidates_per_source)
+    index["recall"] = index_recall(rt.index(), rec.table, rows[:20],
+                                   settings.candidates_per_source)
     say(f"index: {index}")
     scaling = {"similar_handler": thread_scaling(handlers["similar"], 100)}
     rt.close()

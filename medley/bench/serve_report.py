@@ -105,6 +105,11 @@ def limits(data: dict[str, Any]) -> list[str]:
                    f"{sc['threads_2_cores']} cores busy)"
                    + (": concurrent queries do not overlap (the binding holds the GIL or a lock "
                       "while it searches)." if sc["speedup"] < 1.3 else "."))
+    recall = index.get("recall")
+    if recall:
+        out.append(f"Index candidates against exact cosine over the serving table (fused, "
+                   f"top {recall['limit']}, {recall['queries']} items' neighbours): recall "
+                   f"{recall['recall_mean']} on average, {recall['recall_min']} at worst.")
     created = index.get("created_filter") or {}
     if created:
         parts = [f"{k.replace('_', ' ')}: {v['ms']} ms, {v['hits_per_query']} of "
