@@ -26,11 +26,6 @@ from medley.recs.events import Event
 
 log = logging.getLogger(__name__)
 
-# Rows per INSERT statement: 8 bound parameters each, as many as the largest batch the API took
-# in one statement before, so no database meets a longer statement than it did then.
-CHUNK = 1000
-
-
 class _Submission:
     """One request's events, waiting for the writer; the writer fills `inserted` or `error`."""
 
@@ -49,11 +44,9 @@ class _Submission:
 
 
 def _insert(s: Session, events: Sequence[Event]) -> set[str]:
-    # Looked up on the module at each call, so a test can wrap store.insert_events.
-    inserted: set[str] = set()
-    for at in range(0, len(events), CHUNK):
-        inserted |= store.insert_events(s, events[at:at + CHUNK])
-    return inserted
+    # Looked up on the module at each call, so a test can wrap store.insert_events (which
+    # sends a large group as multi-row INSERTs of bounded size: SQLAlchemy's insertmanyvalues).
+    return store.insert_events(s, events)
 
 
 class GroupCommitter:
