@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,6 +14,17 @@ from api.auth import Guard, document_roles, route_roles
 from api.service import Service
 from medley import __version__
 from medley.config import Settings, get_settings
+
+
+def log_to_stderr() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+def serving_app() -> FastAPI:
+    """The app of one of several API processes (`medley serve --workers N`): uvicorn starts
+    each process fresh, so logging is set up here and settings come from the environment."""
+    log_to_stderr()
+    return create_app()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -52,6 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "models": models or {},
             "index": index,  # backend, status (ok, unavailable) and why
             "broker": "embedded" if settings.embedded_broker else "external",
+            # Which process answered, and whether it owns the embedded index and worker.
+            "process": {"pid": os.getpid(), "role": service.role},
             "recommendations": service.recs.status(),
         }
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
+from index.remote import OPERATIONS as INDEX_OPERATIONS
+from index.remote import RemoteIndex
+from medley import owner
 from medley.catalog import Catalog
 from medley.config import Settings
 from medley.editor.service import FusionEditor
@@ -13,7 +18,7 @@ from medley.keys import KeyStore
 from medley.ratelimit import RateLimiter
 from medley.recs.service import Recommendations
 from workers import app as celery_setup
-from workers.dispatch import CeleryDispatcher
+from workers.dispatch import CeleryDispatcher, ForwardingDispatcher, owner_handlers
 from workers.embedded import InProcessWorker, recover
 from workers.recovery import Sweeper
 from workers.runtime import Runtime, set_runtime
@@ -24,8 +29,20 @@ log = logging.getLogger("medley")
 class Service:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.runtime = Runtime.build(settings)
-        self.dispatch = CeleryDispatcher()
+        # Something only one process may hold (the embedded shard, the embedded broker): the
+        # first process on this data folder owns it and the others are its peers
+        # (medley/owner.py). With a Qdrant server and an external broker, all are equal.
+        self._claim = owner.claim(settings.data_dir) if self.owns_index else None
+        self.peer = owner.OwnerClient(settings.data_dir) \
+            if self.owns_index and self._claim is None else None
+        remote = RemoteIndex(self.peer.call) \
+            if self.peer is not None and settings.qdrant_url is None else None
+        with owner.one_at_a_time(settings.data_dir, "migrate"):
+            self.runtime = Runtime.build(settings, index=remote)
+        self.dispatch: CeleryDispatcher | ForwardingDispatcher = CeleryDispatcher()
+        if self.peer is not None and settings.embedded_broker:
+            self.dispatch = ForwardingDispatcher(self.peer.call)
+        self._server: owner.OwnerServer | None = None
         self.keys = KeyStore(self.runtime.db, settings.key_cache_s)
         self.limiter = RateLimiter(settings.rate_limits)
         self.catalog = Catalog(self.runtime.db, self.runtime.store, self.dispatch)
@@ -40,9 +57,17 @@ class Service:
 
     @property
     def owns_index(self) -> bool:
+        """Whether this deployment has something one process must own (see __init__)."""
         return self.settings.qdrant_url is None or self.settings.embedded_broker
 
+    @property
+    def role(self) -> str:
+        """"owner", "peer", or "equal" (external index and broker: nothing to own)."""
+        return "equal" if not self.owns_index else "peer" if self.peer else "owner"
+
     def worker_queues(self) -> list[str]:
+        if self.peer is not None:
+            return []  # the owner's worker runs what this process dispatches
         if self.settings.embedded_broker:
             return list(celery_setup.ALL_QUEUES)
         return list(self.settings.embedded_worker_queues) if self.owns_index else []
@@ -57,19 +82,31 @@ class Service:
         if self.settings.bootstrap_admin_key is not None:
             self.keys.ensure_bootstrap(self.settings.bootstrap_admin_key.get_secret_value())
         app = celery_setup.configure(self.settings)
-        if self.owns_index:
+        if self.owns_index and self.peer is None:
             self.runtime.index()  # fail at start, plainly, if the index cannot be opened
+            self._server = owner.OwnerServer(self.settings.data_dir, self._owner_handlers())
+            self._server.start()
         queues = self.worker_queues()
         if queues:
             self.worker = InProcessWorker(app, queues)
             self.worker.start()
-        if self.settings.embedded_broker:
+        if self.settings.embedded_broker and self.peer is None:
             recover(self.runtime, self.dispatch)
             self.editor.resume()
         self._spawn(self._probe_models, "medley-model-probe")
-        self._spawn(self._sweep_stale, "medley-stale-sweep")
-        for target, name in self.recs.threads(self._stop):
+        if self.peer is None:  # the owner sweeps and schedules for every process
+            self._spawn(self._sweep_stale, "medley-stale-sweep")
+        for target, name in self.recs.threads(self._stop, owner=self.peer is None):
             self._spawn(target, name)
+
+    def _owner_handlers(self) -> dict[str, Callable[..., Any]]:
+        def on_index(op: str) -> Callable[..., Any]:
+            return lambda *a, **k: getattr(self.runtime.index(), op)(*a, **k)
+
+        handlers = {f"index.{op}": on_index(op) for op in INDEX_OPERATIONS}
+        if isinstance(self.dispatch, CeleryDispatcher):
+            handlers.update(owner_handlers(self.dispatch))
+        return handlers
 
     def _spawn(self, target: object, name: str) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)  # type: ignore[arg-type]
@@ -100,7 +137,8 @@ class Service:
         at, state = self._index_probe
         if time.monotonic() - at < 1.0:
             return state
-        backend = "embedded" if self.settings.qdrant_url is None else "qdrant"
+        backend = "qdrant" if self.settings.qdrant_url is not None else \
+            "embedded, through the owner process" if self.peer else "embedded"
         try:
             self.runtime.index().count()
             state = {"backend": backend, "status": "ok"}
@@ -115,5 +153,11 @@ class Service:
         self.recs.close()  # queued event writes land before the database closes
         if self.worker is not None:
             self.worker.stop()
+        if self._server is not None:
+            self._server.close()
+        if self.peer is not None:
+            self.peer.close()
         self.runtime.close()
         set_runtime(None)
+        if self._claim is not None:
+            self._claim.close()  # the next process to start here owns the folder

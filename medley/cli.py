@@ -25,20 +25,25 @@ app.add_typer(keys_app, name="keys")
 def serve(
     host: Annotated[str | None, typer.Option(help="default: MEDLEY_HOST")] = None,
     port: Annotated[int | None, typer.Option(help="default: MEDLEY_PORT")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="API processes sharing the port (default: MEDLEY_API_PROCESSES, 1)", min=1)] = None,
 ) -> None:
     """Run the API (and, on the embedded default, its in-process worker and index)."""
-    import logging
-
     import uvicorn
 
-    from api.app import create_app
+    from api.app import create_app, log_to_stderr
     from medley.config import get_settings
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    log_to_stderr()
     settings = get_settings()
     _first_admin_key(settings)
-    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
-                log_level="info")
+    host, port, workers = host or settings.host, port or settings.port, \
+        workers or settings.api_processes
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    else:  # each process builds its app from the same environment
+        uvicorn.run("api.app:serving_app", factory=True, host=host, port=port,
+                    workers=workers, log_level="info")
 
 
 def _first_admin_key(settings: Settings) -> None:

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     collection: str = "items"
     host: str = "127.0.0.1"
     port: int = 8000
+    # API processes on that port (`medley serve --workers`). On the embedded default the first
+    # owns the index and the worker, and the others call it for those (medley/owner.py).
+    api_processes: int = Field(default=1, ge=1, le=64)
     # Queues this process's in-process worker consumes when a broker is configured; the index
     # owner (the API, when the index is embedded) consumes "index".
     embedded_worker_queues: list[str] = Field(default_factory=lambda: ["index"])

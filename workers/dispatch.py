@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from medley.catalog import DispatchFailed
 from medley.domain import Modality
@@ -69,6 +70,46 @@ class CeleryDispatcher:
         except Exception as exc:
             log.debug("queue %s: backlog unknown: %s", queue, exc)
             return None
+
+
+class ForwardingDispatcher:
+    """A peer serving process's dispatcher (medley/owner.py): the embedded broker lives in
+    the owner's memory, so each dispatch is handed to the owner, which sends it as its own.
+    An owner that does not answer is a broker that did not take the task."""
+
+    def __init__(self, call: Callable[..., Any]) -> None:
+        self._call = call
+
+    def _send(self, op: str, *args: Any) -> Any:
+        try:
+            return self._call(f"dispatch.{op}", *args)
+        except ConnectionError as exc:
+            raise DispatchFailed(f"the owner process did not take the task: {exc}") from exc
+
+    def extract(self, item_id: str, modality: Modality) -> None:
+        self._send("extract", item_id, modality.value)
+
+    def index(self, item_id: str) -> None:
+        self._send("index", item_id)
+
+    def train(self) -> None:
+        self._send("train")
+
+    def refuse(self, job_id: str) -> None:
+        self._send("refuse", job_id)
+
+    def backlog(self, queue: str) -> int | None:
+        try:
+            return self._send("backlog", queue)
+        except DispatchFailed:
+            return None
+
+
+def owner_handlers(dispatch: CeleryDispatcher) -> dict[str, Callable[..., Any]]:
+    """What the owner answers for `ForwardingDispatcher`."""
+    return {"dispatch.extract": lambda item_id, m: dispatch.extract(item_id, Modality(m)),
+            "dispatch.index": dispatch.index, "dispatch.train": dispatch.train,
+            "dispatch.refuse": dispatch.refuse, "dispatch.backlog": dispatch.backlog}
 
 
 def safely(send: Callable[[], None], what: str) -> bool:

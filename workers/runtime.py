@@ -28,13 +28,15 @@ class Runtime:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def build(cls, settings: Settings) -> Runtime:
+    def build(cls, settings: Settings, index: VectorIndex | None = None) -> Runtime:
+        """`index`: one already open elsewhere (a peer process's view of its owner's), used
+        as it is instead of opening the configured one."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.resolved_database_url)
         db.migrate()
         profiles.ensure(db, settings.fusion_weights)
         return cls(settings, db, MediaStore(settings.media_dir, settings.max_upload_bytes),
-                   Models(settings))
+                   Models(settings), _index=index)
 
     @property
     def dims(self) -> dict[Modality, int]:

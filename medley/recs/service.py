@@ -73,10 +73,16 @@ class Recommendations:
         return [(h.id, h.score) for h in hits]
 
     # --- background -------------------------------------------------------------------------
-    def threads(self, stop: threading.Event) -> list[tuple[Callable[[], None], str]]:
-        return [(lambda: self.sync.run(stop), "medley-rec-sync"),
-                (lambda: self._schedule_training(stop), "medley-rec-train-schedule"),
-                (lambda: self.events.run(stop), "medley-event-writer")]
+    def threads(self, stop: threading.Event, owner: bool = True
+                ) -> list[tuple[Callable[[], None], str]]:
+        """The background loops. A peer serving process (medley/owner.py) keeps its own state
+        in step but leaves training and the behaviour snapshot to the owner."""
+        self.sync.saves_snapshots = owner
+        loops = [(lambda: self.sync.run(stop), "medley-rec-sync"),
+                 (lambda: self.events.run(stop), "medley-event-writer")]
+        if owner:
+            loops.append((lambda: self._schedule_training(stop), "medley-rec-train-schedule"))
+        return loops
 
     def close(self) -> None:
         """Write the events still queued and stop the event writer (before the database

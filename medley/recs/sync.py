@@ -122,6 +122,7 @@ class RecSync:
         # erasure (an older epoch) is thrown away instead of renamed into place.
         self._snapshot_lock = threading.Lock()
         self._snapshot_epoch = 0
+        self.saves_snapshots = True  # False in a peer process: the owner saves (one writer)
         self.wake = threading.Event()
         self.ready = threading.Event()
         self.answers: AnswerCache | None = None  # the service's, cleared here on erasure
@@ -282,7 +283,7 @@ class RecSync:
         permission) is logged once and changes nothing else: the next start-up replays what
         no snapshot covers. Returns whether a save was made (or, without `wait`, begun)."""
         path = self.snapshot_path
-        if path is None or (self._snapshot_writer is not None
+        if path is None or not self.saves_snapshots or (self._snapshot_writer is not None
                             and self._snapshot_writer.is_alive()):
             return False
         self._snapshot_at = time.monotonic()  # a failing disk is retried after the interval

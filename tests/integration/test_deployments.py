@@ -1,4 +1,5 @@
-"""Real processes: `medley worker` on the Redis broker, and `medley serve` killed mid-enrichment."""
+"""Real processes: `medley worker` on the Redis broker, `medley serve` killed mid-enrichment,
+and two API processes serving one embedded data folder."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -157,3 +159,95 @@ def test_embedded_service_killed_mid_enrichment_finishes_after_restart(
         _kill(server)
     assert got["status"] == "ready", got
     assert got["transcript"]["text"]
+
+
+SPACE = {"Rocket launch": "A rocket lifts off from the launch pad into orbit",
+         "Space station": "Astronauts float inside the space station above the earth",
+         "Hubble": "The telescope sees distant galaxies in deep space",
+         "Espresso": "A cup of coffee with crema on a wooden table",
+         "Pasta dinner": "Fresh pasta with tomato sauce for dinner"}
+
+
+def _client_per_role(base: str, roles: set[str]) -> dict[str, httpx.Client]:
+    """A keep-alive connection stays with the process that accepted it: open clients until
+    one landed on each role."""
+    found: dict[str, httpx.Client] = {}
+    for _ in range(200):
+        client = httpx.Client(base_url=base, timeout=30, headers=AUTH)
+        role = client.get("/healthz").json()["process"]["role"]
+        if role in found:
+            client.close()
+        else:
+            found[role] = client
+        if set(found) == roles:
+            return found
+    raise AssertionError(f"only {sorted(found)} answered")
+
+
+def test_two_api_processes_share_the_embedded_index_and_agree_on_answers(
+    tmp_path: Path, tiny_clip: dict[str, Any]
+) -> None:
+    port = _free_port()
+    env = _env({"data_dir": tmp_path / "data", "port": port, "clip_precision": "fp32",
+                "bootstrap_admin_key": ADMIN_KEY, "api_processes": 2,
+                **{k: str(v) for k, v in tiny_clip.items()}})
+    base = f"http://127.0.0.1:{port}"
+    server = _spawn(["serve"], env, tmp_path / "serve.log")
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
+            time.sleep(0.3)
+        by_role = _client_per_role(base, {"owner", "peer"})
+        owner, peer = by_role["owner"], by_role["peer"]
+        assert peer.get("/healthz").json()["index"]["status"] == "ok"
+
+        # Uploads to the peer are extracted by the owner's worker into the owner's index.
+        ids = {title: _upload_text(peer, title, text) for title, text in SPACE.items()}
+        for item_id in ids.values():
+            wait_for(peer, item_id)
+
+        def answers(client: httpx.Client, url: str) -> list[str]:
+            body = client.get(url).json()
+            assert body["fallback"] is False, body
+            return [i["item_id"] for i in body["items"]]
+
+        similar = f"/v1/items/{ids['Hubble']}/similar?limit=4"
+        deadline = time.monotonic() + 30  # each process loads new items on its own sync tick
+        while len(answers(owner, similar)) < 4 or len(answers(peer, similar)) < 4:
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        assert answers(owner, similar) == answers(peer, similar)
+
+        # A like sent to one process reshapes the other's for-you as well.
+        like = {"event_id": "like-1", "user_id": "ana", "type": "like",
+                "item_id": ids["Rocket launch"], "timestamp": datetime.now(UTC).isoformat()}
+        assert peer.post("/v1/events", json={"events": [like]}).json()["accepted"] == 1
+        recs = "/v1/users/ana/recommendations?limit=3"
+
+        def top(client: httpx.Client) -> tuple[str, list[str]]:
+            first = client.get(recs).json()["items"][0]
+            return first["item_id"], first["reasons"]
+
+        liked = (ids["Space station"], ["because you liked Rocket launch", "new"])
+        deadline = time.monotonic() + 10
+        while top(owner) != liked or top(peer) != liked:
+            assert time.monotonic() < deadline, (top(owner), top(peer), ids)
+            time.sleep(0.3)
+        assert answers(owner, recs) == answers(peer, recs)
+        for client in by_role.values():
+            client.close()
+    finally:
+        _kill(server)
+
+
+def _upload_text(client: httpx.Client, title: str, text: str) -> str:
+    r = client.post("/v1/items", data={"metadata": json.dumps(
+        {"title": title, "description": text})})
+    assert r.status_code == 202, r.text
+    return str(r.json()["id"])

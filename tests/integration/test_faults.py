@@ -154,7 +154,10 @@ def test_index_outage_answers_fall_back_flagged_then_recover(
     qdrant = QdrantStub()
     qdrant.start()
     try:
-        client = client_for(make_settings(qdrant_url=qdrant.url, redispatch_idle_s=2.0))
+        # No answer cache: a cached answer would (rightly) keep serving through the outage, and
+        # this test is about what a request that must reach the index does when it cannot.
+        client = client_for(make_settings(qdrant_url=qdrant.url, redispatch_idle_s=2.0,
+                                          answer_cache_size=0))
         ids = {}
         for title, text in TOPICS.items():
             r = client.post("/v1/items", data={"metadata": json.dumps(
