@@ -266,6 +266,37 @@ def bench_serve(
     typer.echo(json.dumps(result["summary"], indent=2, default=str))
 
 
+@bench_app.command("scale")
+def bench_scale(
+    items: Annotated[int, typer.Option(help="synthetic items")] = 100_000,
+    events: Annotated[int, typer.Option(help="synthetic events")] = 1_000_000,
+    processes: Annotated[str, typer.Option(help="API process counts, comma-separated")] = "1,2,4",
+    duration: Annotated[float, typer.Option(help="seconds per endpoint and count")] = 15.0,
+    out: Annotated[Path, typer.Option(help="report folder")] = Path("bench"),
+    data_dir: Annotated[Path, typer.Option(help="dataset folder, reused when it matches")] = Path(
+        "data/bench-serve"),
+) -> None:
+    """Throughput of the read endpoints with 1, 2 and 4 API processes (16 clients)."""
+    from medley.bench.serve_scale import run_scale_bench
+
+    counts = [int(n) for n in processes.split(",") if n.strip()]
+    result = run_scale_bench(out, data_dir, items=items, events=events, processes=counts,
+                             duration=duration)
+    typer.echo(json.dumps(result["runs"], indent=2, default=str))
+
+
+@bench_app.command("sizes")
+def bench_sizes(
+    out: Annotated[Path, typer.Option(help="report folder (and where scale-*.json are)")] = Path(
+        "bench"),
+) -> None:
+    """Plot latency and memory against catalog size from `bench scale`'s reports."""
+    from medley.bench.serve_sizes import run_sizes_report
+
+    result = run_sizes_report(out, sorted(out.glob("scale-*.json")))
+    typer.echo(json.dumps(result["memory_fit"], indent=2))
+
+
 @bench_app.command("refuse")
 def bench_refuse(
     items: Annotated[int, typer.Option(help="synthetic items")] = 100_000,

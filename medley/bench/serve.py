@@ -29,9 +29,10 @@ from medley.bench.serve_proc import (
     busy_seconds,
     child_env,
     code_state,
-    cpu_seconds,
+    pss_mib,
     rss_mib,
     snapshot_code,
+    tree,
 )
 from medley.bench.serve_report import render, target_verdict
 
@@ -50,9 +51,9 @@ def wait_quiet(server: Server) -> float:
     """Wait (bounded) until other processes leave the CPUs alone; their last use, in cores."""
     started = time.perf_counter()
     while True:
-        busy, cpu = busy_seconds(), cpu_seconds(server.proc.pid)
+        busy, cpu = busy_seconds(), server.cpu_seconds()
         time.sleep(2.0)
-        other = (busy_seconds() - busy - (cpu_seconds(server.proc.pid) - cpu)) / 2.0
+        other = (busy_seconds() - busy - (server.cpu_seconds() - cpu)) / 2.0
         if other < QUIET_CORES or time.perf_counter() - started > QUIET_WAIT_S:
             return round(max(other, 0.0), 2)
 
@@ -63,20 +64,21 @@ def drive(server: Server, inputs: Path, endpoint: str, concurrency: int, duratio
     cmd = [sys.executable, "-P", "-m", "medley.bench.loadgen", "--port", str(server.port),
            "--endpoint", endpoint, "--concurrency", str(concurrency), "--duration", str(duration),
            "--inputs", str(inputs), "--seed", str(seed), "--key", server.client_key]
-    cpu, busy, started = cpu_seconds(server.proc.pid), busy_seconds(), time.perf_counter()
+    cpu, busy, started = server.cpu_seconds(), busy_seconds(), time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, check=False,
                           timeout=duration + 120, env=child_env(server.code))
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"the load generator failed: {done.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(done.stdout)
-    result["server_cpu_cores"] = round((cpu_seconds(server.proc.pid) - cpu) / wall, 2)
+    result["server_cpu_cores"] = round((server.cpu_seconds() - cpu) / wall, 2)
     machine = (busy_seconds() - busy) / wall
     result["machine_busy_cores"] = round(machine, 2)
     # Anything else on the machine meanwhile (other people's jobs would skew the figures).
     result["other_cpu_cores"] = round(max(machine - result["server_cpu_cores"]
                                           - result["client_cpu_cores"], 0.0), 2)
     result["server_rss_mib"] = rss_mib(server.proc.pid)
+    result["server_pss_mib"] = pss_mib(tree(server.proc.pid))  # all its processes
     return result
 
 

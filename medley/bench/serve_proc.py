@@ -76,6 +76,34 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
+def tree(pid: int) -> list[int]:
+    """A process and its descendants (uvicorn's API processes under `--workers`)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            try:
+                todo.extend(int(c) for c in task.read_text().split())
+            except OSError:
+                continue
+    return out
+
+
+def pss_mib(pids: Sequence[int]) -> float:
+    """Proportional set size of processes together: pages they share count once, split
+    between them (summed RSS would count a shared page once per process)."""
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return round(total / 1024, 1)
+
+
 def mint_keys(settings: Settings, wanted: Sequence[tuple[str, str]]) -> list[str]:
     """Secrets of new keys, one per (role, name), written to the dataset's database before a
     server starts on it."""
@@ -114,14 +142,27 @@ class Server:
                    # drops those events, and the next start would replay everything.
                    MEDLEY_BEHAVIOR_SNAPSHOT_INTERVAL_S=str(RETRAIN_OFF_S))
         env.update(extra_env or {})
+        self.processes = int(env.get("MEDLEY_API_PROCESSES", "1"))
         self._log = self.log_path.open("w")
         self.started = time.perf_counter()
         self.proc = subprocess.Popen([sys.executable, "-P", "-m", "medley.cli", "serve"], env=env,
                                      stdout=self._log, stderr=subprocess.STDOUT)
 
+    def cpu_seconds(self) -> float:
+        """CPU time of the server's processes together (all of them under `--workers`)."""
+        total = 0.0
+        for pid in tree(self.proc.pid):
+            try:
+                total += cpu_seconds(pid)
+            except OSError:
+                continue  # ended meanwhile
+        return total
+
     def wait_ready(self, items: int, events: int, say: Callable[[str], None]) -> dict[str, Any]:
-        """Seconds from launch until it answers, models are probed, recommendations ready."""
+        """Seconds from launch until it answers, models are probed, recommendations ready
+        (in every API process: each answers /healthz for itself)."""
         marks: dict[str, float] = {}
+        ready: set[int] = set()
         last = ""
         with httpx.Client(timeout=10) as client:
             while time.perf_counter() - self.started < READY_TIMEOUT_S:
@@ -129,7 +170,9 @@ class Server:
                     raise RuntimeError(f"the server exited ({self.proc.returncode}); see "
                                        f"{self.log_path}")
                 try:
-                    body = client.get(f"{self.base}/healthz").json()
+                    # A fresh connection each time: a kept-alive one stays with one process.
+                    body = client.get(f"{self.base}/healthz",
+                                      headers={"Connection": "close"}).json()
                 except httpx.HTTPError:
                     time.sleep(0.5)
                     continue
@@ -140,6 +183,8 @@ class Server:
                     marks.setdefault("models_probed_s", now)
                 if (rec["ready"] and rec["items"] >= items and rec["events_applied"] >= events
                         and rec["collab_model"] is not None):
+                    ready.add(body.get("process", {}).get("pid", self.proc.pid))
+                if len(ready) >= self.processes:
                     marks.setdefault("recommendations_ready_s", now)
                 state = f"{body['status']} {rec}"
                 if state != last:
@@ -147,7 +192,8 @@ class Server:
                     last = state
                 if "models_probed_s" in marks and "recommendations_ready_s" in marks:
                     return {**marks, "health": body["status"], "models": body["models"],
-                            "recommendations": rec, "rss_mib": rss_mib(self.proc.pid)}
+                            "recommendations": rec, "rss_mib": rss_mib(self.proc.pid),
+                            "pss_mib": pss_mib(tree(self.proc.pid))}
                 time.sleep(0.5)
         raise TimeoutError(f"the server was not ready within {READY_TIMEOUT_S} s")
 
@@ -156,9 +202,9 @@ class Server:
         started = time.perf_counter()
         cores = 0.0
         while time.perf_counter() - started < SETTLE_MAX_S:
-            before = cpu_seconds(self.proc.pid)
+            before = self.cpu_seconds()
             time.sleep(2.0)
-            cores = (cpu_seconds(self.proc.pid) - before) / 2.0
+            cores = (self.cpu_seconds() - before) / 2.0
             if cores < SETTLE_CPU:
                 break
         return {"settle_s": round(time.perf_counter() - started, 1),

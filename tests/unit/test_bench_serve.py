@@ -98,3 +98,34 @@ def test_requests_cover_each_endpoint() -> None:
     assert paths == {"/v1/users/u1/recommendations", "/v1/users/v1/recommendations"}
     with pytest.raises(ValueError):
         Requests("nope", inputs, 0)
+
+
+def test_server_accounting_covers_every_api_process() -> None:
+    """Under `--workers N` the API processes are children of uvicorn's supervisor: the
+    bench's CPU and memory figures must count them, not only the process it started."""
+    import subprocess
+    import sys
+    import time
+
+    from medley.bench.serve_proc import cpu_seconds, pss_mib, tree
+
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', "
+        "'import time\\nt = time.process_time()\\nwhile time.process_time() - t < 0.5: pass\\n"
+        "time.sleep(30)'])\n"
+        "time.sleep(30)\n")])
+    try:
+        deadline = time.monotonic() + 20
+        while len(tree(parent.pid)) < 2 or cpu_seconds(tree(parent.pid)[-1]) < 0.4:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        pids = tree(parent.pid)
+        assert pids[0] == parent.pid and len(pids) == 2, pids
+        together = sum(cpu_seconds(p) for p in pids)
+        assert together > cpu_seconds(parent.pid) + 0.4, (together, pids)
+        assert pss_mib(pids) > pss_mib(pids[:1]) > 0, (pss_mib(pids), pss_mib(pids[:1]))
+    finally:
+        for pid in reversed(tree(parent.pid)):
+            subprocess.run(["kill", str(pid)], check=False)
+        parent.wait(10)
