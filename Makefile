@@ -32,8 +32,10 @@ $(BIN)/medley: pyproject.toml
 	  echo "lightfm did not build: medley eval will skip its LightFM peer" >&2
 	touch $(BIN)/medley
 
+# Two API processes: the first owns the embedded index and worker, the other serves beside it
+# (README, Deployments); MEDLEY_API_PROCESSES=1 make run for one.
 run:
-	$(BIN)/medley serve
+	$(BIN)/medley serve --workers $${MEDLEY_API_PROCESSES:-2}
 
 worker:
 	$(BIN)/medley worker

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from enrich.registry import Family
 from index.remote import OPERATIONS as INDEX_OPERATIONS
 from index.remote import RemoteIndex
 from medley import owner
@@ -115,7 +116,10 @@ class Service:
 
     def _probe_models(self) -> None:
         # Off the event loop: loading weights takes seconds, and a failure must be said plainly.
-        health = self.runtime.models.health()
+        # A peer only embeds queries (text and CLIP text); the owner's worker transcribes, so
+        # a peer does not hold Whisper in memory too.
+        families = (Family.CLIP, Family.TEXT) if self.peer is not None else tuple(Family)
+        health = self.runtime.models.health(families)
         for family, state in health.items():
             if state["status"] != "ok":
                 log.warning("MODEL UNAVAILABLE: %s: %s", family, state["detail"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
 
@@ -77,10 +78,11 @@ class Models:
     def info(self, family: str) -> ModelInfo:
         return self.load(family).info
 
-    def health(self) -> dict[str, dict[str, str]]:
-        """Load every family and say which are usable (for start-up and /healthz)."""
+    def health(self, families: Iterable[Family] = tuple(Family)) -> dict[str, dict[str, str]]:
+        """Load these families (all by default) and say which are usable (for start-up and
+        /healthz)."""
         out: dict[str, dict[str, str]] = {}
-        for fam in Family:
+        for fam in families:
             try:
                 info = self.info(fam)
                 out[fam] = {"status": "ok", "model": info.name, "version": info.version}
