@@ -297,6 +297,21 @@ def bench_sizes(
     typer.echo(json.dumps(result["memory_fit"], indent=2))
 
 
+@bench_app.command("drain")
+def bench_drain(
+    tasks: Annotated[int, typer.Option(help="short tasks to drain")] = 200,
+    task_ms: Annotated[float, typer.Option(help="each task's stand-in work")] = 20.0,
+    items: Annotated[int, typer.Option(help="text-only items for the end-to-end run")] = 150,
+    out: Annotated[Path, typer.Option(help="report folder")] = Path("bench"),
+) -> None:
+    """How fast the embedded worker takes tasks: plumbing alone, then text items end to end."""
+    from medley.bench.drain import run_drain_bench
+    from medley.config import get_settings
+
+    result = run_drain_bench(out, tasks, task_ms, items, get_settings().models_dir)
+    typer.echo(json.dumps(result, indent=2))
+
+
 @bench_app.command("refuse")
 def bench_refuse(
     items: Annotated[int, typer.Option(help="synthetic items")] = 100_000,

@@ -46,9 +46,18 @@ def configure(settings: Settings) -> Celery:
         task_time_limit=settings.task_time_limit_s,
         task_default_queue=MEDIA_QUEUE,
         task_create_missing_queues=True,
-        broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout_s},
+        broker_transport_options=transport_options(settings),
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
     )
     celery_app.set_default()
     return celery_app
+
+
+def transport_options(settings: Settings) -> dict[str, float]:
+    options = {"visibility_timeout": float(settings.broker_visibility_timeout_s)}
+    if settings.embedded_broker:
+        # The in-memory transport polls its queues; at kombu's default interval (1 s) a freed
+        # worker slot waited up to a second for its next task (see the setting).
+        options["polling_interval"] = settings.embedded_poll_interval_s
+    return options

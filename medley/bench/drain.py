@@ -1,0 +1,122 @@
+"""`medley bench drain`: how fast the embedded worker's plumbing hands out tasks.
+
+Sends short tasks (a fixed sleep standing in for a model call) through the embedded default's
+broker and in-process worker, configured by `workers.app.configure`, once at this version's
+polling interval and once at kombu's default (1 s), in the same run. The tasks do no work, so
+the rate is what the broker and worker allow, the ceiling of any catalog import on the
+embedded default; models then bound it from below. Then the same comparison end to end:
+text-only items uploaded through the API until every one is done.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from medley.bench.report import table, write_report
+from medley.config import Settings
+
+KOMBU_DEFAULT_POLL_S = 1.0
+
+
+def drain_rate(poll_s: float, tasks: int, task_ms: float) -> dict[str, Any]:
+    from workers import app as celery_setup
+    from workers.embedded import InProcessWorker
+
+    with tempfile.TemporaryDirectory() as tmp:
+        app = celery_setup.configure(Settings(data_dir=Path(tmp),
+                                              embedded_poll_interval_s=poll_s))
+        done: list[int] = []
+        lock = threading.Lock()
+
+        @app.task(name="bench.short", shared=False)
+        def short(k: int) -> None:
+            time.sleep(task_ms / 1000)
+            with lock:
+                done.append(k)
+
+        worker = InProcessWorker(app, list(celery_setup.ALL_QUEUES))
+        worker.start()
+        try:
+            started = time.perf_counter()
+            for k in range(tasks):
+                short.apply_async((k,), queue=(celery_setup.MEDIA_QUEUE,
+                                               celery_setup.TEXT_QUEUE)[k % 2])
+            while len(done) < tasks and time.perf_counter() - started < 600:
+                time.sleep(0.005)
+            elapsed = time.perf_counter() - started
+        finally:
+            worker.stop()
+    slots = worker.concurrency
+    return {"poll_s": poll_s, "tasks": len(done), "seconds": round(elapsed, 2),
+            "tasks_per_s": round(len(done) / elapsed, 1),
+            # What the slots could do if a freed slot took its next task at once.
+            "ceiling_per_s": round(slots * 1000 / task_ms, 1) if task_ms else None}
+
+
+def import_rate(poll_s: float, items: int, models_dir: Path | None) -> dict[str, Any]:
+    """Text-only items uploaded through the API of the embedded default (the real app in
+    this process, real text model) until none is queued or processing: three tasks each
+    (text, CLIP text, index)."""
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+
+    key = "bench-drain-admin-key-0123456789"
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(data_dir=Path(tmp) / "data", bootstrap_admin_key=SecretStr(key),
+                            embedded_poll_interval_s=poll_s, model_cache_dir=models_dir)
+        with TestClient(create_app(settings),
+                        headers={"Authorization": f"Bearer {key}"}) as client:
+            while client.get("/healthz").json()["status"] == "starting":
+                time.sleep(0.2)  # models loaded before the clock starts
+            started = time.perf_counter()
+            for k in range(items):
+                meta = {"title": f"Title {k}", "description": f"Story {k}: rockets, coffee "
+                        "and a football final in a small town"}
+                while (r := client.post("/v1/items", data={"metadata": json.dumps(meta)})
+                       ).status_code == 429:
+                    time.sleep(float(r.headers.get("Retry-After", "1")))
+            while any(client.get("/v1/items", params={"limit": 1, "status": status}
+                                 ).json()["total"] for status in ("queued", "processing")):
+                time.sleep(0.2)
+            elapsed = time.perf_counter() - started
+    return {"poll_s": poll_s, "items": items, "seconds": round(elapsed, 1),
+            "items_per_s": round(items / elapsed, 1)}
+
+
+def run_drain_bench(out: Path, tasks: int = 200, task_ms: float = 20.0, items: int = 150,
+                    models_dir: Path | None = None) -> dict[str, Any]:
+    configured = Settings().embedded_poll_interval_s
+    runs = [drain_rate(configured, tasks, task_ms),
+            drain_rate(KOMBU_DEFAULT_POLL_S, max(tasks // 4, 20), task_ms)]
+    imports = [import_rate(configured, items, models_dir),
+               import_rate(KOMBU_DEFAULT_POLL_S, max(items // 3, 10), models_dir)]
+    data = {"machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+            "task_ms": task_ms, "runs": runs,
+            "speedup": round(runs[0]["tasks_per_s"] / runs[1]["tasks_per_s"], 1),
+            "imports": imports}
+    lines = ["# Embedded worker plumbing (`medley bench drain`)", "",
+             f"Short tasks ({task_ms:g} ms of sleep each, standing in for a model call) through "
+             "the embedded default's in-memory broker and in-process worker (2 slots), at "
+             "this version's polling interval and at kombu's default, in one run.", "",
+             table(["polling interval (s)", "tasks", "seconds", "tasks/s", "slots' ceiling/s"],
+                   [[r["poll_s"], r["tasks"], r["seconds"], r["tasks_per_s"],
+                     r["ceiling_per_s"]] for r in runs]), "",
+             f"{data['speedup']}x the rate at kombu's default interval.", "",
+             "Text-only items uploaded through the API (the real app in-process, the real "
+             "text model; three tasks each: text, CLIP text, index) until every one is done:",
+             "", table(["polling interval (s)", "items", "seconds", "items/s"],
+                       [[r["poll_s"], r["items"], r["seconds"], r["items_per_s"]]
+                        for r in imports])]
+    write_report(out, "drain", data, "\n".join(lines))
+    return data
