@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from pathlib import Path
 
 from medley.config import Settings
@@ -24,11 +25,13 @@ def test_the_embedded_worker_drains_short_tasks_without_waiting_on_the_broker(
         with lock:
             done.append(k)
 
-    worker = InProcessWorker(app, list(celery_setup.ALL_QUEUES))
+    # Queues of this test's own: the in-memory broker is shared by the whole process, and a
+    # worker another test left running must not take (and drop) these tasks.
+    queues = (f"drain-{uuid.uuid4().hex}", f"drain-{uuid.uuid4().hex}")
+    worker = InProcessWorker(app, list(queues))
     worker.start()
     try:
         started = time.monotonic()
-        queues = (celery_setup.MEDIA_QUEUE, celery_setup.TEXT_QUEUE)
         for k in range(60):  # spread over two queues, as extractions are
             short.apply_async((k,), queue=queues[k % 2])
         while len(done) < 60 and time.monotonic() - started < 60:
