@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     # How often the embedded (in-memory) broker's consumer looks for work. kombu's default, 1 s,
     # let the in-process worker take about one task per second per slot, however fast the
     # models were (a catalog import drained at ~1.3 tasks/s with the CPU idle). At 10 ms a
-    # freed slot waits 5 ms on average for its next task, for ~0.6% of a core while idle
+    # freed slot waits 5 ms on average for its next task, for ~0.4% of a core while idle
     # (`medley bench drain`).
     embedded_poll_interval_s: float = Field(default=0.01, gt=0, le=5)
     stale_sweep_interval_s: float = 30.0

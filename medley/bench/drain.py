@@ -24,6 +24,7 @@ from medley.bench.report import table, write_report
 from medley.config import Settings
 
 KOMBU_DEFAULT_POLL_S = 1.0
+IDLE_S = 3.0
 
 
 def drain_rate(poll_s: float, tasks: int, task_ms: float) -> dict[str, Any]:
@@ -53,11 +54,15 @@ def drain_rate(poll_s: float, tasks: int, task_ms: float) -> dict[str, Any]:
             while len(done) < tasks and time.perf_counter() - started < 600:
                 time.sleep(0.005)
             elapsed = time.perf_counter() - started
+            cpu = time.process_time()  # then what polling costs with nothing queued
+            time.sleep(IDLE_S)
+            idle_cores = (time.process_time() - cpu) / IDLE_S
         finally:
             worker.stop()
     slots = worker.concurrency
     return {"poll_s": poll_s, "tasks": len(done), "seconds": round(elapsed, 2),
             "tasks_per_s": round(len(done) / elapsed, 1),
+            "idle_cpu_percent": round(100 * idle_cores, 2),
             # What the slots could do if a freed slot took its next task at once.
             "ceiling_per_s": round(slots * 1000 / task_ms, 1) if task_ms else None}
 
@@ -110,9 +115,10 @@ def run_drain_bench(out: Path, tasks: int = 200, task_ms: float = 20.0, items: i
              f"Short tasks ({task_ms:g} ms of sleep each, standing in for a model call) through "
              "the embedded default's in-memory broker and in-process worker (2 slots), at "
              "this version's polling interval and at kombu's default, in one run.", "",
-             table(["polling interval (s)", "tasks", "seconds", "tasks/s", "slots' ceiling/s"],
+             table(["polling interval (s)", "tasks", "seconds", "tasks/s", "slots' ceiling/s",
+                    "idle CPU (% of a core)"],
                    [[r["poll_s"], r["tasks"], r["seconds"], r["tasks_per_s"],
-                     r["ceiling_per_s"]] for r in runs]), "",
+                     r["ceiling_per_s"], r["idle_cpu_percent"]] for r in runs]), "",
              f"{data['speedup']}x the rate at kombu's default interval.", "",
              "Text-only items uploaded through the API (the real app in-process, the real "
              "text model; three tasks each: text, CLIP text, index) until every one is done:",
