@@ -41,6 +41,7 @@ from typing import IO, Any
 log = logging.getLogger(__name__)
 
 Handlers = Mapping[str, Callable[..., Any]]
+ACCEPT_RETRY_S = 0.5
 
 
 class OwnerUnavailable(ConnectionError):
@@ -104,16 +105,23 @@ class OwnerServer:
         self._thread.start()
 
     def _accept(self) -> None:
+        failing: str | None = None
         while not self._closed.is_set():
             try:
                 conn = self._listener.accept()
                 if self._closed.is_set():
                     conn.close()
                     return
-            except OSError:
+                failing = None
+            except OSError as exc:
                 if self._closed.is_set():
                     return
-                log.exception("owner channel: accept failed")
+                # A failure that repeats (out of file descriptors) is logged once, and the
+                # loop backs off instead of spinning; peers meanwhile fall back, flagged.
+                if repr(exc) != failing:
+                    log.exception("owner channel: accept failed (repeats are not logged)")
+                failing = repr(exc)
+                self._closed.wait(ACCEPT_RETRY_S)
                 continue
             threading.Thread(target=self._answer, args=(conn,), name="medley-owner-peer",
                              daemon=True).start()
