@@ -21,6 +21,9 @@ keys_app = typer.Typer(help="API keys (stored hashed; a secret is shown once).",
 app.add_typer(keys_app, name="keys")
 
 
+WORKER_PING_TIMEOUT_S = 60
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="default: MEDLEY_HOST")] = None,
@@ -42,8 +45,13 @@ def serve(
     if workers == 1:
         uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
     else:  # each process builds its app from the same environment
+        # Uvicorn kills a process that does not answer its ping in time (5 s by default). The
+        # ping is answered by a thread that needs the GIL, which start-up (a million events
+        # replayed), model loading and the index engine hold for seconds at a time: a busy
+        # process is not a hung one.
         uvicorn.run("api.app:serving_app", factory=True, host=host, port=port,
-                    workers=workers, log_level="info")
+                    workers=workers, log_level="info",
+                    timeout_worker_healthcheck=WORKER_PING_TIMEOUT_S)
 
 
 def _first_admin_key(settings: Settings) -> None:

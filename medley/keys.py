@@ -14,6 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from medley.db import Database
 from medley.db.models import ApiKey, utcnow
@@ -80,14 +81,22 @@ class KeyStore:
         return Principal(key_id, name, role), secret
 
     def ensure_bootstrap(self, secret: str) -> None:
-        """Honour an admin key given in settings (a deployment secret); idempotent."""
-        with self.db.session() as s:
-            row = s.get(ApiKey, BOOTSTRAP_ID)
-            if row is None:
-                s.add(ApiKey(id=BOOTSTRAP_ID, name="bootstrap admin", role=Role.ADMIN.value,
-                             hash=digest(secret)))
-            elif row.hash != digest(secret) or row.revoked_at is not None:
-                row.hash, row.revoked_at = digest(secret), None
+        """Honour an admin key given in settings (a deployment secret); idempotent, also when
+        several API processes start at once: the one whose insert loses the race finds the
+        row the winner wrote on its second pass."""
+        for attempt in range(2):
+            try:
+                with self.db.session() as s:
+                    row = s.get(ApiKey, BOOTSTRAP_ID)
+                    if row is None:
+                        s.add(ApiKey(id=BOOTSTRAP_ID, name="bootstrap admin",
+                                     role=Role.ADMIN.value, hash=digest(secret)))
+                    elif row.hash != digest(secret) or row.revoked_at is not None:
+                        row.hash, row.revoked_at = digest(secret), None
+                return
+            except IntegrityError:
+                if attempt:
+                    raise
 
     def count(self) -> int:
         with self.db.session() as s:

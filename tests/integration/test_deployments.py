@@ -172,11 +172,18 @@ def _client_per_role(base: str, roles: set[str]) -> dict[str, httpx.Client]:
     """A keep-alive connection stays with the process that accepted it: open clients until
     one landed on each role."""
     found: dict[str, httpx.Client] = {}
-    for _ in range(200):
+    deadline = time.monotonic() + 120  # a process may still be starting (models, state)
+    while time.monotonic() < deadline:
         client = httpx.Client(base_url=base, timeout=30, headers=AUTH)
-        role = client.get("/healthz").json()["process"]["role"]
+        try:
+            role = client.get("/healthz").json()["process"]["role"]
+        except httpx.HTTPError:
+            client.close()
+            time.sleep(0.2)
+            continue
         if role in found:
             client.close()
+            time.sleep(0.05)
         else:
             found[role] = client
         if set(found) == roles:
@@ -205,7 +212,11 @@ def test_two_api_processes_share_the_embedded_index_and_agree_on_answers(
             time.sleep(0.3)
         by_role = _client_per_role(base, {"owner", "peer"})
         owner, peer = by_role["owner"], by_role["peer"]
-        assert peer.get("/healthz").json()["index"]["status"] == "ok"
+        # The peer reaches the index through the owner, which may still be starting.
+        deadline = time.monotonic() + 60
+        while peer.get("/healthz").json()["index"]["status"] != "ok":
+            assert time.monotonic() < deadline, peer.get("/healthz").json()["index"]
+            time.sleep(0.3)
 
         # Uploads to the peer are extracted by the owner's worker into the owner's index.
         ids = {title: _upload_text(peer, title, text) for title, text in SPACE.items()}
