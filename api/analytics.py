@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 
 from api.auth import Caller, allow
+from api.params import ItemIdPath
 from api.privacy_schemas import ItemAnalyticsOut
 from medley.keys import Role
 from medley.privacy.analytics import ItemAnalytics
@@ -18,7 +18,7 @@ router = APIRouter(prefix="/v1/analytics", tags=["analytics"])
 @router.get("/items/{item_id}", response_model=ItemAnalyticsOut,
             dependencies=[allow(Role.EDITOR, Role.CONTENT)])
 def item_analytics(request: Request, caller: Caller,
-                   item_id: Annotated[str, Path(min_length=1, max_length=64)]
+                   item_id: ItemIdPath
                    ) -> ItemAnalyticsOut:
     """Distinct users per event type for one item, with noise; each call spends this key's
     privacy budget (429 with Retry-After once it is spent)."""

@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 
 from api import analytics, console, errors, fusion, items, keys, recs, users
 from api.auth import Guard, document_roles, route_roles
+from api.edge import Edge
 from api.service import Service
 from medley import __version__
 from medley.config import Settings, get_settings
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Medley", version=__version__, lifespan=lifespan)
     errors.install(app)
 
+    app.add_middleware(Edge)  # inside the guard: bodies it reads are already capped
     app.add_middleware(Guard, settings=settings)
 
     @app.get("/healthz", tags=["ops"])
@@ -50,9 +52,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service: Service = request.app.state.service
         models = service.health
         index = service.index_state()
+        recs = service.recs.status()
         if models is None:
             status = "starting"  # weights are still loading
-        elif index["status"] != "ok" or any(
+        elif index["status"] != "ok" or "failing" in recs or any(
             v["status"] == "unavailable" for v in models.values()
         ):
             status = "degraded"
@@ -66,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "broker": "embedded" if settings.embedded_broker else "external",
             # Which process answered, and whether it owns the embedded index and worker.
             "process": {"pid": os.getpid(), "role": service.role},
-            "recommendations": service.recs.status(),
+            "recommendations": recs,
         }
 
     app.include_router(items.router)

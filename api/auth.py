@@ -248,7 +248,8 @@ def _capped(receive: Receive, limit: int) -> Receive:
 async def _refuse(send: Send, status: int, code: str, message: str,
                   headers: dict[str, str] | None = None) -> None:
     body = json.dumps(error_body(code, message)).encode()
-    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+           (b"x-content-type-options", b"nosniff")]
     raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})

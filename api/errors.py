@@ -93,6 +93,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # only the framework's body parsing raises it
+            return _unreadable_body(exc.__cause__ or exc)
         code = HTTP_CODES.get(exc.status_code, "http_error")
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
                             headers=exc.headers)
@@ -101,3 +103,14 @@ def install(app: FastAPI) -> None:
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
         return JSONResponse(error_body("internal", "internal error"), status_code=500)
+
+
+def _unreadable_body(cause: BaseException) -> JSONResponse:
+    """The framework's "cannot parse the body" (400), said as the Errors table says it: a form
+    part over Starlette's size for text parts (1 MiB) is 413, anything else unreadable 422."""
+    why = str(getattr(cause, "message", None) or getattr(cause, "detail", None) or cause)
+    if "maximum size" in why:
+        return JSONResponse(error_body("payload_too_large", f"a text part of the form is too "
+                                       f"large: {why}"), status_code=413)
+    return JSONResponse(error_body("invalid_input", f"the request body cannot be read: {why}"),
+                        status_code=422)

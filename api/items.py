@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Header, Query, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
+from starlette.datastructures import FormData
 
 from api.auth import allow
+from api.edge import strict_loads
+from api.params import ItemIdPath
 from api.schemas import Accepted, ItemOut, ItemPage
 from api.service import Service
 from medley import repo, thumbnails
@@ -27,10 +29,7 @@ def _service(request: Request) -> Service:
 
 
 def _parse_metadata(raw: str) -> ItemMetadata:
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"metadata is not valid JSON: {exc.msg} at position {exc.pos}") from exc
+    data = strict_loads(raw, "metadata")
     if not isinstance(data, dict):
         raise InvalidInput("metadata must be a JSON object")
     try:
@@ -50,6 +49,7 @@ async def upload_item(
     video: Annotated[UploadFile | None, File()] = None,
 ) -> Accepted:
     service = _service(request)
+    _only_known_parts(await request.form())
     meta = _parse_metadata(metadata)
     stored: dict[MediaKind, StoredMedia] = {}
     try:
@@ -71,6 +71,22 @@ async def upload_item(
         modalities={r.modality: r.status for r in item.modalities},
         links={"self": f"/v1/items/{item.id}"},
     )
+
+
+UPLOAD_PARTS = frozenset({"metadata", "image", "audio", "video"})
+
+
+def _only_known_parts(form: FormData) -> None:
+    """An unknown part (a typo: `imgae`) or a repeated one would otherwise be dropped or
+    replace the first without a word."""
+    names = [name for name, _ in form.multi_items()]
+    unknown = sorted({n for n in names if n not in UPLOAD_PARTS})
+    if unknown:
+        raise InvalidInput(f"unknown part {unknown[0][:64]!r}; an upload has the parts "
+                           f"{', '.join(sorted(UPLOAD_PARTS))}")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise InvalidInput(f"the part {repeated[0]!r} is sent twice; send each part once")
 
 
 def _drop_if_unused(service: Service, media: StoredMedia) -> None:
@@ -105,7 +121,7 @@ def list_items(
 
 @router.get("/{item_id}", response_model=ItemOut,
             dependencies=[allow(Role.CONTENT, Role.EDITOR)])
-def get_item(request: Request, item_id: str) -> ItemOut:
+def get_item(request: Request, item_id: ItemIdPath) -> ItemOut:
     return ItemOut.of(_service(request).catalog.get(item_id))
 
 
@@ -117,7 +133,7 @@ def get_item(request: Request, item_id: str) -> ItemOut:
 )
 def get_thumbnail(
     request: Request,
-    item_id: str,
+    item_id: ItemIdPath,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """A small JPEG of the item's image, or of a frame of its video."""
@@ -133,12 +149,12 @@ def get_thumbnail(
 
 
 @router.patch("/{item_id}", response_model=ItemOut, dependencies=[allow(Role.CONTENT)])
-def patch_item(request: Request, item_id: str, patch: ItemPatch) -> ItemOut:
+def patch_item(request: Request, item_id: ItemIdPath, patch: ItemPatch) -> ItemOut:
     return ItemOut.of(_service(request).catalog.patch(item_id, patch))
 
 
 @router.delete("/{item_id}", status_code=204, dependencies=[allow(Role.CONTENT)])
-def delete_item(request: Request, item_id: str) -> Response:
+def delete_item(request: Request, item_id: ItemIdPath) -> Response:
     service = _service(request)
     service.catalog.delete(item_id)
     service.recs.table.remove(item_id)  # other API processes notice within their reconcile

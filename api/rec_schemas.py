@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from medley import ids
 from medley.recs.answers import Answer, Editorial, Preferences
 from medley.recs.items import ItemTable
 
@@ -55,7 +56,7 @@ def answer_out(answer: Answer, table: ItemTable) -> AnswerOut:
 
 class PreferencesIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    liked_items: list[str] = Field(default_factory=list, max_length=100)
+    liked_items: list[ids.ItemId] = Field(default_factory=list, max_length=100)
     text: str | None = Field(None, max_length=500,
                              examples=["light comedies under 30 minutes"])
     disliked_tags: list[str] = Field(default_factory=list, max_length=100)

@@ -4,12 +4,14 @@ ranking and query embedding never block the event loop."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from api.auth import allow
+from api.params import ItemIdPath, UserIdPath
 from api.rec_schemas import (
     AnswerOut,
     EditorialIn,
@@ -21,6 +23,7 @@ from api.rec_schemas import (
     answer_out,
 )
 from index.base import Where
+from medley import dates
 from medley.domain import RATING_WORDS, age_min
 from medley.errors import InvalidInput
 from medley.keys import Role
@@ -38,6 +41,9 @@ def _split(values: list[str]) -> frozenset[str]:
     return frozenset(v.strip() for raw in values for v in raw.split(",") if v.strip())
 
 
+AGE = re.compile(r"[0-9]{1,2}\+?")
+
+
 def filters(
     max_age_rating: Annotated[str | None, Query(max_length=16, description=
         "age-rating ceiling: a number (12, 16+) or a rating (G, PG, PG-13, R, NC-17, TV-MA)")
@@ -50,10 +56,17 @@ def filters(
 ) -> Where:
     ceiling = None
     if max_age_rating is not None:
-        ceiling = age_min(max_age_rating)
-        if ceiling is None or (not any(c.isdecimal() for c in max_age_rating)
-                               and max_age_rating.strip().lower() not in RATING_WORDS):
-            raise InvalidInput(f"max_age_rating: {max_age_rating!r} is not an age rating")
+        # Strictly an age (0-99, "16+") or a known rating word: "1e400" or "-5" are not
+        # ceilings, and reading their digits (1400, 5) would filter by something nobody asked.
+        word = max_age_rating.strip()
+        if not (AGE.fullmatch(word) or word.lower() in RATING_WORDS):
+            raise InvalidInput(f"max_age_rating: {max_age_rating[:32]!r} is not an age rating "
+                               "(an age 0-99, optionally with '+', or a rating such as PG-13)")
+        ceiling = age_min(word)
+    if published_after is not None:
+        published_after = dates.checked(published_after, "published_after")
+    if published_before is not None:
+        published_before = dates.checked(published_before, "published_before")
     if published_after and published_before and published_after > published_before:
         raise InvalidInput("published_after is later than published_before")
     return Where(
@@ -79,7 +92,6 @@ def answer_limit(
 
 
 Limit = Annotated[int, Depends(answer_limit)]
-UserId = Annotated[str, Path(min_length=1, max_length=128)]
 # A behaviour filter: "has not found its audience yet". 0 = nobody engaged with it yet.
 MaxAudience = Annotated[int | None, Query(ge=0, le=1_000_000_000, description=
     "only items at most this many distinct users engaged with (a positive event: view, like, "
@@ -103,14 +115,14 @@ def post_events(request: Request, batch: EventBatch) -> Any:
 
 
 @router.get("/items/{item_id}/similar", response_model=AnswerOut, dependencies=CLIENT)
-def similar(request: Request, item_id: str, where: Filters, limit: Limit) -> AnswerOut:
+def similar(request: Request, item_id: ItemIdPath, where: Filters, limit: Limit) -> AnswerOut:
     recs = _recs(request)
     return answer_out(recs.similar(item_id, limit, where), recs.table)
 
 
 @router.get("/users/{user_id}/recommendations", response_model=AnswerOut, dependencies=CLIENT)
 def recommendations(
-    request: Request, user_id: UserId, where: Filters, limit: Limit,
+    request: Request, user_id: UserIdPath, where: Filters, limit: Limit,
     device: Annotated[str | None, Query(max_length=64)] = None,
     surface: Annotated[str | None, Query(max_length=64)] = None,
     locale: Annotated[str | None, Query(max_length=35)] = None,
@@ -130,7 +142,7 @@ def recommendations(
     "MEDLEY_NEW_ITEM_MAX_AUDIENCE (20) distinct users engaged with it, so a back catalog "
     "imported with its history does not crowd out what nobody has seen. `max_audience` sets "
     "another cap for this request (0: only items nobody has engaged with yet).")
-def new_items(request: Request, user_id: UserId, where: Filters, limit: Limit,
+def new_items(request: Request, user_id: UserIdPath, where: Filters, limit: Limit,
               max_audience: MaxAudience = None) -> AnswerOut:
     recs = _recs(request)
     answer = recs.for_user(user_id, limit, where, {}, only_new=True, max_audience=max_audience)
@@ -149,14 +161,14 @@ def search(
 
 
 @router.put("/users/{user_id}/preferences", response_model=PreferencesOut, dependencies=CLIENT)
-def put_preferences(request: Request, user_id: UserId, body: PreferencesIn) -> PreferencesOut:
+def put_preferences(request: Request, user_id: UserIdPath, body: PreferencesIn) -> PreferencesOut:
     prefs = _recs(request).put_preferences(user_id, body.liked_items, body.text,
                                            body.disliked_tags)
     return PreferencesOut.of(user_id, prefs)
 
 
 @router.get("/users/{user_id}/preferences", response_model=PreferencesOut, dependencies=CLIENT)
-def get_preferences(request: Request, user_id: UserId) -> PreferencesOut:
+def get_preferences(request: Request, user_id: UserIdPath) -> PreferencesOut:
     prefs = _recs(request).preferences(user_id)
     return PreferencesOut.of(user_id, prefs)
 

@@ -9,9 +9,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from medley import repo
+from medley import dates, repo
 from medley.db import Database
 from medley.db.models import Item, Media, ModalityRecord
 from medley.db.session import disk_full
@@ -22,6 +22,7 @@ from medley.media import MediaStore, StoredMedia
 log = logging.getLogger(__name__)
 
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+Published = Annotated[datetime, AfterValidator(dates.in_range)]  # stored as aware UTC
 
 
 class ItemMetadata(BaseModel):
@@ -32,7 +33,7 @@ class ItemMetadata(BaseModel):
     tags: list[Tag] = Field(default_factory=list, max_length=100)
     language: str | None = Field(None, max_length=16)
     age_rating: str | None = Field(None, max_length=16)
-    published_at: datetime | None = None
+    published_at: Published | None = None
     external_id: str | None = Field(None, max_length=256)
     attributes: dict[str, Any] = Field(default_factory=dict)
 
@@ -48,7 +49,7 @@ class ItemPatch(BaseModel):
     tags: list[Tag] | None = Field(None, max_length=100)
     language: str | None = Field(None, max_length=16)
     age_rating: str | None = Field(None, max_length=16)
-    published_at: datetime | None = None
+    published_at: Published | None = None
     external_id: str | None = Field(None, max_length=256)
     attributes: dict[str, Any] | None = None
 

@@ -29,7 +29,9 @@ JPEG_QUALITY = 85
 # A thumbnail request holds a request thread; a video that will not yield a frame in this
 # time is reported as undecodable rather than left to the 10-minute enrichment timeout.
 FRAME_TIMEOUT_S = 30.0
-CACHE_CONTROL = "public, max-age=86400"
+# Private: a thumbnail is fetched with an API key, and a shared cache must not hand it to
+# callers without one.
+CACHE_CONTROL = "private, max-age=86400"
 
 log = logging.getLogger(__name__)
 

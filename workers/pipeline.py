@@ -6,7 +6,6 @@ import hashlib
 import logging
 import threading
 import time
-from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -14,7 +13,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from enrich.base import MediaDecodeError, ModelUnavailable
 from index.base import UNRATED_AGE, IndexPoint, IndexUnavailable
-from medley import fusion, repo
+from medley import dates, fusion, repo
 from medley.catalog import text_hash, text_input
 from medley.db.models import Item, utcnow
 from medley.domain import MediaKind, Modality, ModalityStatus, age_min
@@ -136,8 +135,7 @@ def _copy_transcript(s: Any, item: Item, src: str) -> None:
 
 
 def payload_of(item: Item) -> dict[str, Any]:
-    def ts(value: datetime | None) -> float | None:
-        return value.timestamp() if value else None
+    ts = dates.epoch  # naive columns are UTC
 
     return {
         "title": item.title,

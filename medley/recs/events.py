@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from medley import dates, ids
 
 
 class EventType(StrEnum):
@@ -57,12 +59,12 @@ class Context(BaseModel):
 
 class EventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    event_id: str = Field(min_length=1, max_length=128)
-    user_id: str = Field(min_length=1, max_length=128)
-    item_id: str = Field(min_length=1, max_length=64)
+    event_id: ids.EventId
+    user_id: ids.UserId
+    item_id: ids.ItemId
     type: EventType
     value: float | None = Field(None, ge=0, le=1e7, allow_inf_nan=False)
-    timestamp: datetime
+    timestamp: Annotated[datetime, AfterValidator(dates.in_range)]
     context: Context | None = None
     recommendation_id: str | None = Field(None, max_length=64)
 
@@ -100,8 +102,9 @@ def _reason(exc: ValidationError) -> str:
 
 def validate_batch(
     raw: list[Any], *, known_items: set[str], now: float, max_future_skew_s: float
-) -> tuple[list[Event], list[Rejected]]:
-    """Split a batch into valid events and refusals with a reason each.
+) -> tuple[list[Event], list[Rejected], list[str]]:
+    """Split a batch into valid events, refusals with a reason each, and the event ids of
+    valid events repeated inside the batch (reported as duplicates).
 
     `known_items` holds the ids of the batch's items that exist; a repeated event_id inside the
     batch keeps its first occurrence (the idempotency key means "the same event").
@@ -109,6 +112,7 @@ def validate_batch(
     accepted: list[Event] = []
     rejected: list[Rejected] = []
     seen: set[str] = set()
+    repeated: list[str] = []
     for i, row in enumerate(raw):
         event_id = row.get("event_id") if isinstance(row, dict) else None
         eid = event_id if isinstance(event_id, str) else None
@@ -120,8 +124,7 @@ def validate_batch(
         except ValidationError as exc:
             rejected.append(Rejected(i, eid, _reason(exc)))
             continue
-        ts = ev.timestamp if ev.timestamp.tzinfo else ev.timestamp.replace(tzinfo=UTC)
-        when = ts.timestamp()
+        when = ev.timestamp.timestamp()
         if when > now + max_future_skew_s:
             rejected.append(Rejected(i, eid, "timestamp: is in the future"))
             continue
@@ -132,9 +135,10 @@ def validate_batch(
             rejected.append(Rejected(i, eid, f"item_id: item {ev.item_id} does not exist"))
             continue
         if ev.event_id in seen:
+            repeated.append(ev.event_id)
             continue
         seen.add(ev.event_id)
         ctx = {k: v for k, v in ev.context.model_dump().items() if v} if ev.context else {}
         accepted.append(Event(ev.event_id, ev.user_id, ev.item_id, ev.type, ev.value, when, ctx,
                               ev.recommendation_id))
-    return accepted, rejected
+    return accepted, rejected, repeated

@@ -35,6 +35,10 @@ from medley.recs.sync import RecSync
 
 log = logging.getLogger(__name__)
 DOWN = (IndexUnavailable, ModelUnavailable)
+# The sync's passes may fail this long (a database blip, a restart of it) before /healthz stops
+# saying ready: longer, and what it serves has fallen behind what clients wrote.
+STALE_AFTER_S = 5.0
+SET_ASIDE_SHOWN = 20  # set-aside items named in /healthz (the count covers them all)
 
 
 class Ingested(NamedTuple):
@@ -102,9 +106,22 @@ class Recommendations:
                     log.exception("could not dispatch collaborative training")
 
     def status(self) -> dict[str, Any]:
-        return {"ready": self.sync.ready.is_set(), "items": len(self.table),
-                "events_applied": self.behavior.last_seq, "collab_model": self.sync.model_id,
-                "erasures_applied": self.sync.erasures_seen, "answer_cache": self.answers.stats()}
+        """What /healthz reports. Not ready while the sync has been failing for longer than
+        STALE_AFTER_S: the catalog and behaviour it serves stopped following the database."""
+        stale = self.sync.stale_for() > STALE_AFTER_S
+        aside = sorted(self.sync.set_aside.items())
+        out: dict[str, Any] = {
+            "ready": self.sync.ready.is_set() and not stale, "items": len(self.table),
+            "events_applied": self.behavior.last_seq, "collab_model": self.sync.model_id,
+            "erasures_applied": self.sync.erasures_seen, "answer_cache": self.answers.stats(),
+            "set_aside": {
+                "items": len(aside),
+                "examples": [{"item_id": i, "why": why} for i, why in aside[:SET_ASIDE_SHOWN]],
+                "events": len(store.skipped_events)},
+        }
+        if stale:
+            out["failing"] = self.sync.failing_why
+        return out
 
     def train_now(self) -> None:
         """Dispatch a collaborative retrain now (after an erasure), not at the next interval."""
@@ -204,13 +221,15 @@ class Recommendations:
         """Valid events are stored before this returns, but not those of a user who paused
         their history: those are dropped (and counted), never stored."""
         limit = self.settings.max_event_batch
+        if not raw:
+            raise InvalidInput("events: a batch holds at least one event")
         if len(raw) > limit:
             raise PayloadTooLarge(f"a batch holds at most {limit} events, this one {len(raw)}")
         ids = {r["item_id"] for r in raw
                if isinstance(r, dict) and isinstance(r.get("item_id"), str)}
         with self.db.session() as s:
             known = store.existing_items(s, ids)
-            events, rejected = validate_batch(raw, known_items=known, now=time.time(),
+            events, rejected, repeated = validate_batch(raw, known_items=known, now=time.time(),
                                               max_future_skew_s=self.settings.max_event_future_skew_s)
             paused = controls.paused_users(s, {e.user_id for e in events})
         kept = [e for e in events if e.user_id not in paused]
@@ -221,7 +240,7 @@ class Recommendations:
         # session is closed first, so no request holds a connection while it waits.
         inserted = self.events.submit(kept)
         self.sync.wake.set()  # fold them in now rather than at the next poll
-        duplicates = [e.event_id for e in kept if e.event_id not in inserted]
+        duplicates = [e.event_id for e in kept if e.event_id not in inserted] + repeated
         return Ingested(len(inserted), duplicates, rejected, len(events) - len(kept))
 
     # --- users' controls --------------------------------------------------------------------

@@ -12,8 +12,9 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from index.base import Where
-from medley import fusion, repo
+from medley import dates, fusion, repo
 from medley.config import Settings
 from medley.db import Database
 from medley.db.models import Item
@@ -41,6 +42,7 @@ from medley.recs.predicted import Predicted
 from medley.recs.signals import Priors
 
 log = logging.getLogger(__name__)
+Vectors = dict[Modality, np.ndarray]
 
 ITEM_BATCH = 2000
 RECONCILE_EVERY_S = 30.0  # full id comparison, catching deletions made by other processes
@@ -50,10 +52,6 @@ WARM_PRIORS_PER_TICK = 50  # neighbour searches (~1 ms each at 100k items), once
 REFRESH_PRIORS_PER_TICK = 500  # prior values (~0.1 ms each), once a second
 WATERMARK_OVERLAP_S = 5.0
 SNAPSHOT_AFTER_REPLAY = 50_000  # events replayed at start-up (~3 s) worth a snapshot at once
-
-
-def _ts(value: datetime | None) -> float | None:
-    return value.timestamp() if value else None
 
 
 def _freeze_heap() -> None:
@@ -77,16 +75,22 @@ ITEM_COLUMNS = (Item.id, Item.title, Item.tags, Item.age_rating, Item.published_
 
 
 def with_vectors(s: Session, rows: Sequence[Any], dims: Mapping[Modality, int]
-                 ) -> Iterator[tuple[Any, ItemInfo, dict[Modality, np.ndarray]]]:
-    """Item rows (selected as ITEM_COLUMNS) with what the table holds of them: their info and
-    their usable modality vectors, read ITEM_BATCH items per query."""
+                 ) -> Iterator[tuple[Any, Callable[[], tuple[ItemInfo, Vectors]]]]:
+    """Item rows (selected as ITEM_COLUMNS), each with a call that makes what the table holds
+    of it (its info and usable modality vectors), read ITEM_BATCH items per query. The call
+    is the caller's to make inside its own guard: one row that cannot be read (a date out of
+    range, a vector of the wrong size) must not stop the rows after it."""
     for start in range(0, len(rows), ITEM_BATCH):
         chunk = rows[start : start + ITEM_BATCH]
         vectors = repo.vectors_of_items(s, [r.id for r in chunk])
         for r in chunk:
-            info = ItemInfo(r.title, tuple(r.tags or ()), age_min(r.age_rating),
-                            _ts(r.published_at), _ts(r.created_at) or 0.0)
-            yield r, info, fusion.usable(vectors.get(r.id, {}), dims)
+            yield r, partial(_loaded, r, vectors.get(r.id, {}), dims)
+
+
+def _loaded(r: Any, vectors: Vectors, dims: Mapping[Modality, int]) -> tuple[ItemInfo, Vectors]:
+    info = ItemInfo(r.title, tuple(r.tags or ()), age_min(r.age_rating),
+                    dates.epoch(r.published_at), dates.epoch(r.created_at) or 0.0)
+    return info, fusion.usable(vectors, dims)
 
 
 def _noting(rows: Iterable[tuple[int, Event]], seqs: deque[int]) -> Iterable[tuple[int, Event]]:
@@ -126,6 +130,10 @@ class RecSync:
         self.wake = threading.Event()
         self.ready = threading.Event()
         self.answers: AnswerCache | None = None  # the service's, cleared here on erasure
+        self.set_aside: dict[str, str] = {}  # items that cannot be served, with why
+        # The loop's own health: since when (monotonic) and why its passes fail; None: fine.
+        self.failing_since: float | None = None
+        self.failing_why: str | None = None
 
     @property
     def table(self) -> ItemTable:
@@ -151,18 +159,33 @@ class RecSync:
                 since = self.items_seen_at - timedelta(seconds=WATERMARK_OVERLAP_S if recent else 0)
                 q = q.where(Item.updated_at > since)
             rows = [r for r in s.execute(q).all() if self._loaded_at.get(r.id) != r.updated_at]
-            for r, info, usable in with_vectors(s, rows, dims):
-                if self.table.get(r.id) is not None and usable:
-                    self.rec.priors.forget(r.id)
-                    self.rec.predicted.forget(self.table.row[r.id])
-                self.table.upsert(r.id, info, usable or None)
+            for r, load in with_vectors(s, rows, dims):
+                try:
+                    info, usable = load()
+                    if self.table.get(r.id) is not None and usable:
+                        self.rec.priors.forget(r.id)
+                        self.rec.predicted.forget(self.table.row[r.id])
+                    self.table.upsert(r.id, info, usable or None)
+                    self.set_aside.pop(r.id, None)
+                    n += 1
+                except Exception as exc:
+                    self._set_aside(r.id, exc)
+                # Loaded or set aside, the row is done with until it changes again; the
+                # watermark moves past it either way.
                 self._loaded_at[r.id] = r.updated_at
-                n += 1
                 seen = _naive_utc(r.updated_at)
                 if self.items_seen_at is None or seen > self.items_seen_at:
                     self.items_seen_at = seen
                     self._seen_moved_at = time.monotonic()
         return n
+
+    def _set_aside(self, item_id: str, exc: Exception) -> None:
+        """Out of serving until it changes: an old version of it stays out too, since its
+        stored state is no longer what answers would show."""
+        log.warning("item %s set aside by the serving sync: %r", item_id, exc)
+        self.set_aside[item_id] = f"cannot be loaded for serving: {exc!r}"[:300]
+        if self.table.get(item_id) is not None:
+            self.table.remove(item_id)
 
     def reconcile(self) -> None:
         with self.db.session() as s:
@@ -171,6 +194,8 @@ class RecSync:
             if item_id not in present and self.table.get(item_id) is not None:
                 self.table.remove(item_id)
                 self._loaded_at.pop(item_id, None)
+        for item_id in [i for i in self.set_aside if i not in present]:  # deleted since
+            del self.set_aside[item_id]
 
     # --- events -----------------------------------------------------------------------------
     def tail_events(self) -> int:
@@ -468,9 +493,17 @@ class RecSync:
                 else:
                     self.tick()
                 failing = None
+                self.failing_since = self.failing_why = None
             except Exception as exc:
                 # Once per kind of failure, not once per poll: an index outage would otherwise
                 # write a traceback every quarter second until it ends.
                 if repr(exc) != failing:
                     log.exception("recommendation sync failed (repeats are not logged)")
                 failing = repr(exc)
+                if self.failing_since is None:
+                    self.failing_since = time.monotonic()
+                self.failing_why = f"the serving sync fails: {exc!r}"[:300]
+
+    def stale_for(self) -> float:
+        """Seconds the loop has been failing (0: it is not): what it serves may be that old."""
+        return 0.0 if self.failing_since is None else time.monotonic() - self.failing_since

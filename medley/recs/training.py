@@ -31,8 +31,16 @@ def catalog(db: Database, settings: Settings, dims: Mapping[Modality, int]) -> I
     table = ItemTable(dims)
     with db.session() as s:
         rows = s.execute(select(*ITEM_COLUMNS)).all()
-        for r, info, usable in with_vectors(s, rows, dims):
+        skipped = 0
+        for r, load in with_vectors(s, rows, dims):
+            try:
+                info, usable = load()
+            except Exception:  # the serving sync sets it aside and says why; learn without it
+                skipped += 1
+                continue
             table.upsert(r.id, info, usable or None)
+    if skipped:
+        log.warning("training without %d items that cannot be loaded", skipped)
     return table
 
 

@@ -62,7 +62,8 @@ def test_image_thumbnail_is_a_small_jpeg_with_the_aspect_kept(client, samples, p
     r = client.get(f"/v1/items/{item_id}/thumbnail")
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "image/jpeg"
-    assert r.headers["cache-control"] == "public, max-age=86400"
+    # Fetched with a key: a shared cache must not hand it to callers without one.
+    assert r.headers["cache-control"] == "private, max-age=86400"
     img = decoded(r.content)
     assert img.mode == "RGB"
     assert max(img.size) == PX
