@@ -117,6 +117,9 @@ class JobOut(BaseModel):
     done: int
     progress: float
     error: str | None
+    set_aside: dict[str, Any] | None = Field(
+        None, description="items the index refused to take (written without them): count, "
+                          "and the first few with why")
     created_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
@@ -126,8 +129,8 @@ class JobOut(BaseModel):
         progress = 1.0 if j.status == "succeeded" else (j.done / j.total if j.total else 0.0)
         return cls(id=j.id, profile_id=j.profile_id, action=j.action, status=j.status,
                    total=j.total, done=j.done, progress=round(min(progress, 1.0), 4),
-                   error=j.error, created_at=utc(j.created_at), started_at=utc(j.started_at),
-                   finished_at=utc(j.finished_at))
+                   error=j.error, set_aside=j.set_aside, created_at=utc(j.created_at),
+                   started_at=utc(j.started_at), finished_at=utc(j.finished_at))
 
 
 class OverviewOut(BaseModel):

@@ -111,12 +111,12 @@ def keys_list() -> None:
 def keys_revoke(key_id: Annotated[str, typer.Argument()]) -> None:
     """Revoke a key: every process refuses it within MEDLEY_KEY_CACHE_S seconds."""
     from medley.config import get_settings
-    from medley.errors import NotFound
+    from medley.errors import Conflict, NotFound
     from medley.keys import KeyStore
 
     try:
         KeyStore(_database(get_settings())).revoke(key_id)
-    except NotFound as exc:
+    except (NotFound, Conflict) as exc:
         raise typer.BadParameter(exc.message) from None
     typer.echo(f"revoked {key_id}")
 

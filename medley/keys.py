@@ -15,11 +15,12 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from medley.db import Database
 from medley.db.models import ApiKey, utcnow
 from medley.domain import Role
-from medley.errors import InvalidInput, NotFound
+from medley.errors import Conflict, InvalidInput, NotFound
 
 PREFIX = "mdl_"
 BOOTSTRAP_ID = "bootstrap"
@@ -140,12 +141,24 @@ class KeyStore:
                 raise NotFound(f"no API key {key_id!r}")
             return _info(row)
 
+    @staticmethod
+    def _last_admin(s: Session, row: ApiKey) -> bool:
+        # Locks the live admin rows (PostgreSQL): two admins revoking each other at once
+        # cannot both pass this check.
+        live = s.scalars(select(ApiKey.id).where(ApiKey.role == Role.ADMIN.value,
+                                                     ApiKey.revoked_at.is_(None))
+                         .with_for_update()).all()
+        return list(live) == [row.id]
+
     def revoke(self, key_id: str) -> KeyInfo:
         with self.db.session() as s:
             row = s.get(ApiKey, key_id)
             if row is None:
                 raise NotFound(f"no API key {key_id!r}")
             if row.revoked_at is None:
+                if row.role == Role.ADMIN.value and self._last_admin(s, row):
+                    raise Conflict("this is the last admin key: create another admin key "
+                                   "before revoking it, or no one could manage keys again")
                 row.revoked_at = utcnow()
             info = _info(row)
         with self._lock:

@@ -107,9 +107,14 @@ class Sweeper:
 
     @staticmethod
     def _send(send: Callable[[], None]) -> bool:
+        """False: the broker is away (stop this round). Any other failure belongs to the one
+        task being sent: logged, and the round goes on with the rest."""
         try:
             send()
             return True
         except DispatchFailed as exc:
             log.warning("stale sweep: broker away, trying again next round: %s", exc)
             return False
+        except Exception:
+            log.exception("stale sweep: could not re-send %s; going on with the rest", send)
+            return True

@@ -218,6 +218,9 @@ class FusionJob(Base):
     done: Mapped[int] = mapped_column(Integer, default=0)
     cursor: Mapped[str | None] = mapped_column(String(36))  # last item id written: resumable
     error: Mapped[str | None] = mapped_column(Text)
+    # Items whose vectors could not be written (the index refused that one point): {"count":
+    # n, "examples": [{"item_id", "why"}, ...]}; the job goes on without them.
+    set_aside: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     actor: Mapped[str] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

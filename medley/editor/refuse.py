@@ -13,11 +13,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select
 
-from index.base import VectorIndex
+from index.base import IndexUnavailable, VectorIndex
 from medley import fusion, repo
 from medley.db import Database
 from medley.db.models import Item, utcnow
@@ -41,6 +42,46 @@ def fuse_batch(vectors: Mapping[str, Mapping[Modality, np.ndarray]], ids: list[s
     fused = fusion.fuse_many(blocks, weights, dims)
     keep = np.flatnonzero(np.abs(fused).sum(axis=1) > 0)
     return {ids[k]: fused[k] for k in keep}
+
+
+def write_batch(index: VectorIndex, slot: str, fused: Mapping[str, np.ndarray]
+                ) -> dict[str, str]:
+    """Write a batch; if the index refuses it, write its items one by one so that one point
+    it refuses (an item the index lost, say) is set aside and the rest still switch. An
+    index that is down refuses every item: that is raised, and fails the job as before.
+    Returns {item id: why} for the items set aside."""
+    if not fused:
+        return {}
+    try:
+        index.set_vectors(slot, fused)
+        return {}
+    except IndexUnavailable:
+        raise
+    except Exception:
+        log.warning("re-fusion batch refused by the index; writing its items one by one")
+    refused: dict[str, str] = {}
+    for item_id, vector in fused.items():
+        try:
+            index.set_vectors(slot, {item_id: vector})
+        except IndexUnavailable:
+            raise
+        except Exception as exc:
+            log.warning("re-fusion set item %s aside: %r", item_id, exc)
+            refused[item_id] = repr(exc)[:300]
+    if len(refused) == len(fused) > 1:  # not one record: the index itself is failing
+        raise RuntimeError(f"the index refused every item of a batch: "
+                           f"{next(iter(refused.values()))}")
+    return refused
+
+
+SET_ASIDE_EXAMPLES = 20
+
+
+def _noted(before: dict[str, Any] | None, refused: Mapping[str, str]) -> dict[str, Any]:
+    examples = list((before or {}).get("examples", []))
+    examples += [{"item_id": i, "why": why} for i, why in refused.items()]
+    return {"count": int((before or {}).get("count", 0)) + len(refused),
+            "examples": examples[:SET_ASIDE_EXAMPLES]}
 
 
 def run_job(db: Database, index: VectorIndex, dims: Mapping[Modality, int], job_id: str,
@@ -75,11 +116,12 @@ def run_job(db: Database, index: VectorIndex, dims: Mapping[Modality, int], job_
                 with _timed(spent, "fuse_s"):
                     fused = fuse_batch(vectors, ids, weights, dims)
                 with _timed(spent, "write_s"):
-                    if fused:
-                        index.set_vectors(slot, fused)
+                    refused = write_batch(index, slot, fused)
                 job = profiles.job(s, job_id)
                 if job.status != JobStatus.RUNNING.value:
                     return job.status  # failed or superseded meanwhile
+                if refused:
+                    job.set_aside = _noted(job.set_aside, refused)
                 cursor = job.cursor = rows[-1].id
                 job.done += len(ids)
                 job.total = max(job.total, job.done)  # items indexed since the job began

@@ -142,6 +142,18 @@ def test_keys_are_stored_hashed_and_revocation_takes_effect(app: TestClient) -> 
     assert app.delete("/v1/keys/nope").status_code == 404
 
 
+def test_the_last_admin_key_cannot_be_revoked(app: TestClient) -> None:
+    me = app.get("/v1/keys/me").json()["id"]
+    for k in app.get("/v1/keys").json()["keys"]:  # down to this one (other tests made more)
+        if k["role"] == "admin" and not k["revoked"] and k["id"] != me:
+            assert app.delete(f"/v1/keys/{k['id']}").status_code == 200
+    r = app.delete(f"/v1/keys/{me}")
+    assert r.status_code == 409 and "last admin key" in r.json()["error"]["message"]
+    assert app.get("/v1/keys/me").status_code == 200  # still managing keys
+    other = app.post("/v1/keys", json={"role": "admin", "name": "second admin"}).json()
+    assert app.delete(f"/v1/keys/{other['id']}").status_code == 200  # not the last: fine
+
+
 def test_bad_key_requests_are_refused_plainly(app: TestClient) -> None:
     assert app.post("/v1/keys", json={"role": "root", "name": "x"}).status_code == 422
     assert app.post("/v1/keys", json={"role": "client", "name": ""}).status_code == 422

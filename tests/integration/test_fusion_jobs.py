@@ -57,14 +57,17 @@ def live(cat: bench.Catalog) -> tuple[int, str]:
 
 
 class Flaky:
-    """The index, failing the n-th batch write with `exc`."""
+    """The index, failing the n-th batch write with `exc` (and every later one if it stays
+    broken)."""
 
-    def __init__(self, index: VectorIndex, fail_at: int, exc: BaseException) -> None:
+    def __init__(self, index: VectorIndex, fail_at: int, exc: BaseException,
+                 stays_broken: bool = False) -> None:
         self.index, self.fail_at, self.exc, self.calls = index, fail_at, exc, 0
+        self.stays_broken = stays_broken
 
     def set_vectors(self, name: str, vectors: Mapping[str, Sequence[float]]) -> None:
         self.calls += 1
-        if self.calls == self.fail_at:
+        if self.calls == self.fail_at or (self.stays_broken and self.calls > self.fail_at):
             raise self.exc
         self.index.set_vectors(name, vectors)
 
@@ -119,7 +122,7 @@ def test_a_delivery_stopped_midway_resumes_from_its_cursor(cat: bench.Catalog) -
 def test_a_failed_job_leaves_serving_alone_and_can_be_published_again(cat: bench.Catalog) -> None:
     before = live(cat)
     profile_id, job_id = start(cat, SPEECH)
-    broken = Flaky(cat.index, fail_at=2, exc=RuntimeError("disk on fire"))
+    broken = Flaky(cat.index, fail_at=2, exc=RuntimeError("disk on fire"), stays_broken=True)
     assert run_job(cat.db, broken, bench.DIMS, job_id, bench.DEFAULT, batch=10) == "failed"  # type: ignore[arg-type]
     assert live(cat) == before
     with cat.db.session() as s:
@@ -129,6 +132,22 @@ def test_a_failed_job_leaves_serving_alone_and_can_be_published_again(cat: bench
     _, again = start(cat, SPEECH, profile_id=profile_id)
     assert run_job(cat.db, cat.index, bench.DIMS, again, bench.DEFAULT) == "succeeded"
     assert live(cat)[0] == profile_id
+
+
+def test_an_item_the_index_refuses_is_set_aside_and_the_job_switches(
+        cat: bench.Catalog) -> None:
+    with cat.db.session() as s:
+        lost = sorted(s.scalars(select(Item.id)))[12]
+    cat.index.delete([lost])  # the index lost one point the database still calls indexed
+    profile_id, job_id = start(cat, SPEECH)
+    assert run_job(cat.db, cat.index, bench.DIMS, job_id, bench.DEFAULT, batch=10) == "succeeded"
+    assert live(cat)[0] == profile_id  # one record did not hold back the publish
+    with cat.db.session() as s:
+        job = profiles.job(s, job_id)
+        assert job.set_aside is not None and job.set_aside["count"] == 1
+        assert job.set_aside["examples"][0]["item_id"] == lost
+        assert "No point" in job.set_aside["examples"][0]["why"]
+        assert job.done == ITEMS
 
 
 def test_one_job_at_a_time_and_rollback_only_to_what_was_live(cat: bench.Catalog) -> None:

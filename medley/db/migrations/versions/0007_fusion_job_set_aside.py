@@ -1,0 +1,22 @@
+"""fusion jobs: items a re-fusion could not write, set aside with why
+
+Revision ID: 0007
+Revises: 0006
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0007"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("fusion_jobs") as batch:
+        batch.add_column(sa.Column("set_aside", sa.JSON(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("fusion_jobs") as batch:
+        batch.drop_column("set_aside")
