@@ -103,20 +103,35 @@ def list_items(
     status: ItemStatus | None = None,
     limit: Annotated[int, Query(ge=1)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
+    ids: Annotated[list[str], Query(description=
+        "only these items (comma-separated or repeated; at most MEDLEY_MAX_PAGE_SIZE): "
+        "a bulk import follows its items a page at a time")] = [],  # noqa: B006
+    external_id: Annotated[list[str], Query(description=
+        "only items with these external ids (comma-separated or repeated): what an "
+        "interrupted import already sent")] = [],  # noqa: B006
 ) -> ItemPage:
     service = _service(request)
-    limit = min(limit, service.settings.max_page_size)
+    cap = service.settings.max_page_size
+    limit = min(limit, cap)
     if offset > service.settings.max_offset:
         raise InvalidInput(f"offset: at most {service.settings.max_offset}; "
                            "narrow the listing with status instead of paging this deep")
+    wanted, externals = _values(ids), _values(external_id)
+    if len(wanted) > cap or len(externals) > cap:
+        raise InvalidInput(f"ids, external_id: at most {cap} values per request")
     items, total = service.catalog.list(
-        status=status.value if status else None, limit=limit, offset=offset
+        status=status.value if status else None, limit=limit, offset=offset, ids=wanted,
+        external_ids=externals,
     )
     nxt = offset + len(items)
     return ItemPage(
         items=[ItemOut.of(i) for i in items], total=total, limit=limit, offset=offset,
         next_offset=nxt if nxt < total else None,
     )
+
+
+def _values(raw: list[str]) -> list[str]:
+    return list(dict.fromkeys(v.strip() for part in raw for v in part.split(",") if v.strip()))
 
 
 @router.get("/{item_id}", response_model=ItemOut,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Protocol
@@ -168,9 +169,11 @@ class Catalog:
         with self.db.session() as s:
             return repo.get_item(s, item_id)
 
-    def list(self, *, status: str | None, limit: int, offset: int) -> tuple[list[Item], int]:
+    def list(self, *, status: str | None, limit: int, offset: int, ids: Sequence[str] = (),
+             external_ids: Sequence[str] = ()) -> tuple[list[Item], int]:
         with self.db.session() as s:
-            return repo.list_items(s, status=status, limit=limit, offset=offset)
+            return repo.list_items(s, status=status, limit=limit, offset=offset, ids=ids,
+                                   external_ids=external_ids)
 
     def patch(self, item_id: str, patch: ItemPatch) -> Item:
         """Change metadata; re-embed only the text modalities whose input changed."""

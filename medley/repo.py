@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,13 +24,18 @@ def get_item(s: Session, item_id: str) -> Item:
 
 
 def list_items(
-    s: Session, *, status: str | None, limit: int, offset: int
+    s: Session, *, status: str | None, limit: int, offset: int,
+    ids: Sequence[str] = (), external_ids: Sequence[str] = (),
 ) -> tuple[list[Item], int]:
+    """A page of items, newest first; `ids` / `external_ids` narrow it to those items (a
+    bulk import's progress, or what an interrupted one already sent)."""
     q = select(Item)
     count_q = select(func.count()).select_from(Item)
-    if status:
-        q = q.where(Item.status == status)
-        count_q = count_q.where(Item.status == status)
+    for column, wanted in ((Item.status, [status] if status else []), (Item.id, ids),
+                           (Item.external_id, external_ids)):
+        if wanted:
+            q = q.where(column.in_(list(wanted)))
+            count_q = count_q.where(column.in_(list(wanted)))
     rows = s.scalars(q.order_by(Item.created_at.desc(), Item.id).limit(limit).offset(offset))
     return list(rows), int(s.scalar(count_q) or 0)
 

@@ -38,13 +38,26 @@ class FakeAPI:
         self.posts: list[dict[str, Any]] = []
         self.headers: list[httpx.Headers] = []
         self.statuses: dict[str, list[dict[str, Any]]] = {}  # id -> successive GET bodies
+        self.existing: dict[str, str] = {}  # external_id -> id of items already stored
+        self.gets: list[httpx.Request] = []
+
+    def _status(self, item_id: str) -> dict[str, Any]:
+        script = self.statuses.get(item_id) or [{"status": "queued"}]
+        body = script.pop(0) if len(script) > 1 else script[0]
+        return {"id": item_id, **body}
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         if request.method == "GET":
-            item_id = request.url.path.rsplit("/", 1)[-1]
-            script = self.statuses.get(item_id) or [{"status": "queued"}]
-            body = script.pop(0) if len(script) > 1 else script[0]
-            return httpx.Response(200, json={"id": item_id, **body})
+            assert request.url.path == "/v1/items"  # pages only: never one request per item
+            self.gets.append(request)
+            params = request.url.params
+            if "external_id" in params:
+                wanted = set(params["external_id"].split(","))
+                found = [{"id": i, "external_id": e} for e, i in self.existing.items()
+                         if e in wanted]
+                return httpx.Response(200, json={"items": found})
+            return httpx.Response(200, json={"items": [self._status(i) for i in
+                                                       params["ids"].split(",")]})
         assert request.method == "POST" and request.url.path == "/v1/items"
         if request.headers["content-type"].startswith("application/x-www-form-urlencoded"):
             parts = {}  # no media files: httpx sends the metadata as a plain form
@@ -214,6 +227,54 @@ def test_wait_follows_items_until_done(samples: SampleSet, tmp_path: Path) -> No
     summary = render_summary(report)
     assert "Processed: 1 ready, 1 partial, 1 failed" in summary
     assert "upload to done median 2.5 s" in summary
+    assert len(api.gets) == 2  # two rounds, one page of three ids each
+
+
+def test_failures_with_one_reason_are_one_line(tmp_path: Path) -> None:
+    manifest = tmp_path / "items.jsonl"
+    manifest.write_text("".join(json.dumps({"title": f"T{k}"}) + "\n" for k in range(150)))
+    api = FakeAPI()
+    api.statuses = {f"id-{k}": [{"status": "partial", "modalities": {
+        "clip_text": {"status": "unavailable", "error": "no CLIP weights"},
+        "image": {"status": "unavailable", "error": "no CLIP weights"}}}]
+        for k in range(1, 151)}
+    report = api.run(manifest, wait=True, poll_interval_s=0)
+    summary = render_summary(report)
+    assert "150 items: clip_text, image: no CLIP weights" in summary
+    assert "and 147 more" in summary and summary.count("no CLIP weights") == 1
+    assert len(api.gets) == 2  # 150 items: two pages of at most 100
+
+
+def test_a_rerun_skips_what_an_interrupted_import_sent(tmp_path: Path) -> None:
+    manifest = tmp_path / "items.jsonl"
+    rows = [{"title": f"T{k}", "external_id": f"ext-{k}"} for k in range(4)]
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    api = FakeAPI()
+    api.existing = {"ext-0": "old-0", "ext-2": "old-2"}  # the first run got this far
+    api.statuses = {i: [{"status": "ready"}] for i in ("old-0", "old-2", "id-1", "id-2")}
+    report = api.run(manifest, wait=True, poll_interval_s=0)
+    assert [p["metadata"]["external_id"] for p in api.posts] == ["ext-1", "ext-3"]
+    assert (report.submitted, report.resumed, report.ready) == (2, 2, 4)
+    assert "2 were already in the catalog" in render_summary(report)
+
+
+def test_rate_limited_uploads_wait_as_long_as_retry_after_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(ingest_mod.time, "sleep", slept.append)
+    (tmp_path / "items.jsonl").write_text(json.dumps({"title": "T"}) + "\n")
+    calls = []
+
+    def limited(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) <= 5:  # more 429s than the retries a failing upload gets
+            return httpx.Response(429, headers={"retry-after": "2"})
+        return httpx.Response(202, json={"id": "in", "status": "queued"})
+
+    report = ingest(tmp_path / "items.jsonl", "http://api.test", progress=False,
+                    transport=httpx.MockTransport(limited))
+    assert report.item_ids == ["in"] and slept == [2.0] * 5
 
 
 def test_wait_gives_up_after_its_timeout(samples: SampleSet, tmp_path: Path) -> None:
