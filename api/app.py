@@ -70,6 +70,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # Which process answered, and whether it owns the embedded index and worker.
             "process": {"pid": os.getpid(), "role": service.role},
             "recommendations": recs,
+            # Extraction queues: waiting, oldest age (s), finished per minute (the stale
+            # sweep re-sends a queue's work once nothing moved for MEDLEY_REDISPATCH_IDLE_S).
+            "queues": service.queue_state(),
         }
 
     app.include_router(items.router)

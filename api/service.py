@@ -21,10 +21,11 @@ from medley.recs.service import Recommendations
 from workers import app as celery_setup
 from workers.dispatch import CeleryDispatcher, ForwardingDispatcher, owner_handlers
 from workers.embedded import InProcessWorker, recover
-from workers.recovery import Sweeper
+from workers.recovery import Sweeper, queue_health
 from workers.runtime import Runtime, set_runtime
 
 log = logging.getLogger("medley")
+QUEUE_PROBE_S = 2.0  # a health-check storm is not a database-load storm
 
 
 class Service:
@@ -55,6 +56,7 @@ class Service:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._index_probe: tuple[float, dict[str, str]] = (-1e9, {})
+        self._queue_probe: tuple[float, dict[str, Any]] = (-1e9, {})
 
     @property
     def owns_index(self) -> bool:
@@ -149,6 +151,19 @@ class Service:
         except Exception as exc:
             state = {"backend": backend, "status": "unavailable", "detail": str(exc)}
         self._index_probe = (time.monotonic(), state)
+        return state
+
+    def queue_state(self) -> dict[str, Any]:
+        """Per extraction queue: waiting, the oldest one's age, finished per minute (GET
+        /healthz), read from the database at most every QUEUE_PROBE_S."""
+        at, state = self._queue_probe
+        if time.monotonic() - at < QUEUE_PROBE_S:
+            return state
+        try:
+            state = queue_health(self.runtime.db)
+        except Exception as exc:  # the database away: said, not raised (503s say it too)
+            state = {"unavailable": str(exc)[:200]}
+        self._queue_probe = (time.monotonic(), state)
         return state
 
     def stop(self) -> None:

@@ -242,6 +242,32 @@ def queued_before(
     return [(item_id, Modality(m)) for item_id, m in s.execute(q)]
 
 
+@dataclass
+class Progress:
+    """Extraction work of some modalities: how much waits, since when, how much moves."""
+
+    queued: int = 0
+    oldest_queued_at: datetime | None = None
+    started: int = 0  # started since the window opened
+    finished: int = 0  # finished since the window opened
+
+
+def progress(s: Session, modalities: Iterable[Modality], since: datetime) -> Progress:
+    """Queued extractions of these modalities, and those started or finished since `since`
+    (indexed columns: cheap at any catalog size)."""
+    mods = [m.value for m in modalities]
+    out = Progress()
+    queued = select(func.count(), func.min(ModalityRecord.queued_at)).where(
+        ModalityRecord.status == ModalityStatus.QUEUED.value, ModalityRecord.modality.in_(mods))
+    out.queued, out.oldest_queued_at = s.execute(queued).one()
+    for column, attr in ((ModalityRecord.started_at, "started"),
+                         (ModalityRecord.finished_at, "finished")):
+        n = s.scalar(select(func.count()).where(column > since,
+                                                ModalityRecord.modality.in_(mods)))
+        setattr(out, attr, int(n or 0))
+    return out
+
+
 def mark_requeued(s: Session, item_id: str, m: Modality) -> None:
     """Restart a re-sent extraction's wait, so it is re-sent once per wait, not every sweep."""
     s.execute(update(ModalityRecord).where(

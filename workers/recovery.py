@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Protocol
 
@@ -40,6 +40,29 @@ class Swept:
     index_writes: int = 0  # index writes sent again
 
 
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)  # SQLite gives naive UTC
+
+
+def queue_health(db: Database, window_s: float = 60.0) -> dict[str, dict[str, float | int]]:
+    """Per extraction queue: how many extractions wait, the oldest one's age (s), and how many
+    finished per minute over the last `window_s` (GET /healthz)."""
+    now = utcnow()
+    out: dict[str, dict[str, float | int]] = {}
+    with db.session() as s:
+        for queue in sorted(set(QUEUE_OF.values())):
+            mods = [m for m, q in QUEUE_OF.items() if q == queue]
+            p = repo.progress(s, mods, now - timedelta(seconds=window_s))
+            oldest = p.oldest_queued_at
+            out[queue] = {
+                "queued": p.queued,
+                "oldest_queued_s": round((now - _aware(oldest)).total_seconds(), 1)
+                if oldest is not None else 0.0,
+                "finished_per_min": round(p.finished * 60.0 / window_s, 1),
+            }
+    return out
+
+
 @dataclass
 class Sweeper:
     settings: Settings
@@ -63,12 +86,34 @@ class Sweeper:
         return out
 
     def _waited(self, queue: str) -> float | None:
-        """How long queued work must have waited to be re-sent, given its queue's backlog."""
+        """How long queued work must have waited to be re-sent, judged by progress: an empty
+        queue, or one whose consumers did nothing for `redispatch_idle_s` (frozen, or gone
+        with their prefetched messages), re-sends what waited that long; a queue that is
+        draining waits `redispatch_max_wait_s` (a lost message behind a long backlog)."""
         backlog = self.dispatch.backlog(queue)
         if backlog is None:
             return None  # broker away: a re-send would fail too; next round
-        return self.settings.redispatch_idle_s if backlog == 0 else \
-            self.settings.redispatch_max_wait_s
+        if backlog == 0 or self.stalled(queue):
+            return self.settings.redispatch_idle_s
+        return self.settings.redispatch_max_wait_s
+
+    def stalled(self, queue: str) -> bool:
+        """Work waits in this queue's extractions and none started or finished for
+        `redispatch_idle_s`. The index queue has no such record: judged by its backlog."""
+        mods = [m for m, q in QUEUE_OF.items() if q == queue]
+        if not mods:
+            return False
+        idle = self.settings.redispatch_idle_s
+        with self.db.session() as s:
+            p = repo.progress(s, mods, utcnow() - timedelta(seconds=idle))
+        if p.queued == 0 or p.started or p.finished or p.oldest_queued_at is None:
+            return False
+        waited = (utcnow() - _aware(p.oldest_queued_at)).total_seconds()
+        if waited >= idle:
+            log.warning("queue %s: %d extractions wait and none started or finished in %.0f s:"
+                        " re-sending them", queue, p.queued, idle)
+            return True
+        return False
 
     def _extractions(self) -> int:
         sent = 0

@@ -83,18 +83,41 @@ def test_an_upload_while_the_broker_is_down_is_stored_and_sent_later(env: Any) -
     assert sweeper.sweep().extractions == 0  # re-sent once per wait, not every round
 
 
-def test_queued_work_is_resent_only_when_its_queue_is_empty_or_it_waited_too_long(
-    env: Any,
-) -> None:
+def _finish_one(catalog: Catalog) -> None:
+    """Another item's text extraction starts and finishes now: the queue is draining."""
+    other = catalog.create(ItemMetadata.model_validate({"title": "Draining"}), {})
+    with catalog.db.session() as s:
+        rec = repo.modality(s, other.id, Modality.TEXT, lock=True)
+        assert rec is not None
+        repo.start(s, rec)
+        repo.finish(s, rec, repo.Outcome(ModalityStatus.READY, vector=np.ones(4, np.float32)))
+
+
+def test_queued_work_behind_a_draining_backlog_waits_the_longest_wait(env: Any) -> None:
     catalog, broker, sweeper = env
     item = catalog.create(ItemMetadata.model_validate({"title": "Waiting"}), {})
     broker.extracts.clear()
     assert sweeper.sweep().extractions == 0  # just queued
     _age(catalog, item.id, 120)
-    broker.queues["text"] = 5  # a backlog: its message is probably still there
+    _finish_one(catalog)
+    broker.queues["text"] = 5  # a backlog that moves: its message is probably still there
     assert sweeper.sweep().extractions == 0
     _age(catalog, item.id, 7200)  # past the longest wait: sent whatever the queue holds
+    assert sweeper.sweep().extractions >= 2
+    assert (item.id, Modality.TEXT) in broker.extracts
+
+
+def test_a_backlog_that_stopped_moving_is_resent_after_the_idle_wait(env: Any) -> None:
+    catalog, broker, sweeper = env
+    item = catalog.create(ItemMetadata.model_validate({"title": "Stuck"}), {})
+    broker.extracts.clear()
+    broker.queues["text"] = 5  # messages sit in the broker (or in a frozen consumer)
+    _age(catalog, item.id, 30)
+    assert sweeper.sweep().extractions == 0  # not idle long enough
+    _age(catalog, item.id, 120)  # nothing of the queue started or finished for a minute
     assert sweeper.sweep().extractions == 2
+    assert {m for _, m in broker.extracts} == {Modality.TEXT, Modality.CLIP_TEXT}
+    assert sweeper.sweep().extractions == 0  # once per wait, not every round
 
 
 def test_a_finished_item_the_index_never_got_is_sent_to_the_index_again(env: Any) -> None:
@@ -118,3 +141,18 @@ def test_a_finished_item_the_index_never_got_is_sent_to_the_index_again(env: Any
     broker.queues["index"] = 3
     sweeper._index_sent.clear()
     assert sweeper.sweep().index_writes == 0  # waits longer behind a backlog
+
+
+def test_queue_health_reports_depth_age_and_drain_rate(env: Any) -> None:
+    from workers.recovery import queue_health
+
+    catalog, _, _ = env
+    item = catalog.create(ItemMetadata.model_validate({"title": "Counted"}), {})
+    _age(catalog, item.id, 90)
+    _finish_one(catalog)
+    text = queue_health(catalog.db)["text"]
+    assert text["queued"] == 3  # both of the aged item's, the drained item's clip_text
+    assert 85 <= text["oldest_queued_s"] <= 300
+    assert text["finished_per_min"] == 1.0
+    assert queue_health(catalog.db)["media"] == {"queued": 0, "oldest_queued_s": 0.0,
+                                                 "finished_per_min": 0.0}
