@@ -2,13 +2,15 @@
 
 Weights come from `clip_checkpoint` (a local state dict) or the `clip_pretrained` tag (from the
 local cache, else downloaded). There is no fallback to random weights: anything that cannot be
-loaded raises `ModelUnavailable` with which weights and why. INT8 quantises every Linear layer
-dynamically (see `enrich.quantize.int8_torch`): ~1.8x the images/s of fp32 on this box.
+loaded raises `ModelUnavailable` with which weights and why. The precision is the machine's
+(`enrich.cpu`): bf16 where the CPU computes it natively, else int8 (every Linear layer
+quantised dynamically, `enrich.quantize.int8_torch`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,9 +19,12 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from enrich import cpu
 from enrich.base import LoadOnce, ModelInfo, ModelUnavailable, l2_normalise
 from enrich.hub import hub_unreachable, unreachable
 from medley.config import Precision, Settings
+
+log = logging.getLogger(__name__)
 
 
 def _sha256(path: Path) -> str:
@@ -62,6 +67,7 @@ class ClipModel(LoadOnce):
         self._model: Any = None
         self._preprocess: Any = None
         self._tokenizer: Any = None
+        self._dtype: Any = None  # the image tower's input type (torch.float32 or bfloat16)
 
     def image_embedder(self) -> ClipEmbedder:
         """Embedder[PIL.Image.Image]."""
@@ -90,16 +96,42 @@ class ClipModel(LoadOnce):
                 f"CLIP {s.clip_model} weights {what} could not be loaded: {exc}"
             ) from exc
         model.eval()
-        precision = Precision.FP32
-        if s.clip_precision is Precision.INT8 and s.device == "cpu":  # int8 kernels are CPU-only
+        self._tokenizer = open_clip.get_tokenizer(s.clip_model)
+        precision = cpu.choose(s.clip_precision, s.device)
+        if precision is Precision.BF16:
+            model, precision = self._bf16_if_close(model)
+        if precision is Precision.INT8:
             from enrich.quantize import int8_torch
 
-            model, precision = int8_torch(model), Precision.INT8
-        self._tokenizer = open_clip.get_tokenizer(s.clip_model)
+            model = int8_torch(model)
+        self._dtype = torch.bfloat16 if precision is Precision.BF16 else torch.float32
         self._preprocess = preprocess
         self._model = model
         version = f"{weights}/open_clip/{precision.value}"
         self._info = ModelInfo("clip", s.clip_model, version, int(config["embed_dim"]))
+
+    def _bf16_if_close(self, model: Any) -> tuple[Any, Precision]:
+        """The model in bfloat16 if its embeddings of calibration inputs (seeded noise
+        images, a few captions) stay within cosine `cpu.MIN_COSINE` of fp32; else fp32 for
+        the int8 path to quantise."""
+        import copy
+
+        import torch
+
+        size = model.visual.image_size
+        h, w = (size, size) if isinstance(size, int) else size
+        images = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(0))
+        tokens = self._tokenizer(["a photo of a dog", "a rocket launch at night"])
+        with torch.inference_mode():
+            ref = [model.encode_image(images).numpy(), model.encode_text(tokens).numpy()]
+            half = copy.deepcopy(model).to(torch.bfloat16)
+            got = [half.encode_image(images.bfloat16()).float().numpy(),
+                   half.encode_text(tokens).float().numpy()]
+        worst = min(cpu.agrees(r, g) for r, g in zip(ref, got, strict=True))
+        if worst < cpu.MIN_COSINE:
+            log.warning("CLIP in bf16 drifts from fp32 (cosine %.4f): using int8", worst)
+            return model, Precision.INT8
+        return half, Precision.BF16
 
     def _weights(self) -> tuple[Path, str, dict[str, Any]]:
         """(checkpoint file, how info.version names it, create_model options)."""
@@ -175,7 +207,8 @@ class ClipModel(LoadOnce):
         with torch.inference_mode():
             for i in range(0, len(images), bs):
                 batch = torch.stack([self._preprocess(im) for im in images[i : i + bs]])
-                rows.append(self._model.encode_image(batch.to(s_dev)).float().cpu().numpy())
+                batch = batch.to(s_dev, dtype=self._dtype)
+                rows.append(self._model.encode_image(batch).float().cpu().numpy())
         return l2_normalise(np.concatenate(rows))
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from enrich import cpu
 from enrich.base import LoadOnce, ModelInfo, ModelUnavailable, l2_normalise
 from enrich.hub import hub_unreachable
 from medley.config import Precision, Settings
@@ -80,6 +81,24 @@ def _weights_digest(folder: Path) -> str:
     return "local"
 
 
+def _bf16_if_close(model: Any) -> tuple[Any, Precision]:
+    """The model in bfloat16 if it embeds the calibration sentences within cosine
+    `cpu.MIN_COSINE` of fp32; else the fp32 model, for the int8 path."""
+    import copy
+
+    import torch
+
+    with torch.inference_mode():
+        ref = model.encode(CALIBRATION, convert_to_numpy=True)
+        half = copy.deepcopy(model).to(torch.bfloat16)
+        got = half.encode(CALIBRATION, convert_to_numpy=True)
+    worst = cpu.agrees(ref, got)
+    if worst < cpu.MIN_COSINE:
+        log.warning("text model in bf16 drifts from fp32 (cosine %.4f): using int8", worst)
+        return model, Precision.INT8
+    return half, Precision.BF16
+
+
 class SentenceEmbedder(LoadOnce):
     """Embedder[str]: loads once (thread-safe), embeds in batches of `text_batch_size`."""
 
@@ -109,7 +128,11 @@ class SentenceEmbedder(LoadOnce):
         model.eval()
         weights = _weights_digest(folder) if folder is not None else ref
         backend = "sentence-transformers/fp32"
-        if s.text_precision is Precision.INT8 and s.device == "cpu":
+        precision = cpu.choose(s.text_precision, s.device)
+        if precision is Precision.BF16:
+            model, precision = _bf16_if_close(model)
+            backend = "sentence-transformers/bf16" if precision is Precision.BF16 else backend
+        if precision is Precision.INT8:
             try:
                 backend = self._build_int8(model, weights)
             except Exception as exc:  # serve fp32 rather than nothing

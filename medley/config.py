@@ -16,8 +16,10 @@ from medley.domain import Modality, Role
 
 
 class Precision(StrEnum):
+    AUTO = "auto"  # per machine: bf16 where the CPU has it natively, else int8 (enrich/cpu.py)
     FP32 = "fp32"
     INT8 = "int8"  # dynamic int8 quantisation of linear layers (CPU)
+    BF16 = "bf16"  # weights in bfloat16 (CPU with AMX or AVX-512-BF16)
 
 
 class WhisperBackend(StrEnum):
@@ -101,10 +103,10 @@ class Settings(BaseSettings):
     clip_pretrained: str | None = "laion2b_s34b_b79k"
     clip_checkpoint: Path | None = None  # a local open_clip state dict instead of a hub tag
     clip_model_config: Path | None = None  # JSON config of a custom open_clip architecture
-    clip_precision: Precision = Precision.INT8
+    clip_precision: Precision = Precision.AUTO
     clip_batch_size: int = 32
     text_model: str | None = None  # name or folder; default: the packaged all-MiniLM-L6-v2
-    text_precision: Precision = Precision.INT8
+    text_precision: Precision = Precision.AUTO
     text_batch_size: int = 64
     whisper_backend: WhisperBackend = WhisperBackend.AUTO
     whisper_model: str | None = None  # name, CTranslate2 folder or .pt; default: packaged tiny.en

@@ -76,7 +76,7 @@ def test_a_second_process_reuses_the_cached_build(
 ) -> None:
     assert list((models_root / "models" / "onnx").glob("*.onnx"))
     start = time.monotonic()
-    again = SentenceEmbedder(Settings(data_dir=models_root))
+    again = SentenceEmbedder(Settings(data_dir=models_root, text_precision=Precision.INT8))
     again.load()
     assert again.info == int8.info
     assert time.monotonic() - start < 20  # no sensitivity pass, export or quantisation
@@ -96,3 +96,11 @@ def test_uncached_hub_model_fails_fast_offline(tmp_path: Path) -> None:
     with pytest.raises(ModelUnavailable, match="no-such-model"):
         embedder.load()
     assert time.monotonic() - start < 15
+
+
+def test_bf16_stays_within_cosine_099_of_fp32(models_root: Path, fp32: SentenceEmbedder) -> None:
+    bf16 = SentenceEmbedder(Settings(data_dir=models_root, text_precision=Precision.BF16))
+    texts = [*catalog_descriptions(100, seed=2), "red", "How do I reset my password?"]
+    cosines = (bf16.embed(texts) * fp32.embed(texts)).sum(axis=1)
+    assert cosines.min() >= 0.99
+    assert bf16.info.version.endswith("sentence-transformers/bf16")
