@@ -27,6 +27,9 @@ class EventsOut(BaseModel):
     rejected: list[RejectedOut]
     paused: int = Field(0, description="valid events of users who paused their history: "
                                        "neither stored nor used")
+    repeated: list[str] = Field(default_factory=list, description=
+        "event ids sent more than once in this batch: the first is counted (accepted or a "
+        "duplicate), the others are dropped; accepted + duplicates cover each distinct id once")
 
 
 class ScoredOut(BaseModel):

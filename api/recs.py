@@ -104,10 +104,10 @@ def _context(device: str | None, surface: str | None, locale: str | None) -> dic
 
 @router.post("/events", response_model=EventsOut, dependencies=CLIENT)
 def post_events(request: Request, batch: EventBatch) -> Any:
-    accepted, duplicates, rejected, paused = _recs(request).ingest(batch.events)
+    accepted, duplicates, rejected, paused, repeated = _recs(request).ingest(batch.events)
     body = EventsOut(accepted=accepted, duplicates=duplicates,
                      rejected=[RejectedOut(index=r.index, event_id=r.event_id, reason=r.reason)
-                               for r in rejected], paused=paused)
+                               for r in rejected], paused=paused, repeated=repeated)
     if accepted == 0 and not duplicates and not paused and rejected:
         raise InvalidInput(f"no event was accepted; first problem: event {rejected[0].index}: "
                            f"{rejected[0].reason}")

@@ -46,6 +46,7 @@ class Ingested(NamedTuple):
     duplicates: list[str]
     rejected: list[Rejected]
     paused: int  # valid events of users who paused their history: not stored
+    repeated: list[str]  # ids sent more than once in the batch (stored once)
 
 
 class Recommendations:
@@ -240,8 +241,9 @@ class Recommendations:
         # session is closed first, so no request holds a connection while it waits.
         inserted = self.events.submit(kept)
         self.sync.wake.set()  # fold them in now rather than at the next poll
-        duplicates = [e.event_id for e in kept if e.event_id not in inserted] + repeated
-        return Ingested(len(inserted), duplicates, rejected, len(events) - len(kept))
+        duplicates = [e.event_id for e in kept if e.event_id not in inserted]
+        return Ingested(len(inserted), duplicates, rejected, len(events) - len(kept),
+                        sorted(set(repeated)))
 
     # --- users' controls --------------------------------------------------------------------
     def controls(self, user_id: str | None) -> Controls:

@@ -102,7 +102,8 @@ def test_events_batches(client: TestClient) -> None:
     ev = {"event_id": "dup-in-batch", "user_id": "u-dup", "item_id": item, "type": "view",
           "timestamp": "2026-01-01T00:00:00Z"}
     body = client.post("/v1/events", json={"events": [ev, ev]}).json()
-    assert body["accepted"] == 1 and body["duplicates"] == ["dup-in-batch"]
+    assert body["accepted"] == 1 and body["repeated"] == ["dup-in-batch"]
+    assert body["duplicates"] == []  # duplicates: stored before this batch
 
 
 @pytest.mark.parametrize(("user", "words"), [
