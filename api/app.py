@@ -9,9 +9,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 
-from api import analytics, console, errors, fusion, items, keys, recs, users
+from api import analytics, console, errors, fusion, items, keys, metrics, recs, users
 from api.auth import Guard, document_roles, route_roles
 from api.edge import Edge
+from api.metrics import RequestMetrics
 from api.service import Service
 from medley import __version__
 from medley.config import Settings, get_settings
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_middleware(Edge)  # inside the guard: bodies it reads are already capped
     app.add_middleware(Guard, settings=settings)
+    app.add_middleware(RequestMetrics)  # outermost: the guard's refusals are counted too
 
     @app.get("/healthz", tags=["ops"])
     def healthz(request: Request) -> dict[str, object]:
@@ -82,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(analytics.router)
     app.include_router(keys.router)
     app.include_router(console.router)
+    app.include_router(metrics.router)
     app.state.route_roles = route_roles(app)
     document_roles(app, app.state.route_roles)
     logging.getLogger("medley").setLevel(logging.INFO)

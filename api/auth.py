@@ -34,7 +34,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # Reachable without a key: load balancers' probe, the console's page (it asks for a key) and
 # the API's own documentation.
-PUBLIC = ("/healthz", "/console", "/docs", "/redoc", "/openapi.json")
+PUBLIC = ("/healthz", "/metrics", "/console", "/docs", "/redoc", "/openapi.json")
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer mdl_...`")
 

@@ -89,9 +89,9 @@ def _bf16_if_close(model: Any) -> tuple[Any, Precision]:
     import torch
 
     with torch.inference_mode():
-        ref = model.encode(CALIBRATION, convert_to_numpy=True)
+        ref = model.encode(CALIBRATION, convert_to_numpy=True, show_progress_bar=False)
         half = copy.deepcopy(model).to(torch.bfloat16)
-        got = half.encode(CALIBRATION, convert_to_numpy=True)
+        got = half.encode(CALIBRATION, convert_to_numpy=True, show_progress_bar=False)
     worst = cpu.agrees(ref, got)
     if worst < cpu.MIN_COSINE:
         log.warning("text model in bf16 drifts from fp32 (cosine %.4f): using int8", worst)
@@ -201,8 +201,9 @@ class SentenceEmbedder(LoadOnce):
             return np.zeros((0, self.info.dim), dtype=np.float32)
         with self._run_lock:
             if self._session is None:
-                rows = self._model.encode(
-                    texts, batch_size=self.settings.text_batch_size, convert_to_numpy=True
+                rows = self._model.encode(  # no progress bar: it would land in service logs
+                    texts, batch_size=self.settings.text_batch_size, convert_to_numpy=True,
+                    show_progress_bar=False,
                 )
                 return l2_normalise(rows)
             return l2_normalise(self._embed_onnx(texts))

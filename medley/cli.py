@@ -32,16 +32,20 @@ def serve(
         help="API processes sharing the port (default: MEDLEY_API_PROCESSES, 1)", min=1)] = None,
 ) -> None:
     """Run the API (and, on the embedded default, its in-process worker and index)."""
+    from medley.config import get_settings
+
+    settings = get_settings()
+    host, port, workers = host or settings.host, port or settings.port, \
+        workers or settings.api_processes
+    if workers > 1:
+        _shared_metrics()  # before anything imports prometheus_client
+
     import uvicorn
 
     from api.app import create_app, log_to_stderr
-    from medley.config import get_settings
 
     log_to_stderr()
-    settings = get_settings()
     _first_admin_key(settings)
-    host, port, workers = host or settings.host, port or settings.port, \
-        workers or settings.api_processes
     if workers == 1:
         uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
     else:  # each process builds its app from the same environment
@@ -52,6 +56,22 @@ def serve(
         uvicorn.run("api.app:serving_app", factory=True, host=host, port=port,
                     workers=workers, log_level="info",
                     timeout_worker_healthcheck=WORKER_PING_TIMEOUT_S)
+
+
+def _shared_metrics() -> str:
+    """Several processes count into one folder, so a scrape of any of them sees them all
+    (medley/metrics.py). A fresh folder per start: counters restart with the service."""
+    import atexit
+    import os
+    import shutil
+    import tempfile
+
+    from medley.metrics_env import MULTIPROC_ENV
+
+    folder = tempfile.mkdtemp(prefix="medley-metrics-")
+    os.environ[MULTIPROC_ENV] = folder
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
 
 
 def _first_admin_key(settings: Settings) -> None:
@@ -126,6 +146,9 @@ def worker(
     queues: Annotated[str, typer.Option(help="comma-separated queues")] = "media,text,train",
     concurrency: Annotated[int, typer.Option()] = 1,
     pool: Annotated[str, typer.Option(help="prefork, threads or solo")] = "prefork",
+    metrics_port: Annotated[int | None, typer.Option(
+        help="serve Prometheus metrics (extractions by modality and outcome) on this port")
+    ] = None,
 ) -> None:
     """Run a Celery worker on MEDLEY_BROKER_URL (the distributed deployment)."""
     from medley.config import get_settings
@@ -136,6 +159,11 @@ def worker(
         raise typer.BadParameter(
             "MEDLEY_BROKER_URL is not set: on the embedded default the API runs its own worker"
         )
+    if metrics_port:
+        _shared_metrics()  # the pool's processes count; this one serves their sum
+        from medley.metrics import serve_summed
+
+        serve_summed(metrics_port)
     celery = celery_setup.configure(settings)
     celery.worker_main(["worker", "-Q", queues, "-c", str(concurrency), "-P", pool,
                         "--loglevel", "INFO", "-n", f"medley-{queues.replace(',', '-')}@%h"])

@@ -13,7 +13,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from enrich.base import MediaDecodeError, ModelUnavailable
 from index.base import UNRATED_AGE, IndexPoint, IndexUnavailable
-from medley import dates, fusion, repo
+from medley import dates, fusion, metrics, repo
 from medley.catalog import text_hash, text_input
 from medley.db.models import Item, utcnow
 from medley.domain import MediaKind, Modality, ModalityStatus, age_min
@@ -53,7 +53,7 @@ def run_extraction(rt: Runtime, item_id: str, m: Modality) -> bool:
         ):
             return False  # deleted, or already finished by an earlier delivery
         if rec.attempts >= rt.settings.task_max_attempts:
-            repo.finish(s, rec, repo.Outcome(
+            _finish(s, rec, repo.Outcome(
                 ModalityStatus.FAILED,
                 error=f"gave up after {rec.attempts} attempts (the worker kept stopping)",
             ))
@@ -72,7 +72,7 @@ def run_extraction(rt: Runtime, item_id: str, m: Modality) -> bool:
             )
             if m is Modality.SPEECH and src:
                 _copy_transcript(s, item, src)
-            repo.finish(s, rec, reused)
+            _finish(s, rec, reused)
             return True
         job = _job_input(item, m)
     outcome = _extract(rt, m, job, src, key, started)
@@ -82,8 +82,13 @@ def run_extraction(rt: Runtime, item_id: str, m: Modality) -> bool:
             return False  # the item was deleted while we worked
         if outcome.transcript is not None:
             repo.save_transcript(s, rec.item, source_hash=src or "", **outcome.transcript)
-        repo.finish(s, rec, outcome.result)
+        _finish(s, rec, outcome.result)
     return True
+
+
+def _finish(s: Any, rec: Any, outcome: repo.Outcome) -> None:
+    repo.finish(s, rec, outcome)
+    metrics.extraction(rec.modality, outcome.status.value, (outcome.timings or {}).get("total_s"))
 
 
 def _job_input(item: Item, m: Modality) -> dict[str, Any]:

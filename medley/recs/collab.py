@@ -17,6 +17,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    import scipy.sparse as sp
+
+    from medley.recs.cals import Cals
     from medley.recs.content_map import ContentMap
     from medley.recs.ranker import Ranker
 
@@ -32,9 +35,11 @@ class CollabModel:
     regularization: float
     last_seq: int = 0
     # Learned beside the factors, in the same task, and stored in the same blob (one version):
-    # content -> factors for items ALS has not seen, and the learned blend.
+    # content -> factors for items ALS has not seen (the ridge map and CALS, whose user
+    # vectors rows follow `user_ids`), and the learned blend.
     content_map: ContentMap | None = None
     ranker: Ranker | None = None
+    cals: Cals | None = None
     user_row: dict[str, int] = field(init=False)
     item_row: dict[str, int] = field(init=False)
     unit_items: np.ndarray = field(init=False)
@@ -66,6 +71,11 @@ class CollabModel:
         c = np.asarray(conf, dtype=np.float32)
         a = self.gram + (y.T * (c - 1.0)) @ y + self.regularization * np.eye(y.shape[1])
         return np.linalg.solve(a, (y.T * c).sum(axis=1)).astype(np.float32)
+
+    def cals_user(self, user_id: str) -> np.ndarray | None:
+        """The user's stored CALS vector (their whole history as of training), if any."""
+        r = self.user_row.get(user_id)
+        return None if r is None or self.cals is None else self.cals.user_factors[r]
 
     def user_vector(self, user_id: str, recent: Iterable[tuple[str, float]]) -> np.ndarray | None:
         r = self.user_row.get(user_id)
@@ -115,7 +125,8 @@ class CollabModel:
         keep = [k for k, i in enumerate(self.item_ids) if i not in gone]
         return CollabModel([self.user_ids[k] for k in users], [self.item_ids[k] for k in keep],
                            self.user_factors[users], self.item_factors[keep],
-                           self.regularization, self.last_seq, self.content_map, self.ranker)
+                           self.regularization, self.last_seq, self.content_map, self.ranker,
+                           self.cals.without(users) if self.cals is not None else None)
 
     # --- storage --------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
@@ -126,6 +137,11 @@ class CollabModel:
         if self.content_map is not None:
             meta["map"] = {"layout": self.content_map.layout, "r2": self.content_map.r2}
             extra = {"map_means": self.content_map.means, "map_weights": self.content_map.weights}
+        if self.cals is not None:  # absent from blobs stored before CALS existed
+            c = self.cals
+            meta["cals"] = {"layout": c.layout, "reg": c.regularization}
+            extra.update(cals_means=c.means, cals_weights=c.weights, cals_users=c.user_factors,
+                         cals_gram=c.gram)
         if self.ranker is not None:
             extra["ranker"] = np.frombuffer(self.ranker.to_bytes(), dtype=np.uint8)
         arrays = {"user_factors": self.user_factors, "item_factors": self.item_factors,
@@ -135,6 +151,7 @@ class CollabModel:
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> CollabModel:
+        from medley.recs.cals import Cals
         from medley.recs.content_map import ContentMap
         from medley.recs.ranker import Ranker
 
@@ -146,22 +163,20 @@ class CollabModel:
                                   z["map_means"], z["map_weights"], float(meta["map"]["r2"]))
             if "ranker" in z.files:
                 ranker = Ranker.from_bytes(z["ranker"].tobytes())
+            cals = None
+            if "cals" in meta:
+                cals = Cals([(m, int(w)) for m, w in meta["cals"]["layout"]], z["cals_means"],
+                            z["cals_weights"], z["cals_users"], z["cals_gram"],
+                            float(meta["cals"]["reg"]))
             return cls(meta["users"], meta["items"], z["user_factors"], z["item_factors"],
-                       float(meta["reg"]), int(meta["last_seq"]), cmap, ranker)
+                       float(meta["reg"]), int(meta["last_seq"]), cmap, ranker, cals)
 
 
-def train(
-    interactions: Iterable[tuple[str, str, float]],
-    *,
-    factors: int,
-    iterations: int,
-    regularization: float,
-    last_seq: int = 0,
-    seed: int = 0,
-) -> CollabModel | None:
-    """Fit ALS on (user, item, weight) triples; negative weights cancel positive ones."""
+def confidences(interactions: Iterable[tuple[str, str, float]]
+                ) -> tuple[list[str], list[str], sp.csr_matrix] | None:
+    """(users, items, users x items confidence matrix) as ALS trains on them: per pair,
+    CONFIDENCE_SCALE x the summed weight, pairs summing to <= 0 dropped; None without any."""
     import scipy.sparse as sp
-    from implicit.cpu.als import AlternatingLeastSquares
 
     totals: dict[tuple[str, str], float] = defaultdict(float)
     for user, item, w in interactions:
@@ -180,6 +195,25 @@ def train(
         ),
         shape=(len(users), len(items)),
     )
+    return users, items, matrix
+
+
+def train(
+    interactions: Iterable[tuple[str, str, float]],
+    *,
+    factors: int,
+    iterations: int,
+    regularization: float,
+    last_seq: int = 0,
+    seed: int = 0,
+) -> CollabModel | None:
+    """Fit ALS on (user, item, weight) triples; negative weights cancel positive ones."""
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    found = confidences(interactions)
+    if found is None:
+        return None
+    users, items, matrix = found
     from threadpoolctl import threadpool_limits
 
     # implicit parallelises over users itself; a multi-threaded BLAS underneath it thrashes.

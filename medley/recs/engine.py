@@ -109,6 +109,7 @@ class Recommender:
         consumed = set(user.consumed) if user else set()
         taste = taste_of(self.table, positives, negatives, now, FOR_YOU)
         taste.events = user.events if user else 0
+        taste.user = user_id
         return taste, consumed
 
     def user_vector(self, taste: Taste, collab: CollabModel | None) -> np.ndarray | None:
@@ -138,7 +139,15 @@ class Recommender:
             if stated is not None:  # what they asked for counts as taste matched
                 k = features.NAMES.index("content")
                 x[:, k] = np.fmax(x[:, k], stated)
-            return self._boost(ids, ranker.score(x))
+            extra = None
+            new = ranker.new_rows(x)
+            if len(new) > 1 and ranker.cold_needs_extra:  # only new items need CALS
+                user.cals = features.cals_vector(self.table, collab, self.predicted, taste.user,
+                                                 taste.positives)
+                extra = np.full((len(ids), len(features.COLD)), np.nan, dtype=np.float32)
+                extra[new] = features.cold(self.table, collab, self.predicted, user,
+                                           [ids[k] for k in new])
+            return self._boost(ids, ranker.score(x, extra))
         rows = self.table.rows(ids)
         vecs = self.table.vectors_of(rows, FOR_YOU, centred=True)
         content = vecs @ taste.vector if taste.vector is not None else np.full(len(ids), np.nan)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from medley.recs.behavior import Behavior
-from medley.recs.collab import CollabModel
+from medley.recs.collab import CONFIDENCE_SCALE, CollabModel
 from medley.recs.items import ItemTable
 from medley.recs.predicted import Predicted
 
@@ -26,6 +26,11 @@ DAY = 86400.0
 NAMES = ("collab", "collab_mapped", "engagement_mapped", "content", "liked_max", "pop_long",
          "pop_short", "interactions", "age_days", "user_events")
 BEHAVIOUR = ("collab", "pop_long", "pop_short", "interactions")  # what a cold item lacks
+# What only the cold scorer sees (`ranker.cold_scores`), for items nobody engaged with yet: the
+# CALS score (the item's content-predicted factors times the user's CALS vector) and the
+# item's predicted audience under CALS. Not tree features: the trees place new items among
+# established ones on the features above; these order new items among themselves.
+COLD = ("cals", "cals_pop")
 
 
 @dataclass
@@ -34,6 +39,7 @@ class UserSignals:
     vector: np.ndarray | None  # collaborative user vector (folded in from recent positives)
     liked_rows: np.ndarray  # table rows of the recent positives
     events: int  # the user's non-impression events so far
+    cals: np.ndarray | None = None  # the user's CALS vector (stored, else folded in)
 
 
 def compute(table: ItemTable, behavior: Behavior, model: CollabModel | None,
@@ -64,6 +70,44 @@ def compute(table: ItemTable, behavior: Behavior, model: CollabModel | None,
     out[:, col["age_days"]] = np.clip(now - table.published[rows], 0.0, None) / DAY
     out[:, col["user_events"]] = math.log1p(user.events)
     return out
+
+
+def cold(table: ItemTable, model: CollabModel | None, predicted: Predicted,
+         user: UserSignals, ids: Sequence[str]) -> np.ndarray:
+    """The cold scorer's inputs (len(ids), len(COLD)), NaN where unknown: per item, one
+    f-long product with the user's CALS vector over factors predicted once per model."""
+    out = np.full((len(ids), len(COLD)), np.nan, dtype=np.float32)
+    if model is None or model.cals is None or not len(ids):
+        return out
+    factors, audience = predicted.get_cals(table, model, table.rows(ids))
+    if factors is None:
+        return out
+    if user.cals is not None:
+        out[:, 0] = factors @ user.cals
+    out[:, 1] = audience
+    return out
+
+
+def cals_vector(table: ItemTable, model: CollabModel | None, predicted: Predicted,
+                user_id: str | None, positives: Sequence[tuple[str, float]]) -> np.ndarray | None:
+    """The user's CALS vector: stored by the training task for users it saw (their whole
+    history), else folded in from their recent positives against CALS item factors."""
+    if model is None or model.cals is None:
+        return None
+    stored = model.cals_user(user_id) if user_id is not None else None
+    if stored is not None:
+        return stored
+    totals: dict[str, float] = {}
+    for item, w in positives:  # repeated events add up, as in training
+        totals[item] = totals.get(item, 0.0) + w
+    items = [i for i, w in totals.items() if w > 0 and table.get(i) is not None]
+    if not items:
+        return None
+    factors, _ = predicted.get_cals(table, model, table.rows(items))
+    if factors is None:
+        return None
+    conf = np.array([CONFIDENCE_SCALE * totals[i] for i in items])
+    return model.cals.fold_in(factors, conf)
 
 
 def mask_behaviour(x: np.ndarray, which: np.ndarray) -> np.ndarray:

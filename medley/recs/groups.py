@@ -30,6 +30,7 @@ class Past:
         self.events = state.events
         self.taste = taste_of(table, list(state.positives), dict(state.negatives), now, FOR_YOU)
         self.vector = model.fold_in(self.taste.positives) if self.taste.positives else None
+        self.cals = model.cals_user(user)  # the training user's stored CALS vector
         self.skip = state.consumed
 
 
@@ -82,6 +83,8 @@ def group(user: Past, liked: set[str], candidates: Sequence[str], table: ItemTab
     if not y.any():
         return None
     signals = features.UserSignals(user.taste.vector, user.vector, user.taste.liked_rows,
-                                   user.events)
+                                   user.events, user.cals)
     x = features.compute(table, behavior, model, predicted, now, signals, ids, FOR_YOU)
-    return ranker.Group(x, y)
+    cold = features.cold(table, model, predicted, signals, ids) if model.cals is not None \
+        else None
+    return ranker.Group(x, y, cold)

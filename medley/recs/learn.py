@@ -19,6 +19,7 @@ them.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from medley.config import Settings
-from medley.recs import collab, content_map, features, groups, ranker
+from medley.recs import cals, collab, content_map, features, groups, ranker
 from medley.recs.behavior import Behavior
 from medley.recs.collab import CollabModel
 from medley.recs.events import Event, EventType
@@ -67,6 +68,13 @@ def learn(stream: Sequence[tuple[int, Event]], table: ItemTable, settings: Setti
     except Exception:
         log.exception("the content map could not be learned; serving without it")
     try:
+        started = time.perf_counter()
+        model.cals = _fit_cals(table, model, stream, settings)
+        report["cals"] = model.cals is not None
+        report["cals_s"] = round(time.perf_counter() - started, 2)
+    except Exception:
+        log.exception("CALS could not be learned; serving without it")
+    try:
         model.ranker, report["ranker"] = train_ranker(stream, table, settings, seed)
     except Exception as exc:
         log.exception("the ranker could not be learned; the hand blend serves")
@@ -80,6 +88,7 @@ def describe(model: CollabModel | None) -> dict[str, Any]:
     cmap = model.content_map if model is not None else None
     rk = model.ranker if model is not None else None
     return {"content_map_r2": round(cmap.r2, 4) if cmap is not None else None,
+            "cals": model is not None and model.cals is not None,
             "ranker": dict(rk.meta) if rk is not None else None}
 
 
@@ -106,6 +115,25 @@ def _fit_map(table: ItemTable, model: CollabModel, stream: Sequence[tuple[int, E
     out = content_map.fit(layout, table.units[r], table.present[r], table.means(),
                           model.item_factors[keep], engagement, seed=seed)
     return (out[0], out[1], r) if out else None
+
+
+def _fit_cals(table: ItemTable, model: CollabModel, stream: Sequence[tuple[int, Event]],
+              settings: Settings) -> cals.Cals | None:
+    """CALS (`medley.recs.cals`) on the confidences this ALS model was trained on, starting
+    from its user factors; None when there is too little to learn from."""
+    found = collab.confidences((e.user_id, e.item_id, e.weight) for _, e in stream)
+    if found is None:
+        return None
+    users, items, conf = found
+    assert users == model.user_ids and items == model.item_ids
+    rows = table.rows(items)
+    units = np.zeros((len(items), table.dim), dtype=np.float32)
+    present = np.zeros((len(items), len(table.modalities)), dtype=bool)
+    known = rows >= 0  # items gone from the catalog: no content, still part of the objective
+    units[known], present[known] = table.units[rows[known]], table.present[rows[known]]
+    layout = [(m.value, int(w)) for m, w in zip(table.modalities, table.widths, strict=True)]
+    return cals.fit(layout, units, present, table.means(), conf, model.user_factors,
+                    settings.collab_regularization)
 
 
 def split_by_user(stream: Sequence[tuple[int, Event]]
@@ -199,6 +227,10 @@ def held_out_groups(stream: Sequence[tuple[int, Event]], table: ItemTable, setti
     if model is None or fitted is None:
         return []
     model.content_map = fitted[0]
+    try:
+        model.cals = _fit_cals(table, model, rest, settings)
+    except Exception:  # the cold scorer then chooses among what remains
+        log.exception("CALS could not be learned on the held-out check")
     liked: dict[str, set[str]] = {}
     for _, e in stream:
         if e.item_id in held and e.weight >= LIKED_WEIGHT:

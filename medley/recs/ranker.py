@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from medley.recs.features import COLD
+
 # "Enough data": users whose later events give the ranker something to learn, in all, and of
 # those held out to check it. Below these the hand blend serves.
 MIN_GROUPS = 50
@@ -45,6 +47,7 @@ class Group:
 
     x: np.ndarray
     y: np.ndarray
+    cold: np.ndarray | None = None  # the cold scorer's own inputs (`features.COLD`), if any
 
 
 @dataclass
@@ -56,22 +59,35 @@ class Ranker:
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False,
                                   compare=False)
 
-    def score(self, x: np.ndarray) -> np.ndarray:
-        """Scores for these candidates' features. Among items nobody has engaged with yet,
-        the order is the cold scorer's (`cold_scores`): the trees place new items among
-        established ones, but on their own they rank new items against each other worse
-        than the predicted collaborative score does (the trees see few such rows)."""
+    def score(self, x: np.ndarray, extra: np.ndarray | None = None) -> np.ndarray:
+        """Scores for these candidates' features (`extra`: the cold scorer's own inputs,
+        `features.COLD`, rows as x's; needed only on the rows of new items). Among items
+        nobody has engaged with yet, the order is the cold scorer's (`cold_scores`): the
+        trees place new items among established ones, but on their own they rank new items
+        against each other worse than the predicted collaborative score does (the trees see
+        few such rows)."""
         scores = self._predict(x)
         cold = self.meta.get("cold")
         if cold is None:
             return scores
-        new = np.flatnonzero(x[:, self.names.index("interactions")] == 0)
+        new = self.new_rows(x)
         if len(new) > 1:
-            order = new[np.argsort(-cold_scores(x[new], self.names, cold), kind="stable")]
+            sub = extra[new] if extra is not None else None
+            order = new[np.argsort(-cold_scores(x[new], self.names, cold, sub), kind="stable")]
             # The same places, in the cold order; the trees often give new items one value,
             # so a tie-break far below any gap between tree outputs keeps that order.
             scores[order] = np.sort(scores[new])[::-1] - 1e-9 * np.arange(len(new))
         return scores
+
+    def new_rows(self, x: np.ndarray) -> np.ndarray:
+        """Rows of items nobody has engaged with yet (those the cold scorer orders)."""
+        return np.flatnonzero(x[:, self.names.index("interactions")] == 0)
+
+    @property
+    def cold_needs_extra(self) -> bool:
+        """Whether the cold scorer kept reads inputs beyond the tree features."""
+        weights = _cold_weights(self.meta.get("cold"))
+        return any(weights.get(name, 0.0) for name in COLD_EXTRA)
 
     def _predict(self, x: np.ndarray) -> np.ndarray:
         if self._booster is None:
@@ -92,10 +108,20 @@ class Ranker:
         return cls(list(d["names"]), str(d["model"]), dict(d["meta"]))
 
 
-# Beside the predicted collaborative score (weight 1): centred content, and the predicted
-# engagement (how much any audience takes to items like it), each weighted from these grids.
-COLD_INPUTS = ("collab_mapped", "content", "engagement_mapped")
-COLD_GRID = {"content": (0.0, 0.25, 0.5, 1.0, 2.0), "engagement": (0.0, 0.25, 0.5, 1.0)}
+# The cold scorer: a weighted sum of its inputs, each z-scored over the new items being
+# ordered. Tree features it may read, and inputs of its own (`features.COLD`).
+COLD_FEATURES = ("collab_mapped", "content", "engagement_mapped")
+COLD_EXTRA = COLD
+# The weights tried (`fit_cold`; chosen on items held out of training, never on test data):
+# the ridge map's predicted ALS score with centred content and predicted engagement (the
+# scorer before CALS, kept in the running), and CALS's score with its predicted audience and
+# centred content.
+COLD_GRID: tuple[dict[str, float], ...] = (
+    *({"collab_mapped": 1.0, "content": c, "engagement_mapped": e}
+      for c in (0.0, 0.25, 0.5, 1.0, 2.0) for e in (0.0, 0.25, 0.5, 1.0)),
+    *({"cals": 1.0, "content": c, "cals_pop": p}
+      for c in (0.0, 0.25, 0.5, 1.0) for p in (0.0, 0.25, 0.5, 1.0, 2.0)),
+)
 
 
 def _z(a: np.ndarray) -> np.ndarray:
@@ -107,25 +133,54 @@ def _z(a: np.ndarray) -> np.ndarray:
     return np.where(known, z, 0.0)  # unknown counts as average
 
 
-def cold_scores(x: np.ndarray, names: Sequence[str], cold: dict[str, Any]) -> np.ndarray:
-    """z(predicted collaborative score) + w_c·z(centred content) + w_e·z(predicted
-    engagement), z-scored over the items being ordered: the user vector's length differs by
-    user, so fixed scales would let one signal drown the others for heavy users and the
-    reverse for light ones."""
-    mapped, content, engagement = (x[:, list(names).index(n)] for n in COLD_INPUTS)
-    return (_z(mapped) + float(cold["weight"]) * _z(content)
-            + float(cold.get("engagement", 0.0)) * _z(engagement))
+def _cold_weights(cold: dict[str, Any] | None) -> dict[str, float]:
+    """The weight per input; rankers stored before CALS carried {"weight": content weight,
+    "engagement": engagement weight} beside an implicit 1 on collab_mapped."""
+    if not cold:
+        return {}
+    if "weights" in cold:
+        return {k: float(v) for k, v in cold["weights"].items()}
+    return {"collab_mapped": 1.0, "content": float(cold.get("weight", 0.0)),
+            "engagement_mapped": float(cold.get("engagement", 0.0))}
+
+
+def cold_scores(x: np.ndarray, names: Sequence[str], cold: dict[str, Any],
+                extra: np.ndarray | None = None) -> np.ndarray:
+    """Σ w_k · z(input_k), each input z-scored over the items being ordered: the user
+    vector's length differs by user, so fixed scales would let one signal drown the others
+    for heavy users and the reverse for light ones. Inputs come from the tree features `x`
+    (columns `names`) or the cold scorer's own `extra` (columns `features.COLD`); a missing
+    input counts as average for every item."""
+    out = np.zeros(len(x))
+    for name, w in _cold_weights(cold).items():
+        if not w:
+            continue
+        if name in COLD_EXTRA:
+            if extra is None:
+                continue
+            col = extra[:, COLD_EXTRA.index(name)]
+        else:
+            col = x[:, list(names).index(name)]
+        out += w * _z(col)
+    return out
+
+
+def _label(weights: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:g}" for k, v in weights.items())
 
 
 def fit_cold(groups: Sequence[Group], names: Sequence[str]) -> dict[str, Any]:
     """The cold scorer's weights with the best NDCG@10 on these groups (`learn`'s held-out
-    items, each user's likes among them ranked as if just published)."""
-    tried = {(c, e): mean_ndcg(groups, lambda g, c=c, e=e: cold_scores(
-        g.x, names, {"weight": c, "engagement": e}))
-        for c in COLD_GRID["content"] for e in COLD_GRID["engagement"]}
-    best = max(tried, key=lambda k: tried[k])
-    return {"weight": best[0], "engagement": best[1],
-            "ndcg@10": {f"{c}/{e}": round(v, 4) for (c, e), v in tried.items()}}
+    items, each user's likes among them ranked as if just published). Weightings that read
+    inputs the groups lack (no CALS: too little data) are not tried."""
+    has_extra = any(g.cold is not None and np.isfinite(g.cold[:, 0]).any() for g in groups)
+    grid = [w for w in COLD_GRID if has_extra or not any(w.get(k) for k in COLD_EXTRA)]
+    tried = [(w, mean_ndcg(groups, lambda g, w=w: cold_scores(g.x, names, {"weights": w},
+                                                               g.cold)))
+             for w in grid]
+    best = max(range(len(tried)), key=lambda k: tried[k][1])  # the first of equals
+    return {"weights": tried[best][0],
+            "ndcg@10": {_label(w): round(v, 4) for w, v in tried}}
 
 
 def ndcg(scores: np.ndarray, labels: np.ndarray, k: int = 10) -> float:

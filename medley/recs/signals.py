@@ -37,6 +37,7 @@ class Taste:
     # (model, its fold-in of `positives`): a request's candidate step and its scoring step
     # share one solve (`Recommender.user_vector`).
     folded: tuple[object, np.ndarray | None] | None = None
+    user: str | None = None  # whose taste (their stored model vectors are looked up by it)
 
 
 def taste_of(

@@ -1,0 +1,158 @@
+"""Content-constrained implicit ALS ("CALS"): every item's collaborative factors are a linear
+function of its content, y_i = Aᵀ z_i, and A is fitted on the implicit-ALS objective itself,
+with the confidences ALS trains on, not by regressing ALS's factors after the fact (as
+`content_map` does, Gantner et al. 2010). A brand-new item then has factors exactly like an
+established one: its content says where it sits in the behavioural space, and a user's score
+for it is y_i · x_u, landing it among the items its audience already likes.
+
+Fitting alternates (a) A given the user factors, a least-squares problem over all user-item
+pairs solved by conjugate gradient without forming the (D·f)² system, and (b) the ALS user step
+given the item factors ZA, starting from the trained ALS user factors. Its byproducts:
+
+- each training user's CALS vector x_u (the user step over their whole history, stored: serving
+  keeps only 50 recent positives per user), and for users who came later a fold-in from their
+  recent positives against CALS item factors (the ALS fold-in, with the stored gram ZAᵀZA);
+- the predicted audience of an item, y_i · mean(x_u): how much the user base as a whole is
+  predicted to take to it (a content-predicted engagement prior, one column of the map).
+
+Pure numpy and scipy; fitted by `medley.recs.learn` in the training task, stored in the
+collaborative model's blob.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.linalg import LinearOperator, cg
+
+LAM = 1.0  # ridge on A, x the mean eigenvalue of (ZᵀZ ⊗ XᵀX) (chosen on validation)
+OUTER = 3  # A-step / user-step alternations (validation: 3 beat 1 and 2; more did not pay)
+CG_ITERS = 60  # conjugate-gradient steps per A-step, warm-started from the previous A
+MIN_ITEMS = 20  # items with content the map needs to learn from; fewer: no map
+MIN_USERS = 5  # users with a positive; fewer: no map
+
+
+def design(units: np.ndarray, present: np.ndarray, means: np.ndarray,
+           widths: Sequence[int]) -> np.ndarray:
+    """z_i: each modality block minus that modality's catalog mean, renormalised (the centred
+    content the taste vectors use), zero where the item lacks the modality; then one presence
+    bit per modality and a constant 1. float64 (the CG sums over every user-item pair)."""
+    x = np.asarray(units, dtype=np.float64) - np.asarray(means, dtype=np.float64)
+    start = 0
+    for k, w in enumerate(widths):
+        block = x[:, start : start + w]
+        norms = np.linalg.norm(block, axis=1, keepdims=True)
+        block /= np.maximum(norms, 1e-6)
+        block *= present[:, k : k + 1]
+        start += w
+    return np.hstack([x, present.astype(np.float64), np.ones((len(x), 1))])
+
+
+@dataclass
+class Cals:
+    """z(item) @ weights -> [CALS factors..., predicted audience]; user vectors beside."""
+
+    layout: list[tuple[str, int]]  # (modality, width) of the content blocks, in order
+    means: np.ndarray  # (D,) the catalog means the blocks were centred on
+    weights: np.ndarray  # (D + modalities + 1, f + 1): A, then A·mean(x_u)
+    user_factors: np.ndarray  # (users, f) float32, rows as the model's user_ids
+    gram: np.ndarray  # (f, f) YᵀY over the items it was fitted on, for fold-in
+    regularization: float  # the user step's (ALS's)
+
+    @property
+    def widths(self) -> list[int]:
+        return [w for _, w in self.layout]
+
+    def predict(self, units: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(CALS factors (n, f), predicted audience (n,)) for these items."""
+        out = design(units, present, self.means, self.widths) @ self.weights
+        return out[:, :-1].astype(np.float32), out[:, -1]
+
+    def matches(self, layout: Sequence[tuple[str, int]]) -> bool:
+        return [tuple(p) for p in self.layout] == [tuple(p) for p in layout]
+
+    def fold_in(self, factors: np.ndarray, confidence: np.ndarray) -> np.ndarray | None:
+        """The ALS user step against CALS item factors of the user's positives (`factors`,
+        with their confidences): a user the model has not seen."""
+        if not len(factors):
+            return None
+        y = factors.astype(np.float64)
+        c = np.asarray(confidence, dtype=np.float64)
+        a = self.gram + (y.T * (c - 1.0)) @ y + self.regularization * np.eye(y.shape[1])
+        return np.linalg.solve(a, (y.T * c).sum(axis=1)).astype(np.float32)
+
+    def without(self, keep_users: Sequence[int]) -> Cals:
+        return Cals(self.layout, self.means, self.weights, self.user_factors[list(keep_users)],
+                    self.gram, self.regularization)
+
+
+def a_step(z: np.ndarray, x: np.ndarray, conf: sp.csr_matrix, lam: float,
+           a0: np.ndarray | None = None, iters: int = CG_ITERS) -> np.ndarray:
+    """argmin_A Σ_ui c_ui (p_ui - x_uᵀ Aᵀ z_i)² + λ·s·‖A‖² over all pairs (c = 1 and p = 0
+    where the user never touched the item; c = the confidence, p = 1 where they did), s the
+    mean eigenvalue of the normal matrix. The normal operator is applied as ZᵀZ A XᵀX plus a
+    sparse correction over the observed pairs, so one CG step costs O(N·D·f + nnz·f)."""
+    d, f = z.shape[1], x.shape[1]
+    ztz, xtx = z.T @ z, x.T @ x
+    coo = conf.tocoo()
+    uu, ii, cc = coo.row, coo.col, coo.data.astype(np.float64)
+    scale = float(np.trace(ztz) * np.trace(xtx)) / (d * f)
+    n_items, n_users = z.shape[0], x.shape[0]
+    rhs = z.T @ (sp.csr_matrix((cc, (ii, uu)), shape=(n_items, n_users)) @ x)
+    order = np.lexsort((uu, ii))  # item-major, then user: the layout of `pattern` below
+    ii_s, uu_s, cc_s = ii[order], uu[order], cc[order] - 1.0
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(ii_s, minlength=n_items))])
+    pattern = sp.csr_matrix((np.zeros(len(ii_s)), uu_s, indptr), shape=(n_items, n_users))
+
+    def matvec(flat: np.ndarray) -> np.ndarray:
+        a = flat.reshape(d, f)
+        za = z @ a
+        s = np.einsum("nf,nf->n", za[ii_s], x[uu_s]) * cc_s
+        pattern.data = s
+        out = ztz @ a @ xtx + z.T @ (pattern @ x) + lam * scale * a
+        return out.ravel()
+
+    op = LinearOperator((d * f, d * f), matvec=matvec, dtype=np.float64)
+    sol, _ = cg(op, rhs.ravel(), x0=None if a0 is None else a0.ravel(), maxiter=iters)
+    return np.asarray(sol).reshape(d, f)
+
+
+def user_step(y: np.ndarray, conf: sp.csr_matrix, reg: float) -> np.ndarray:
+    """The implicit-ALS user step for every user against item factors `y`."""
+    gram = y.T @ y
+    f = y.shape[1]
+    out = np.zeros((conf.shape[0], f))
+    eye = reg * np.eye(f)
+    for u in range(conf.shape[0]):
+        s, e = conf.indptr[u], conf.indptr[u + 1]
+        if s == e:
+            continue
+        idx, c = conf.indices[s:e], conf.data[s:e].astype(np.float64)
+        yu = y[idx]
+        out[u] = np.linalg.solve(gram + (yu.T * (c - 1.0)) @ yu + eye, (yu.T * c).sum(axis=1))
+    return out
+
+
+def fit(layout: Sequence[tuple[str, int]], units: np.ndarray, present: np.ndarray,
+        means: np.ndarray, conf: sp.csr_matrix, user_factors: np.ndarray, reg: float, *,
+        lam: float = LAM, outer: int = OUTER, iters: int = CG_ITERS) -> Cals | None:
+    """Fit on the model's items (rows of `units`/`present`, columns of `conf`) and users (rows
+    of `conf` and of the ALS `user_factors` it starts from). None when there is too little to
+    learn from: fewer than MIN_ITEMS items with content or MIN_USERS users."""
+    has = present.any(axis=1)
+    if len(layout) == 0 or has.sum() < MIN_ITEMS or conf.shape[0] < MIN_USERS:
+        return None
+    z = design(units, present, means, [w for _, w in layout])
+    x = np.asarray(user_factors, dtype=np.float64)
+    a = None
+    for _ in range(outer):
+        a = a_step(z, x, conf, lam, a, iters)
+        x = user_step(z @ a, conf, reg)
+    assert a is not None
+    y = z @ a
+    weights = np.hstack([a, (a @ x.mean(axis=0))[:, None]])
+    return Cals([(m, int(w)) for m, w in layout], np.asarray(means, dtype=np.float32),
+                weights.astype(np.float32), x.astype(np.float32), y.T @ y, float(reg))
