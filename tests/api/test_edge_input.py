@@ -156,3 +156,11 @@ def test_console_may_not_be_framed_and_nothing_is_sniffed(client: TestClient) ->
     assert client.get("/healthz").headers["x-content-type-options"] == "nosniff"
     no_key = TestClient(client.app).get("/v1/items")  # the guard's own refusals too
     assert no_key.status_code == 401 and no_key.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_naive_and_an_aware_filter_date_compare_as_utc(client: TestClient) -> None:
+    # Found by the domain fuzzer on the code before the date rule: a 500 comparing them.
+    params = {"published_after": "2026-01-01T00:00:00", "published_before": "2026-06-01T00:00Z"}
+    assert client.get("/v1/users/u1/recommendations", params=params).status_code == 200
+    params = {"published_after": "2026-06-01T00:00:00", "published_before": "2026-01-01T00:00Z"}
+    refused(client.get("/v1/users/u1/recommendations", params=params), 422, "later than")
