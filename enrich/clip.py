@@ -97,7 +97,7 @@ class ClipModel(LoadOnce):
             ) from exc
         model.eval()
         self._tokenizer = open_clip.get_tokenizer(s.clip_model)
-        precision = cpu.choose(s.clip_precision, s.device)
+        precision = cpu.choose(s.clip_precision, s.device, "clip")
         if precision is Precision.BF16:
             model, precision = self._bf16_if_close(model)
         if precision is Precision.INT8:

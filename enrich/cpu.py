@@ -1,11 +1,15 @@
 """What this CPU offers for inference, and which precision a model family runs in.
 
 Machines of one kind differ: one has AMX, another AVX-512-BF16 without AMX, another only AVX2.
-`MEDLEY_CLIP_PRECISION` / `MEDLEY_TEXT_PRECISION` = `auto` (the default) picks per machine:
+`MEDLEY_CLIP_PRECISION` / `MEDLEY_TEXT_PRECISION` = `auto` (the default) picks per machine and
+model family, from what `medley bench enrich` measured (bench/enrich.md, and issue 13's AMX
+figures):
 
-- bf16 where the CPU computes bf16 natively (AMX, AVX-512-BF16): weights cast to bfloat16;
-  measured here (`medley bench enrich`) well ahead of both fp32 and int8;
-- int8 otherwise (dynamic int8 Linear layers, `enrich.quantize`), the fastest path on AVX2/VNNI.
+- AMX: bf16 for both (ViT-B-32 106.6 images/s in bf16 against 42.9 int8; MiniLM 944 against
+  557 sentences/s);
+- AVX-512-BF16 without AMX: bf16 for text (149 against 123 sentences/s), int8 for CLIP (29.1
+  against 21.2 images/s: VNNI int8 GEMMs beat bf16 dot products there);
+- otherwise int8 (dynamic int8 Linear layers, `enrich.quantize`).
 
 Whatever is picked must keep embeddings within cosine MIN_COSINE of fp32 on calibration inputs
 (`agrees`); a model that does not falls back to int8, and the choice is in its version string.
@@ -39,19 +43,20 @@ def features(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, ...]:
     return tuple(f for f in KNOWN if f in flags)
 
 
-def native_bf16(flags: tuple[str, ...]) -> bool:
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-def choose(wanted: Precision, device: str, flags: tuple[str, ...] | None = None) -> Precision:
-    """The precision a model family loads in: `auto` resolved for this machine; int8 and bf16
-    kernels here are CPU paths, so a GPU runs fp32 whatever was asked."""
+def choose(wanted: Precision, device: str, family: str,
+           flags: tuple[str, ...] | None = None) -> Precision:
+    """The precision `family` ("clip" or "text") loads in: `auto` resolved for this machine;
+    int8 and bf16 kernels here are CPU paths, so a GPU runs fp32 whatever was asked."""
     if device != "cpu":
         return Precision.FP32
     if wanted is not Precision.AUTO:
         return wanted
-    return Precision.BF16 if native_bf16(features() if flags is None else flags) else \
-        Precision.INT8
+    have = features() if flags is None else flags
+    if "amx_bf16" in have:
+        return Precision.BF16
+    if "avx512_bf16" in have and family == "text":
+        return Precision.BF16
+    return Precision.INT8
 
 
 def agrees(reference: np.ndarray, candidate: np.ndarray) -> float:

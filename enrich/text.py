@@ -128,7 +128,7 @@ class SentenceEmbedder(LoadOnce):
         model.eval()
         weights = _weights_digest(folder) if folder is not None else ref
         backend = "sentence-transformers/fp32"
-        precision = cpu.choose(s.text_precision, s.device)
+        precision = cpu.choose(s.text_precision, s.device, "text")
         if precision is Precision.BF16:
             model, precision = _bf16_if_close(model)
             backend = "sentence-transformers/bf16" if precision is Precision.BF16 else backend

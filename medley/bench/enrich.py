@@ -115,7 +115,7 @@ def bench_clip(work: Path, repeats: int, gflops: float) -> dict[str, Any]:
     paths = {p: ClipModel(settings(p)).image_embedder() for p in FAST_PATHS}
     for embedder in paths.values():
         embedder.load()
-    medley = paths[cpu.choose(Precision.AUTO, "cpu")]  # what this machine runs by default
+    medley = paths[cpu.choose(Precision.AUTO, "cpu", "clip")]  # this machine's default
     photos = sample_photos(32)
 
     def baseline() -> np.ndarray:
@@ -161,7 +161,7 @@ def bench_text(work: Path, repeats: int, gflops: float) -> dict[str, Any]:
     paths[Precision.INT8].load()  # builds the int8 model into work/models/onnx on first use
     load_s = time.perf_counter() - start
     paths[Precision.BF16].load()
-    medley = paths[cpu.choose(Precision.AUTO, "cpu")]
+    medley = paths[cpu.choose(Precision.AUTO, "cpu", "text")]
     plain = SentenceTransformer(str(model_folder(settings)), device="cpu", local_files_only=True)
     texts = catalog_descriptions(1000)
 
@@ -231,8 +231,8 @@ def run_enrich_bench(
         "machine": {
             "cpu": platform.processor() or platform.machine(),
             "cpu_features": list(cpu.features()),
-            "default_paths": {"clip": cpu.choose(Precision.AUTO, "cpu").value,
-                              "text": cpu.choose(Precision.AUTO, "cpu").value},
+            "default_paths": {f: cpu.choose(Precision.AUTO, "cpu", f).value
+                              for f in ("clip", "text")},
             "torch_threads": torch.get_num_threads(),
             "numpy_sgemm_gflops": gflops,
         },
@@ -272,8 +272,7 @@ def render(d: dict[str, Any]) -> str:
         f"{d['machine']['numpy_sgemm_gflops']} GFLOP/s, torch threads "
         f"{d['machine']['torch_threads']}.",
         f"CPU features: {', '.join(d['machine'].get('cpu_features', [])) or 'none listed'}; "
-        f"the default (`auto`) runs {d['machine'].get('default_paths', {}).get('clip', '?')} "
-        "here.",
+        f"the default (`auto`) runs {d['machine'].get('default_paths', {})} here.",
         f"## CLIP images\n{c['model']}. Batch {c['batch']} photos; Medley: `{c['medley_path']}`.",
         _paths("images/s", c, "images_per_s", "open_clip fp32",
                c["open_clip_fp32_images_per_s"]),

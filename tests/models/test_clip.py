@@ -45,7 +45,7 @@ def test_embeds_images_and_text_to_unit_vectors(
     assert clip.text_embedder().info.family == "clip-text"
     # The version names the path that ran: `auto` resolves per machine (enrich/cpu.py).
     assert clip.info.dim == EMBED_DIM
-    assert clip.info.version.endswith(f"/{cpu.choose(precision, 'cpu').value}")
+    assert clip.info.version.endswith(f"/{cpu.choose(precision, 'cpu', 'clip').value}")
 
 
 def test_batches_give_the_same_rows_as_singles(tiny_clip: dict[str, Any], tmp_path: Path) -> None:

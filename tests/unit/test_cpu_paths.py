@@ -15,19 +15,22 @@ ZEN4 = ("avx512_bf16", "avx512_vnni", "avx512f", "avx2")
 AVX2 = ("avx2",)
 
 
-@pytest.mark.parametrize(("wanted", "device", "flags", "runs"), [
-    (Precision.AUTO, "cpu", AMX, Precision.BF16),
-    (Precision.AUTO, "cpu", ZEN4, Precision.BF16),
-    (Precision.AUTO, "cpu", AVX2, Precision.INT8),
-    (Precision.AUTO, "cpu", (), Precision.INT8),
-    (Precision.FP32, "cpu", AMX, Precision.FP32),
-    (Precision.INT8, "cpu", AMX, Precision.INT8),
-    (Precision.BF16, "cpu", AVX2, Precision.BF16),  # asked for: slow here, but honoured
-    (Precision.AUTO, "cuda", AMX, Precision.FP32),
-    (Precision.INT8, "cuda", AVX2, Precision.FP32),
+@pytest.mark.parametrize(("wanted", "device", "family", "flags", "runs"), [
+    (Precision.AUTO, "cpu", "clip", AMX, Precision.BF16),
+    (Precision.AUTO, "cpu", "text", AMX, Precision.BF16),
+    (Precision.AUTO, "cpu", "clip", ZEN4, Precision.INT8),  # VNNI int8 beat bf16 there
+    (Precision.AUTO, "cpu", "text", ZEN4, Precision.BF16),
+    (Precision.AUTO, "cpu", "text", AVX2, Precision.INT8),
+    (Precision.AUTO, "cpu", "clip", (), Precision.INT8),
+    (Precision.FP32, "cpu", "clip", AMX, Precision.FP32),
+    (Precision.INT8, "cpu", "text", AMX, Precision.INT8),
+    (Precision.BF16, "cpu", "clip", AVX2, Precision.BF16),  # asked for: slow here, but honoured
+    (Precision.AUTO, "cuda", "text", AMX, Precision.FP32),
+    (Precision.INT8, "cuda", "clip", AVX2, Precision.FP32),
 ])
-def test_choose(wanted: Precision, device: str, flags: tuple[str, ...], runs: Precision) -> None:
-    assert cpu.choose(wanted, device, flags) is runs
+def test_choose(wanted: Precision, device: str, family: str, flags: tuple[str, ...],
+                runs: Precision) -> None:
+    assert cpu.choose(wanted, device, family, flags) is runs
 
 
 def test_features_read_the_flags_line(tmp_path: Path) -> None:
