@@ -137,7 +137,8 @@ def _values(raw: list[str]) -> list[str]:
 @router.get("/{item_id}", response_model=ItemOut,
             dependencies=[allow(Role.CONTENT, Role.EDITOR)])
 def get_item(request: Request, item_id: ItemIdPath) -> ItemOut:
-    return ItemOut.of(_service(request).catalog.get(item_id))
+    service = _service(request)
+    return ItemOut.of(service.catalog.get(item_id), service.recs.sync.set_aside.get(item_id))
 
 
 @router.get(

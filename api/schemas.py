@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from medley.db.models import Item
 
@@ -71,9 +71,12 @@ class ItemOut(BaseModel):
     media: dict[str, MediaOut]
     transcript: TranscriptOut | None
     timings: dict[str, float]
+    set_aside: str | None = Field(None, description=
+        "why the answering process does not serve this item (its stored record could not be "
+        "loaded); null when it is served or not yet indexed")
 
     @classmethod
-    def of(cls, item: Item) -> ItemOut:
+    def of(cls, item: Item, set_aside: str | None = None) -> ItemOut:
         mods = {
             r.modality: ModalityOut(
                 status=r.status, error=r.error, model=r.model_name, model_version=r.model_version,
@@ -91,9 +94,12 @@ class ItemOut(BaseModel):
         tr = item.transcript
         return cls(
             id=item.id, status=item.status, title=item.title, description=item.description,
-            tags=list(item.tags or []), language=item.language, age_rating=item.age_rating,
+            # A record another writer stored with the wrong shapes still reads back.
+            tags=[str(t) for t in item.tags] if isinstance(item.tags, list) else [],
+            language=item.language, age_rating=item.age_rating,
             published_at=utc(item.published_at), external_id=item.external_id,
-            attributes=item.attributes or {}, created_at=created,
+            attributes=item.attributes if isinstance(item.attributes, dict) else {},
+            created_at=created,
             updated_at=utc(item.updated_at), indexed=item.indexed, modalities=mods,
             media={m.kind: MediaOut(mime=m.mime, size=m.size, sha256=m.sha256,
                                     filename=m.filename) for m in item.media},
@@ -102,7 +108,7 @@ class ItemOut(BaseModel):
                 segments=[SegmentOut(**g) for g in tr.segments or []],
                 model=tr.model_name, model_version=tr.model_version,
             ),
-            timings=timings,
+            timings=timings, set_aside=set_aside,
         )
 
 

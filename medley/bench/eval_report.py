@@ -48,13 +48,17 @@ def _ci(a: Mapping[str, float], b: Mapping[str, float], scale: float = 1.0) -> l
 
 def _against(results: Mapping[str, Any], peer: str, key: str, per_user: str,
              ratio: float) -> dict[str, Any]:
-    """Medley against one peer on one metric: ratio, interval of the difference, target."""
+    """Medley against one peer on one metric: ratio, interval of the difference, target. The
+    target is met when the interval of Medley - ratio x peer lies above zero (for a ratio of
+    1, that of the plain difference); `point_met`: the point estimates alone reach it."""
     med, other = results["medley"], results[peer]
     diff = _ci(med[per_user], other[per_user])
+    scaled = _ci(med[per_user], other[per_user], ratio)
     return {"peer": peer, key: round(other[key], 4),
             "medley_ratio": round(med[key] / other[key], 3) if other[key] else None,
-            "diff_ci95": diff, f"diff_vs_{ratio}x_ci95": _ci(med[per_user], other[per_user], ratio),
-            "met": bool(med[key] >= ratio * other[key] and diff[0] > 0), "target_ratio": ratio}
+            "diff_ci95": diff, f"diff_vs_{ratio}x_ci95": scaled,
+            "met": bool(med[key] >= ratio * other[key] and diff[0] > 0 and scaled[0] > 0),
+            "point_met": bool(med[key] >= ratio * other[key]), "target_ratio": ratio}
 
 
 def _verdict(results: Mapping[str, Any], targets: tuple[str, ...]) -> dict[str, Any]:
@@ -126,7 +130,10 @@ def _interval(lo_hi: list[float]) -> str:
 def _target_line(t: Mapping[str, Any], what: str) -> str:
     ratio = t["target_ratio"]
     want = f"at least {ratio}x" if ratio != 1.0 else "above"
-    return (f"- **{'MET' if t['met'] else 'NOT MET'}**: {what} {want} {LABELS[t['peer']]}: "
+    verdict = "MET" if t["met"] else "NOT MET"
+    if not t["met"] and t.get("point_met"):
+        verdict += " (the point estimate reaches it; the 95% interval does not clear it)"
+    return (f"- **{verdict}**: {what} {want} {LABELS[t['peer']]}: "
             f"Medley/peer = {t['medley_ratio']}, 95% interval of Medley - peer "
             f"{_interval(t['diff_ci95'])}" + (
                 f", of Medley - {ratio}x peer {_interval(t[f'diff_vs_{ratio}x_ci95'])}"

@@ -33,6 +33,10 @@ OUTER = 3  # A-step / user-step alternations (validation: 3 beat 1 and 2; more d
 CG_ITERS = 60  # conjugate-gradient steps per A-step, warm-started from the previous A
 MIN_ITEMS = 20  # items with content the map needs to learn from; fewer: no map
 MIN_USERS = 5  # users with a positive; fewer: no map
+# The per-user taste classifier ("uclf"): a ridge fit in the same content space, liked items 1,
+# items touched but not liked 0, plus the most-engaged items the user never touched 0.
+CLF_LAM = 10.0
+CLF_NEGATIVES = 100
 
 
 def design(units: np.ndarray, present: np.ndarray, means: np.ndarray,
@@ -61,6 +65,9 @@ class Cals:
     user_factors: np.ndarray  # (users, f) float32, rows as the model's user_ids
     gram: np.ndarray  # (f, f) YᵀY over the items it was fitted on, for fold-in
     regularization: float  # the user step's (ALS's)
+    # (users, D + modalities + 1) float16: each training user's taste classifier weights over
+    # z (`classifiers`), rows as user_factors; None: not learned.
+    uclf: np.ndarray | None = None
 
     @property
     def widths(self) -> list[int]:
@@ -84,9 +91,16 @@ class Cals:
         a = self.gram + (y.T * (c - 1.0)) @ y + self.regularization * np.eye(y.shape[1])
         return np.linalg.solve(a, (y.T * c).sum(axis=1)).astype(np.float32)
 
+    def classify(self, units: np.ndarray, present: np.ndarray, weights: np.ndarray
+                 ) -> np.ndarray:
+        """A user's taste classifier (`weights`, a row of `uclf`) over these items."""
+        return design(units, present, self.means, self.widths) @ weights.astype(np.float64)
+
     def without(self, keep_users: Sequence[int]) -> Cals:
-        return Cals(self.layout, self.means, self.weights, self.user_factors[list(keep_users)],
-                    self.gram, self.regularization)
+        keep = list(keep_users)
+        return Cals(self.layout, self.means, self.weights, self.user_factors[keep],
+                    self.gram, self.regularization,
+                    self.uclf[keep] if self.uclf is not None else None)
 
 
 def a_step(z: np.ndarray, x: np.ndarray, conf: sp.csr_matrix, lam: float,
@@ -138,9 +152,11 @@ def user_step(y: np.ndarray, conf: sp.csr_matrix, reg: float) -> np.ndarray:
 
 def fit(layout: Sequence[tuple[str, int]], units: np.ndarray, present: np.ndarray,
         means: np.ndarray, conf: sp.csr_matrix, user_factors: np.ndarray, reg: float, *,
+        touched: sp.csr_matrix | None = None, liked: sp.csr_matrix | None = None,
         lam: float = LAM, outer: int = OUTER, iters: int = CG_ITERS) -> Cals | None:
     """Fit on the model's items (rows of `units`/`present`, columns of `conf`) and users (rows
-    of `conf` and of the ALS `user_factors` it starts from). None when there is too little to
+    of `conf` and of the ALS `user_factors` it starts from); with `touched` and `liked` (same
+    shape as `conf`), each user's taste classifier too. None when there is too little to
     learn from: fewer than MIN_ITEMS items with content or MIN_USERS users."""
     has = present.any(axis=1)
     if len(layout) == 0 or has.sum() < MIN_ITEMS or conf.shape[0] < MIN_USERS:
@@ -154,5 +170,39 @@ def fit(layout: Sequence[tuple[str, int]], units: np.ndarray, present: np.ndarra
     assert a is not None
     y = z @ a
     weights = np.hstack([a, (a @ x.mean(axis=0))[:, None]])
+    uclf = classifiers(z, touched, liked) if touched is not None and liked is not None \
+        else None
     return Cals([(m, int(w)) for m, w in layout], np.asarray(means, dtype=np.float32),
-                weights.astype(np.float32), x.astype(np.float32), y.T @ y, float(reg))
+                weights.astype(np.float32), x.astype(np.float32), y.T @ y, float(reg), uclf)
+
+
+def classifiers(z: np.ndarray, touched: sp.csr_matrix, liked: sp.csr_matrix,
+                lam: float = CLF_LAM, negatives: int = CLF_NEGATIVES) -> np.ndarray:
+    """Per user (rows of `touched`/`liked`, users x items over the rows of `z`), ridge weights
+    w with z_i·w ≈ liked (1) or not (0) over the items they touched plus the `negatives` items
+    most users touched that they did not: a taste boundary in content space, which a mean
+    taste vector cannot draw (it sees no dislikes, nor what the user passed over). Solved in
+    whichever space is smaller (items or dimensions: the same answer)."""
+    n_users, d = touched.shape[0], z.shape[1]
+    audience = np.asarray((touched > 0).sum(axis=0)).ravel()
+    popular = np.argsort(-audience, kind="stable")[: 3 * negatives]
+    out = np.zeros((n_users, d), dtype=np.float16)
+    eye_d = lam * np.eye(d)
+    for u in range(n_users):
+        s, e = touched.indptr[u], touched.indptr[u + 1]
+        mine = touched.indices[s:e]
+        if not len(mine):
+            continue
+        good = set(liked.indices[liked.indptr[u] : liked.indptr[u + 1]].tolist())
+        seen = set(mine.tolist())
+        neg = [int(i) for i in popular if int(i) not in seen][:negatives]
+        idx = np.concatenate([mine, np.asarray(neg, dtype=mine.dtype)])
+        y = np.array([1.0 if int(i) in good else 0.0 for i in mine] + [0.0] * len(neg))
+        x = z[idx]
+        y = y - y.mean()
+        if len(idx) < d:
+            w = x.T @ np.linalg.solve(x @ x.T + lam * np.eye(len(idx)), y)
+        else:
+            w = np.linalg.solve(x.T @ x + eye_d, x.T @ y)
+        out[u] = w
+    return out

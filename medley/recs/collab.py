@@ -142,6 +142,8 @@ class CollabModel:
             meta["cals"] = {"layout": c.layout, "reg": c.regularization}
             extra.update(cals_means=c.means, cals_weights=c.weights, cals_users=c.user_factors,
                          cals_gram=c.gram)
+            if c.uclf is not None:
+                extra["cals_uclf"] = c.uclf
         if self.ranker is not None:
             extra["ranker"] = np.frombuffer(self.ranker.to_bytes(), dtype=np.uint8)
         arrays = {"user_factors": self.user_factors, "item_factors": self.item_factors,
@@ -167,7 +169,8 @@ class CollabModel:
             if "cals" in meta:
                 cals = Cals([(m, int(w)) for m, w in meta["cals"]["layout"]], z["cals_means"],
                             z["cals_weights"], z["cals_users"], z["cals_gram"],
-                            float(meta["cals"]["reg"]))
+                            float(meta["cals"]["reg"]),
+                            z["cals_uclf"] if "cals_uclf" in z.files else None)
             return cls(meta["users"], meta["items"], z["user_factors"], z["item_factors"],
                        float(meta["reg"]), int(meta["last_seq"]), cmap, ranker, cals)
 

@@ -144,6 +144,7 @@ class Recommender:
             if len(new) > 1 and ranker.cold_needs_extra:  # only new items need CALS
                 user.cals = features.cals_vector(self.table, collab, self.predicted, taste.user,
                                                  taste.positives)
+                user.uclf = features.uclf_of(collab, taste.user)
                 extra = np.full((len(ids), len(features.COLD)), np.nan, dtype=np.float32)
                 extra[new] = features.cold(self.table, collab, self.predicted, user,
                                            [ids[k] for k in new])

@@ -27,10 +27,12 @@ NAMES = ("collab", "collab_mapped", "engagement_mapped", "content", "liked_max",
          "pop_short", "interactions", "age_days", "user_events")
 BEHAVIOUR = ("collab", "pop_long", "pop_short", "interactions")  # what a cold item lacks
 # What only the cold scorer sees (`ranker.cold_scores`), for items nobody engaged with yet: the
-# CALS score (the item's content-predicted factors times the user's CALS vector) and the
-# item's predicted audience under CALS. Not tree features: the trees place new items among
-# established ones on the features above; these order new items among themselves.
-COLD = ("cals", "cals_pop")
+# CALS score (the item's content-predicted factors times the user's CALS vector), the item's
+# predicted audience under CALS, and the user's own taste classifier over the item's content
+# (`cals.classifiers`, weights stored per training user). Not tree features: the trees place
+# new items among established ones on the features above; these order new items among
+# themselves.
+COLD = ("cals", "cals_pop", "uclf")
 
 
 @dataclass
@@ -40,6 +42,7 @@ class UserSignals:
     liked_rows: np.ndarray  # table rows of the recent positives
     events: int  # the user's non-impression events so far
     cals: np.ndarray | None = None  # the user's CALS vector (stored, else folded in)
+    uclf: np.ndarray | None = None  # the user's stored taste classifier weights, if any
 
 
 def compute(table: ItemTable, behavior: Behavior, model: CollabModel | None,
@@ -85,7 +88,18 @@ def cold(table: ItemTable, model: CollabModel | None, predicted: Predicted,
     if user.cals is not None:
         out[:, 0] = factors @ user.cals
     out[:, 1] = audience
+    if user.uclf is not None:
+        rows = table.rows(ids)
+        out[:, 2] = model.cals.classify(table.units[rows], table.present[rows], user.uclf)
     return out
+
+
+def uclf_of(model: CollabModel | None, user_id: str | None) -> np.ndarray | None:
+    """The user's stored taste classifier weights (training users only), else None."""
+    if model is None or model.cals is None or model.cals.uclf is None or user_id is None:
+        return None
+    r = model.user_row.get(user_id)
+    return None if r is None else model.cals.uclf[r]
 
 
 def cals_vector(table: ItemTable, model: CollabModel | None, predicted: Predicted,

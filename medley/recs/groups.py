@@ -83,7 +83,8 @@ def group(user: Past, liked: set[str], candidates: Sequence[str], table: ItemTab
     if not y.any():
         return None
     signals = features.UserSignals(user.taste.vector, user.vector, user.taste.liked_rows,
-                                   user.events, user.cals)
+                                   user.events, user.cals,
+                                   features.uclf_of(model, user.id))
     x = features.compute(table, behavior, model, predicted, now, signals, ids, FOR_YOU)
     cold = features.cold(table, model, predicted, signals, ids) if model.cals is not None \
         else None

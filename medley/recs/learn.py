@@ -22,7 +22,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from medley.recs.collab import CollabModel
 from medley.recs.events import Event, EventType
 from medley.recs.items import ItemTable
 from medley.recs.predicted import Predicted
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +135,37 @@ def _fit_cals(table: ItemTable, model: CollabModel, stream: Sequence[tuple[int, 
     known = rows >= 0  # items gone from the catalog: no content, still part of the objective
     units[known], present[known] = table.units[rows[known]], table.present[rows[known]]
     layout = [(m.value, int(w)) for m, w in zip(table.modalities, table.widths, strict=True)]
+    touched, liked = _touched_liked(stream, model)
     return cals.fit(layout, units, present, table.means(), conf, model.user_factors,
-                    settings.collab_regularization)
+                    settings.collab_regularization, touched=touched, liked=liked)
+
+
+def _touched_liked(stream: Sequence[tuple[int, Event]], model: CollabModel
+                   ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """(users x items) of the model: which items each user touched (any event but an
+    impression), and which of those they liked (an event at least LIKED_WEIGHT strong)."""
+    import scipy.sparse as sp
+
+    touched: set[tuple[int, int]] = set()
+    liked: set[tuple[int, int]] = set()
+    for _, e in stream:
+        if e.type is EventType.IMPRESSION:
+            continue
+        u, i = model.user_row.get(e.user_id), model.item_row.get(e.item_id)
+        if u is None or i is None:
+            continue
+        touched.add((u, i))
+        if e.weight >= LIKED_WEIGHT:
+            liked.add((u, i))
+    shape = (len(model.user_ids), len(model.item_ids))
+
+    def matrix(pairs: set[tuple[int, int]]) -> sp.csr_matrix:
+        ordered = sorted(pairs)
+        rows = np.array([u for u, _ in ordered], dtype=np.int64)
+        cols = np.array([i for _, i in ordered], dtype=np.int64)
+        return sp.csr_matrix((np.ones(len(ordered)), (rows, cols)), shape=shape)
+
+    return matrix(touched), matrix(liked)
 
 
 def split_by_user(stream: Sequence[tuple[int, Event]]

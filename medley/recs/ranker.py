@@ -114,13 +114,13 @@ COLD_FEATURES = ("collab_mapped", "content", "engagement_mapped")
 COLD_EXTRA = COLD
 # The weights tried (`fit_cold`; chosen on items held out of training, never on test data):
 # the ridge map's predicted ALS score with centred content and predicted engagement (the
-# scorer before CALS, kept in the running), and CALS's score with its predicted audience and
-# centred content.
+# scorer before CALS, kept in the running), and CALS's score with its predicted audience,
+# centred content and the user's taste classifier.
 COLD_GRID: tuple[dict[str, float], ...] = (
     *({"collab_mapped": 1.0, "content": c, "engagement_mapped": e}
       for c in (0.0, 0.25, 0.5, 1.0, 2.0) for e in (0.0, 0.25, 0.5, 1.0)),
-    *({"cals": 1.0, "content": c, "cals_pop": p}
-      for c in (0.0, 0.25, 0.5, 1.0) for p in (0.0, 0.25, 0.5, 1.0, 2.0)),
+    *({"cals": 1.0, "content": c, "cals_pop": p, "uclf": k}
+      for c in (0.0, 0.5) for p in (0.0, 0.5, 1.0) for k in (0.0, 0.5, 1.0, 2.0)),
 )
 
 

@@ -164,3 +164,32 @@ def test_a_naive_and_an_aware_filter_date_compare_as_utc(client: TestClient) -> 
     assert client.get("/v1/users/u1/recommendations", params=params).status_code == 200
     params = {"published_after": "2026-06-01T00:00:00", "published_before": "2026-01-01T00:00Z"}
     refused(client.get("/v1/users/u1/recommendations", params=params), 422, "later than")
+
+
+def test_an_item_the_serving_sync_cannot_load_says_so_and_comes_back_when_fixed(
+        client: TestClient) -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import update
+
+    from medley.db.models import Item
+
+    item = upload(client, {"title": "Soon unreadable"}).json()["id"]
+    wait_for(client, item)
+    db = client.app.state.service.runtime.db  # type: ignore[attr-defined]
+
+    def store(tags: Any) -> None:  # as another writer might: the JSON column takes anything
+        with db.session() as s:
+            s.execute(update(Item).where(Item.id == item)
+                      .values(tags=tags, updated_at=datetime.now(UTC)))
+
+    store(5)
+    wait_until(lambda: client.get(f"/v1/items/{item}").json()["set_aside"] is not None)
+    health = client.get("/healthz").json()
+    assert health["recommendations"]["ready"]  # the rest is served: not stale
+    aside = health["recommendations"]["set_aside"]
+    assert item in [e["item_id"] for e in aside["examples"]]
+    assert "TypeError" in client.get(f"/v1/items/{item}").json()["set_aside"]
+    store(["fixed"])
+    wait_until(lambda: client.get(f"/v1/items/{item}").json()["set_aside"] is None)
+    assert client.get("/healthz").json()["recommendations"]["set_aside"]["items"] == 0
