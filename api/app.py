@@ -75,6 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # Extraction queues: waiting, oldest age (s), finished per minute (the stale
             # sweep re-sends a queue's work once nothing moved for MEDLEY_REDISPATCH_IDLE_S).
             "queues": service.queue_state(),
+            # The in-process worker (embedded default): restarts by the sweep after a stall.
+            "worker": None if service.worker is None else {"restarts": service.worker.restarts},
         }
 
     app.include_router(items.router)

@@ -130,12 +130,19 @@ class Service:
     def _sweep_stale(self) -> None:
         # Timed-out extractions fail; work the broker lost (a restart, an outage during a
         # dispatch) is sent again (workers/recovery.py).
-        sweeper = Sweeper(self.settings, self.runtime.db, self.dispatch)
+        sweeper = Sweeper(self.settings, self.runtime.db, self.dispatch,
+                          on_stall=self._worker_stalled if self.worker is not None else None)
         while not self._stop.wait(self.settings.stale_sweep_interval_s):
             try:
                 sweeper.sweep()
             except Exception:
                 log.exception("stale sweep failed")
+
+    def _worker_stalled(self, queue: str) -> None:
+        worker = self.worker
+        if worker is not None and queue in worker.queues:
+            worker.restart(f"queue {queue} has waiting work and nothing started or finished "
+                           f"for {self.settings.redispatch_idle_s:.0f} s")
 
     def index_state(self) -> dict[str, str]:
         """Whether the index answers (GET /healthz): an outage is reported, not raised. Probed

@@ -16,6 +16,7 @@ from medley.catalog import Dispatcher
 from workers.runtime import Runtime
 
 log = logging.getLogger(__name__)
+RESTART_STOP_S = 5.0  # how long a restart waits for the stuck consumer to stop
 
 
 class _Controller(WorkController):
@@ -36,6 +37,7 @@ class InProcessWorker:
         self.concurrency = concurrency
         self._controller: _Controller | None = None
         self._thread: threading.Thread | None = None
+        self.restarts = 0  # by the stale sweep, on a queue that stopped moving
 
     def start(self, timeout: float = 30.0) -> None:
         app = self.app
@@ -59,6 +61,15 @@ class InProcessWorker:
         if not self._controller.ready.wait(timeout):
             raise RuntimeError("the in-process Celery worker did not start")
         log.info("in-process worker consuming %s", ", ".join(self.queues))
+
+    def restart(self, why: str) -> None:
+        """A consumer that stopped consuming (its thread gone or stuck): a fresh one takes
+        the queues. Threads stuck in the old one cannot be killed; they are left behind
+        (daemon threads) and their tasks are re-sent by the sweep."""
+        log.warning("in-process worker restarted: %s", why)
+        self.restarts += 1
+        self.stop(timeout=RESTART_STOP_S)
+        self.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         if self._controller is not None:

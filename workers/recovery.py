@@ -68,6 +68,9 @@ class Sweeper:
     settings: Settings
     db: Database
     dispatch: SweepDispatcher
+    # Called with a queue whose consumers stopped making progress, where the caller runs them
+    # itself (the embedded worker: restarted); other deployments rely on the re-send alone.
+    on_stall: Callable[[str], None] | None = None
     # item id -> monotonic time its index write was last re-sent (the item row has no field
     # for it, and re-sending every round while the index is down only piles up retries)
     _index_sent: dict[str, float] = field(default_factory=dict)
@@ -93,7 +96,10 @@ class Sweeper:
         backlog = self.dispatch.backlog(queue)
         if backlog is None:
             return None  # broker away: a re-send would fail too; next round
-        if backlog == 0 or self.stalled(queue):
+        stalled = self.stalled(queue)
+        if stalled and self.on_stall is not None:
+            self.on_stall(queue)  # a consumer of our own (the embedded worker): restart it
+        if backlog == 0 or stalled:
             return self.settings.redispatch_idle_s
         return self.settings.redispatch_max_wait_s
 

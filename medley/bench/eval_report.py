@@ -173,16 +173,35 @@ def _model_lines(d: Mapping[str, Any]) -> list[str]:
         if r is None:
             lines.append(f"{head}; no ranker kept: the hand blend served.")
             continue
-        cold = r.get("cold", {})
         lines.append(
-            f"{head}; ranker kept: NDCG@10 {r['validation_ndcg@10']} on its "
-            f"{r['validation_groups']} held-out training users against {r['best_single']} alone "
-            f"{r['single_ndcg@10'][r['best_single']]}, {r['rounds']} trees; new items ordered by "
-            f"z(predicted ALS) + {cold.get('weight')}·z(centred content) + "
-            f"{cold.get('engagement', 0.0)}·z(predicted engagement), the weights (content/"
-            f"engagement) with the best NDCG@10 on items held out of training: "
-            f"{cold.get('ndcg@10')}.")
+            f"{head}; CALS {'fitted' if m.get('cals') else 'not fitted'}; ranker kept: NDCG@10 "
+            f"{r['validation_ndcg@10']} on its {r['validation_groups']} held-out training users "
+            f"against {r['best_single']} alone {r['single_ndcg@10'][r['best_single']]}, "
+            f"{r['rounds']} trees; {_cold_line(r.get('cold') or {})}")
     return [*lines, ""]
+
+
+COLD_TERMS = {"collab_mapped": "ridge-map predicted ALS", "content": "centred content",
+              "engagement_mapped": "ridge-map predicted engagement", "cals": "CALS",
+              "cals_pop": "CALS predicted audience", "uclf": "the user's taste classifier"}
+
+
+def _cold_line(cold: Mapping[str, Any]) -> str:
+    """The cold scorer kept, and how the weightings tried fared on items held out of
+    training (validation): the best one, the best without CALS, the five best overall."""
+    weights = cold.get("weights") or {"collab_mapped": 1.0, "content": cold.get("weight"),
+                                      "engagement_mapped": cold.get("engagement", 0.0)}
+    formula = " + ".join(f"{w:g}·z({COLD_TERMS.get(k, k)})" for k, w in weights.items() if w)
+    tried: dict[str, float] = cold.get("ndcg@10") or {}
+    if not tried:
+        return f"new items ordered by {formula}."
+    ranked = sorted(tried.items(), key=lambda kv: -kv[1])
+    plain = [kv for kv in ranked if "cals" not in kv[0] and "uclf" not in kv[0]]
+    top = "; ".join(f"{k}: {v}" for k, v in ranked[:5])
+    before = f"; the best without CALS ({plain[0][0]}): {plain[0][1]}" if plain else ""
+    return (f"new items ordered by {formula}, the weighting with the best NDCG@10 "
+            f"({ranked[0][1]}) on items held out of training, of {len(tried)} tried{before}; "
+            f"the five best: {top}. Every weighting tried is in eval.json.")
 
 
 def _peer_lines(d: Mapping[str, Any]) -> list[str]:
