@@ -76,7 +76,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # sweep re-sends a queue's work once nothing moved for MEDLEY_REDISPATCH_IDLE_S).
             "queues": service.queue_state(),
             # The in-process worker (embedded default): restarts by the sweep after a stall.
-            "worker": None if service.worker is None else {"restarts": service.worker.restarts},
+            "worker": None if not service.workers else {
+                "restarts": sum(w.restarts for w in service.workers),
+                "queues": {",".join(w.queues): w.concurrency for w in service.workers}},
         }
 
     app.include_router(items.router)

@@ -51,7 +51,9 @@ class Service:
         self.recs = Recommendations(settings, self.runtime.db, self.runtime.models,
                                     self.runtime.index, self.dispatch.train)
         self.editor = FusionEditor(self.recs, self.dispatch.refuse)
-        self.worker: InProcessWorker | None = None
+        # In-process workers: the text queue on one of its own with many threads (they mostly
+        # wait on a shared batch, enrich/batching.py), the other queues on two threads.
+        self.workers: list[InProcessWorker] = []
         self.health: dict[str, dict[str, str]] | None = None  # None while models load
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -91,8 +93,13 @@ class Service:
             self._server.start()
         queues = self.worker_queues()
         if queues:
-            self.worker = InProcessWorker(app, queues)
-            self.worker.start()
+            text = [q for q in queues if q == celery_setup.TEXT_QUEUE]
+            rest = [q for q in queues if q != celery_setup.TEXT_QUEUE]
+            for group, threads in ((rest, 2), (text, self.settings.text_worker_concurrency)):
+                if group:
+                    worker = InProcessWorker(app, group, threads)
+                    worker.start()
+                    self.workers.append(worker)
         if self.settings.embedded_broker and self.peer is None:
             recover(self.runtime, self.dispatch)
             self.editor.resume()
@@ -131,7 +138,7 @@ class Service:
         # Timed-out extractions fail; work the broker lost (a restart, an outage during a
         # dispatch) is sent again (workers/recovery.py).
         sweeper = Sweeper(self.settings, self.runtime.db, self.dispatch,
-                          on_stall=self._worker_stalled if self.worker is not None else None)
+                          on_stall=self._worker_stalled if self.workers else None)
         while not self._stop.wait(self.settings.stale_sweep_interval_s):
             try:
                 sweeper.sweep()
@@ -139,10 +146,12 @@ class Service:
                 log.exception("stale sweep failed")
 
     def _worker_stalled(self, queue: str) -> None:
-        worker = self.worker
-        if worker is not None and queue in worker.queues:
-            worker.restart(f"queue {queue} has waiting work and nothing started or finished "
-                           f"for {self.settings.redispatch_idle_s:.0f} s")
+        if queue == celery_setup.INDEX_QUEUE and self.index_state()["status"] != "ok":
+            return  # the index is away: its writes wait for it, not for a new consumer
+        for worker in self.workers:
+            if queue in worker.queues:
+                worker.restart(f"queue {queue} has waiting work and nothing started or "
+                               f"finished for {self.settings.redispatch_idle_s:.0f} s")
 
     def index_state(self) -> dict[str, str]:
         """Whether the index answers (GET /healthz): an outage is reported, not raised. Probed
@@ -177,8 +186,8 @@ class Service:
         self._stop.set()
         self.recs.sync.wake.set()
         self.recs.close()  # queued event writes land before the database closes
-        if self.worker is not None:
-            self.worker.stop()
+        for worker in self.workers:
+            worker.stop()
         if self._server is not None:
             self._server.close()
         if self.peer is not None:

@@ -108,6 +108,12 @@ class Settings(BaseSettings):
     text_model: str | None = None  # name or folder; default: the packaged all-MiniLM-L6-v2
     text_precision: Precision = Precision.AUTO
     text_batch_size: int = 64
+    # Cross-task micro-batching (enrich/batching.py): extraction tasks of one model family
+    # running at once are embedded together, up to this many, waiting at most this long for
+    # the batch to fill; the embedded default runs the text queue on this many worker threads.
+    batch_max_items: int = Field(default=32, ge=1)
+    batch_max_wait_ms: float = Field(default=10.0, ge=0)
+    text_worker_concurrency: int = Field(default=16, ge=1)
     whisper_backend: WhisperBackend = WhisperBackend.AUTO
     whisper_model: str | None = None  # name, CTranslate2 folder or .pt; default: packaged tiny.en
     whisper_language: str | None = None  # None: detect

@@ -48,7 +48,7 @@ class InProcessWorker:
             pool="threads",
             concurrency=self.concurrency,
             queues=self.queues,
-            hostname=f"embedded@{threading.get_native_id()}",
+            hostname=f"embedded-{'-'.join(self.queues)}@{threading.get_native_id()}",
             without_heartbeat=True,
             without_mingle=True,
             without_gossip=True,

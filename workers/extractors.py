@@ -39,17 +39,18 @@ def _ready(vector: Any, version: str, **timings: float) -> Extracted:
                                   timings=timings))
 
 
+# model_s below: the time in the shared batch (waiting for it to fill, and the model call).
 def _text(rt: Runtime, job: dict[str, Any]) -> Extracted:
     model = rt.models.load(Family.TEXT)
     t0 = time.perf_counter()
-    vec = model.embed([job["text"]])[0]
+    vec = rt.batcher("text", model.embed)(job["text"])
     return _ready(vec, model.info.version, model_s=time.perf_counter() - t0)
 
 
 def _clip_text(rt: Runtime, job: dict[str, Any]) -> Extracted:
     clip = rt.models.load(Family.CLIP)
     t0 = time.perf_counter()
-    vec = clip.text_embedder().embed([job["text"]])[0]
+    vec = rt.batcher("clip-text", clip.text_embedder().embed)(job["text"])
     return _ready(vec, clip.info.version, model_s=time.perf_counter() - t0)
 
 
@@ -60,7 +61,7 @@ def _image(rt: Runtime, job: dict[str, Any]) -> Extracted:
     img = open_image(Path(job["media"][MediaKind.IMAGE.value]), rt.settings.max_image_pixels)
     clip = rt.models.load(Family.CLIP)
     t1 = time.perf_counter()
-    vec = clip.image_embedder().embed([img])[0]
+    vec = rt.batcher("clip-image", clip.image_embedder().embed)(img)
     return _ready(vec, clip.info.version, decode_s=t1 - t0, model_s=time.perf_counter() - t1)
 
 

@@ -105,11 +105,16 @@ class Sweeper:
 
     def stalled(self, queue: str) -> bool:
         """Work waits in this queue's extractions and none started or finished for
-        `redispatch_idle_s`. The index queue has no such record: judged by its backlog."""
+        `redispatch_idle_s`; for the index queue: an item has waited that long for its index
+        write since its extractions settled (a working index queue takes a second)."""
+        idle = self.settings.redispatch_idle_s
+        if queue == INDEX_QUEUE:
+            with self.db.session() as s:
+                return bool(repo.unindexed_settled(s, utcnow() - timedelta(seconds=idle),
+                                                   limit=1))
         mods = [m for m, q in QUEUE_OF.items() if q == queue]
         if not mods:
             return False
-        idle = self.settings.redispatch_idle_s
         with self.db.session() as s:
             p = repo.progress(s, mods, utcnow() - timedelta(seconds=idle))
         if p.queued == 0 or p.started or p.finished or p.oldest_queued_at is None:

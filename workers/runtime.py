@@ -4,8 +4,13 @@ owner) the open index. Built lazily so importing a task module loads nothing."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
+
+from enrich.batching import MicroBatcher
 from enrich.registry import Models
 from index import VectorIndex, open_index
 from index.base import FUSED_SLOTS
@@ -26,6 +31,7 @@ class Runtime:
     _index: VectorIndex | None = None
     _dims: dict[Modality, int] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _batchers: dict[str, MicroBatcher[Any]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings, index: VectorIndex | None = None) -> Runtime:
@@ -43,6 +49,17 @@ class Runtime:
         if self._dims is None:
             self._dims = self.models.dims()
         return self._dims
+
+    def batcher(self, name: str, embed: Callable[[Sequence[Any]], np.ndarray]
+                ) -> MicroBatcher[Any]:
+        """The process's batcher for one model family's inputs (made on first use)."""
+        with self._lock:
+            found = self._batchers.get(name)
+            if found is None:
+                found = self._batchers[name] = MicroBatcher(
+                    name, embed, max_items=self.settings.batch_max_items,
+                    max_wait_s=self.settings.batch_max_wait_ms / 1000.0)
+            return found
 
     def index(self) -> VectorIndex:
         """Open the index on first use; only the index owner should call this."""

@@ -67,7 +67,8 @@ def drain_rate(poll_s: float, tasks: int, task_ms: float) -> dict[str, Any]:
             "ceiling_per_s": round(slots * 1000 / task_ms, 1) if task_ms else None}
 
 
-def import_rate(poll_s: float, items: int, models_dir: Path | None) -> dict[str, Any]:
+def import_rate(poll_s: float, items: int, models_dir: Path | None,
+                batching: bool = True) -> dict[str, Any]:
     """Text-only items uploaded through the API of the embedded default (the real app in
     this process, real text model) until none is queued or processing: three tasks each
     (text, CLIP text, index)."""
@@ -79,8 +80,13 @@ def import_rate(poll_s: float, items: int, models_dir: Path | None) -> dict[str,
 
     key = "bench-drain-admin-key-0123456789"
     with tempfile.TemporaryDirectory() as tmp:
+        # Batching off: one input per model call, and the text queue on two threads as before
+        # micro-batching (the same code otherwise).
         settings = Settings(data_dir=Path(tmp) / "data", bootstrap_admin_key=SecretStr(key),
                             embedded_poll_interval_s=poll_s, model_cache_dir=models_dir)
+        if not batching:
+            settings = settings.model_copy(update={"batch_max_items": 1,
+                                                   "text_worker_concurrency": 2})
         with TestClient(create_app(settings),
                         headers={"Authorization": f"Bearer {key}"}) as client:
             while client.get("/healthz").json()["status"] == "starting":
@@ -96,8 +102,8 @@ def import_rate(poll_s: float, items: int, models_dir: Path | None) -> dict[str,
                                  ).json()["total"] for status in ("queued", "processing")):
                 time.sleep(0.2)
             elapsed = time.perf_counter() - started
-    return {"poll_s": poll_s, "items": items, "seconds": round(elapsed, 1),
-            "items_per_s": round(items / elapsed, 1)}
+    return {"poll_s": poll_s, "items": items, "batching": batching,
+            "seconds": round(elapsed, 1), "items_per_s": round(items / elapsed, 1)}
 
 
 def run_drain_bench(out: Path, tasks: int = 200, task_ms: float = 20.0, items: int = 150,
@@ -106,6 +112,9 @@ def run_drain_bench(out: Path, tasks: int = 200, task_ms: float = 20.0, items: i
     runs = [drain_rate(configured, tasks, task_ms),
             drain_rate(KOMBU_DEFAULT_POLL_S, max(tasks // 4, 20), task_ms)]
     imports = [import_rate(configured, items, models_dir),
+               import_rate(configured, items, models_dir, batching=False),
+               import_rate(configured, items, models_dir),
+               import_rate(configured, items, models_dir, batching=False),
                import_rate(KOMBU_DEFAULT_POLL_S, max(items // 3, 10), models_dir)]
     data = {"machine": {"cores": os.cpu_count(), "python": platform.python_version()},
             "task_ms": task_ms, "runs": runs,
@@ -121,9 +130,13 @@ def run_drain_bench(out: Path, tasks: int = 200, task_ms: float = 20.0, items: i
                      r["ceiling_per_s"], r["idle_cpu_percent"]] for r in runs]), "",
              f"{data['speedup']}x the rate at kombu's default interval.", "",
              "Text-only items uploaded through the API (the real app in-process, the real "
-             "text model; three tasks each: text, CLIP text, index) until every one is done:",
-             "", table(["polling interval (s)", "items", "seconds", "items/s"],
-                       [[r["poll_s"], r["items"], r["seconds"], r["items_per_s"]]
-                        for r in imports])]
+             "text model; three tasks each: text, CLIP text, index) until every one is done, "
+             "with cross-task micro-batching (the text queue on "
+             f"{Settings().text_worker_concurrency} threads sharing batches of up to "
+             f"{Settings().batch_max_items}) and without it (one input per model call, two "
+             "threads), alternated:",
+             "", table(["polling interval (s)", "micro-batching", "items", "seconds", "items/s"],
+                       [[r["poll_s"], "on" if r["batching"] else "off", r["items"],
+                         r["seconds"], r["items_per_s"]] for r in imports])]
     write_report(out, "drain", data, "\n".join(lines))
     return data

@@ -84,7 +84,8 @@ def test_separate_celery_worker_enriches_image_audio_and_video(shared, samples, 
     try:
         settings = Settings(**shared)
         with TestClient(create_app(settings), headers=AUTH) as client:
-            assert client.app.state.service.worker.queues == ["index"]  # type: ignore[attr-defined]
+            workers = client.app.state.service.workers  # type: ignore[attr-defined]
+            assert [w.queues for w in workers] == [["index"]]
             ids = {
                 "image": _upload(client, "Coffee", image=samples.photos["coffee"]),
                 "audio": _upload(client, "Talk", audio=next(iter(samples.speech.values()))),

@@ -140,7 +140,12 @@ def test_a_finished_item_the_index_never_got_is_sent_to_the_index_again(env: Any
     assert sweeper.sweep().index_writes == 0  # not again until the wait has passed
     broker.queues["index"] = 3
     sweeper._index_sent.clear()
-    assert sweeper.sweep().index_writes == 0  # waits longer behind a backlog
+    _age(catalog, item.id, 30)
+    assert sweeper.sweep().index_writes == 0  # behind a backlog, not idle long enough
+    _age(catalog, item.id, 120)
+    # A working index queue writes an item within a second of its extractions settling: one
+    # waiting two minutes behind a backlog means the queue stopped moving.
+    assert sweeper.sweep().index_writes == 1
 
 
 def test_queue_health_reports_depth_age_and_drain_rate(env: Any) -> None:
