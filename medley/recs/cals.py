@@ -37,6 +37,11 @@ MIN_USERS = 5  # users with a positive; fewer: no map
 # items touched but not liked 0, plus the most-engaged items the user never touched 0.
 CLF_LAM = 10.0
 CLF_NEGATIVES = 100
+# The classifiers travel in the model blob that every serving process loads: at most this many
+# bytes of them (float16, D+modalities+1 per user), for the most active users; the others get
+# none (their classifier input counts as average). 48 MiB: ~65k users with text alone, ~10k
+# with four modalities.
+CLF_MAX_BYTES = 48 * 1024 * 1024
 
 
 def design(units: np.ndarray, present: np.ndarray, means: np.ndarray,
@@ -188,7 +193,11 @@ def classifiers(z: np.ndarray, touched: sp.csr_matrix, liked: sp.csr_matrix,
     popular = np.argsort(-audience, kind="stable")[: 3 * negatives]
     out = np.zeros((n_users, d), dtype=np.float16)
     eye_d = lam * np.eye(d)
-    for u in range(n_users):
+    activity = np.diff(touched.indptr)
+    most = max(1, CLF_MAX_BYTES // (2 * d))
+    users = np.arange(n_users) if n_users <= most else \
+        np.sort(np.argsort(-activity, kind="stable")[:most])
+    for u in users:
         s, e = touched.indptr[u], touched.indptr[u + 1]
         mine = touched.indices[s:e]
         if not len(mine):

@@ -232,3 +232,20 @@ def test_the_cold_scorer_reads_old_and_new_weights() -> None:
     # without its inputs, a weight on them counts every item as average
     assert not ranker.cold_scores(x, names, {"weights": {"cals": 1.0}}, None).any()
 
+
+
+def test_classifiers_stay_within_their_byte_budget_most_active_users_first(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((30, 8))
+    # User k touched k + 1 items; the first item of each is liked.
+    rows = [u for u in range(10) for _ in range(u + 1)]
+    cols = [i for u in range(10) for i in range(u + 1)]
+    touched = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(10, 30))
+    liked = sp.csr_matrix((np.ones(10), (range(10), [0] * 10)), shape=(10, 30))
+    monkeypatch.setattr(cals, "CLF_MAX_BYTES", 3 * 2 * 8)  # room for three users
+    weights = cals.classifiers(z, touched, liked)
+    learned = sorted(np.flatnonzero(np.abs(weights).sum(axis=1) > 0).tolist())
+    assert learned == [7, 8, 9]  # the three most active; the rest count as average
