@@ -205,7 +205,7 @@ def test_a_paused_history_stores_nothing_and_changes_nothing(catalog):
     assert r.status_code == 200 and r.json()["history_paused"] is True
     batch = [event(user, i) for i in ids["cooking"][:6]] + [event(other, ids["cooking"][0])]
     body = client.post("/v1/events", json={"events": batch}, headers=client_key).json()
-    assert body == {"accepted": 1, "duplicates": [], "rejected": [], "paused": 6}
+    assert body == {"accepted": 1, "duplicates": [], "rejected": [], "paused": 6, "repeated": []}
     only_paused = client.post("/v1/events", json={"events": [event(user, ids["space"][0])]})
     assert only_paused.status_code == 200 and only_paused.json()["paused"] == 1
     with client.app.state.service.recs.db.session() as s:
