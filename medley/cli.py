@@ -37,8 +37,8 @@ def serve(
     settings = get_settings()
     host, port, workers = host or settings.host, port or settings.port, \
         workers or settings.api_processes
-    if workers > 1:
-        _shared_metrics()  # before anything imports prometheus_client
+    if workers > 1:  # before anything imports prometheus_client
+        _shared_metrics(settings.data_dir / "run" / "metrics-api")
 
     import uvicorn
 
@@ -58,20 +58,18 @@ def serve(
                     timeout_worker_healthcheck=WORKER_PING_TIMEOUT_S)
 
 
-def _shared_metrics() -> str:
+def _shared_metrics(folder: Path) -> None:
     """Several processes count into one folder, so a scrape of any of them sees them all
-    (medley/metrics.py). A fresh folder per start: counters restart with the service."""
-    import atexit
+    (medley/metrics.py). Emptied at every start (counters restart with the service), as
+    prometheus-client's multiprocess mode asks, so nothing from a killed run lingers."""
     import os
     import shutil
-    import tempfile
 
     from medley.metrics_env import MULTIPROC_ENV
 
-    folder = tempfile.mkdtemp(prefix="medley-metrics-")
-    os.environ[MULTIPROC_ENV] = folder
-    atexit.register(shutil.rmtree, folder, True)
-    return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    os.environ[MULTIPROC_ENV] = str(folder)
 
 
 def _first_admin_key(settings: Settings) -> None:
@@ -159,8 +157,8 @@ def worker(
         raise typer.BadParameter(
             "MEDLEY_BROKER_URL is not set: on the embedded default the API runs its own worker"
         )
-    if metrics_port:
-        _shared_metrics()  # the pool's processes count; this one serves their sum
+    if metrics_port:  # the pool's processes count; this one serves their sum
+        _shared_metrics(settings.data_dir / "run" / f"metrics-worker-{metrics_port}")
         from medley.metrics import serve_summed
 
         serve_summed(metrics_port)

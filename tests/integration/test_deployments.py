@@ -79,8 +79,9 @@ def _upload(client: Any, title: str, **files: Path) -> str:
 
 
 def test_separate_celery_worker_enriches_image_audio_and_video(shared, samples, tmp_path) -> None:
-    worker = _spawn(["worker", "--queues", "media,text", "--concurrency", "2"], _env(shared),
-                    tmp_path / "worker.log")
+    port = _free_port()
+    worker = _spawn(["worker", "--queues", "media,text", "--concurrency", "2",
+                     "--metrics-port", str(port)], _env(shared), tmp_path / "worker.log")
     try:
         settings = Settings(**shared)
         with TestClient(create_app(settings), headers=AUTH) as client:
@@ -92,8 +93,12 @@ def test_separate_celery_worker_enriches_image_audio_and_video(shared, samples, 
                 "video": _upload(client, "Slides", video=samples.slideshow),
             }
             done = {k: wait_for(client, v, timeout=300) for k, v in ids.items()}
+            # The worker's pool processes counted; its main process serves the sum.
+            scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     finally:
         _kill(worker)
+    for modality in ("image", "video", "speech", "text"):
+        assert f'medley_extractions_total{{modality="{modality}",status="ready"}}' in scraped
     assert all(d["status"] == "ready" for d in done.values()), (
         done, (tmp_path / "worker.log").read_text()[-3000:])
     assert done["audio"]["transcript"]["text"] and done["video"]["transcript"]["text"]
