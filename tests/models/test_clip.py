@@ -45,7 +45,10 @@ def test_embeds_images_and_text_to_unit_vectors(
     assert clip.text_embedder().info.family == "clip-text"
     # The version names the path that ran: `auto` resolves per machine (enrich/cpu.py).
     assert clip.info.dim == EMBED_DIM
-    assert clip.info.version.endswith(f"/{cpu.choose(precision, 'cpu', 'clip').value}")
+    chosen = cpu.choose(precision, "cpu", "clip")
+    # bf16 falls back to int8 when this random-weight model drifts past cosine 0.99.
+    ran = {chosen, Precision.INT8} if chosen is Precision.BF16 else {chosen}
+    assert clip.info.version.rsplit("/", 1)[-1] in {p.value for p in ran}
 
 
 def test_batches_give_the_same_rows_as_singles(tiny_clip: dict[str, Any], tmp_path: Path) -> None:
