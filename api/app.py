@@ -14,12 +14,12 @@ from api.auth import Guard, document_roles, route_roles
 from api.edge import Edge
 from api.metrics import RequestMetrics
 from api.service import Service
-from medley import __version__
+from medley import __version__, logs
 from medley.config import Settings, get_settings
 
 
-def log_to_stderr() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+def log_to_stderr(settings: Settings | None = None) -> None:
+    logs.configure((settings or get_settings()).log_format)
 
 
 def serving_app() -> FastAPI:

@@ -4,6 +4,7 @@ and the middleware that times every request by its route template."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,7 +13,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import iter_route_contexts
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from medley import metrics
+from api.auth import _header
+from medley import logs, metrics
 from medley.recs import store
 
 router = APIRouter(tags=["ops"])
@@ -30,18 +32,27 @@ class RequestMetrics:
             return
         started = time.perf_counter()
         status = 500  # what the server answers if the app raises before starting a response
+        # The caller's request id if it sent a sane one (a proxy's), else ours; echoed back.
+        given = _header(scope, b"x-request-id") or ""
+        request_id = given if 0 < len(given) <= 64 and given.isprintable() else uuid.uuid4().hex
 
         async def sending(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                message = {**message, "headers": [*message.get("headers", []),
+                                                   (b"x-request-id", request_id.encode())]}
             await send(message)
 
         try:
             await self.app(scope, receive, sending)
         finally:
-            metrics.request(_route(scope), scope["method"], status,
-                            time.perf_counter() - started)
+            route, seconds = _route(scope), time.perf_counter() - started
+            metrics.request(route, scope["method"], status, seconds)
+            if not logs.ACCESS.disabled:
+                logs.ACCESS.info("%s %s %d", scope["method"], route, status, extra={
+                    "request_id": request_id, "method": scope["method"], "route": route,
+                    "status": status, "duration_ms": round(seconds * 1000, 2)})
 
 
 def _route(scope: Scope) -> str:

@@ -44,17 +44,19 @@ def serve(
 
     from api.app import create_app, log_to_stderr
 
-    log_to_stderr()
+    log_to_stderr(settings)
     _first_admin_key(settings)
     if workers == 1:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+        # log_config=None: uvicorn's loggers go through ours (medley/logs.py, text or JSON).
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
+                    log_config=None)
     else:  # each process builds its app from the same environment
         # Uvicorn kills a process that does not answer its ping in time (5 s by default). The
         # ping is answered by a thread that needs the GIL, which start-up (a million events
         # replayed), model loading and the index engine hold for seconds at a time: a busy
         # process is not a hung one.
         uvicorn.run("api.app:serving_app", factory=True, host=host, port=port,
-                    workers=workers, log_level="info",
+                    workers=workers, log_level="info", log_config=None,
                     timeout_worker_healthcheck=WORKER_PING_TIMEOUT_S)
 
 

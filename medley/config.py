@@ -8,6 +8,7 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -53,6 +54,9 @@ class Settings(BaseSettings):
     collection: str = "items"
     host: str = "127.0.0.1"
     port: int = 8000
+    # "text" lines, or "json": one object per line, with every request's id, route, status and
+    # duration (medley/logs.py).
+    log_format: Literal["text", "json"] = "text"
     # API processes on that port (`medley serve --workers`). On the embedded default the first
     # owns the index and the worker, and the others call it for those (medley/owner.py).
     api_processes: int = Field(default=1, ge=1, le=64)
