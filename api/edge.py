@@ -71,15 +71,16 @@ def _constant(name: str) -> Any:
 
 
 def _depth(data: Any) -> int:
-    deepest, stack = 0, [(data, 1)]
-    while stack:
-        node, d = stack.pop()
-        if isinstance(node, dict | list):
-            deepest = max(deepest, d)
-            if d > MAX_DEPTH:
-                break
-            stack.extend((v, d + 1) for v in (node.values() if isinstance(node, dict) else node))
-    return deepest
+    """Levels of nesting, walked a level at a time (containers only); stops past the limit."""
+    level, frontier = 0, [data] if isinstance(data, dict | list) else []
+    while frontier and level <= MAX_DEPTH:
+        level += 1
+        below: list[Any] = []
+        for node in frontier:
+            values = node.values() if isinstance(node, dict) else node
+            below += [v for v in values if isinstance(v, dict | list)]
+        frontier = below
+    return level
 
 
 def strict_loads(raw: str | bytes, what: str) -> Any:
