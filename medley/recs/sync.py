@@ -477,7 +477,6 @@ class RecSync:
                                 REFRESH_PRIORS_PER_TICK)
 
     def run(self, stop: threading.Event) -> None:
-        failing: str | None = None
         try:
             self.catch_up()
         except Exception:
@@ -492,17 +491,16 @@ class RecSync:
                     self.catch_up()
                 else:
                     self.tick()
-                failing = None
                 self.failing_since = self.failing_why = None
             except Exception as exc:
+                why = f"the serving sync fails: {exc!r}"[:300]
                 # Once per kind of failure, not once per poll: an index outage would otherwise
                 # write a traceback every quarter second until it ends.
-                if repr(exc) != failing:
+                if why != self.failing_why:
                     log.exception("recommendation sync failed (repeats are not logged)")
-                failing = repr(exc)
                 if self.failing_since is None:
                     self.failing_since = time.monotonic()
-                self.failing_why = f"the serving sync fails: {exc!r}"[:300]
+                self.failing_why = why
 
     def stale_for(self) -> float:
         """Seconds the loop has been failing (0: it is not): what it serves may be that old."""
