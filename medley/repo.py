@@ -55,10 +55,6 @@ def modality(s: Session, item_id: str, m: Modality, *, lock: bool = False) -> Mo
     return s.scalars(q).first()
 
 
-def media_of(s: Session, item_id: str, kind: str) -> Media | None:
-    return s.scalars(select(Media).where(Media.item_id == item_id, Media.kind == kind)).first()
-
-
 def refresh_status(s: Session, item: Item) -> None:
     # With the item row locked, status computations of one item run one at a time and the last
     # sees every modality's committed state (READ COMMITTED). On SQLite the flush below takes

@@ -6,6 +6,7 @@ shared and their speed drifts within a run. Every figure in enrich.md is read fr
 
 from __future__ import annotations
 
+import os
 import platform
 import random
 import tempfile
@@ -210,7 +211,7 @@ def _limits(clip: dict[str, Any], text: dict[str, Any]) -> list[str]:
                 "fast path does not cover (attention, GELU, norms, tokenising or resizing) "
                 f"stays in its own precision; the fp32 ceiling is "
                 f"{r.get('fp32_ceiling_images_per_s', r.get('fp32_ceiling_sentences_per_s'))} "
-                f"{unit}/s; other jobs share these 2 cores."
+                f"{unit}/s; {os.cpu_count()} cores, shared with whatever else runs."
             )
     return notes
 

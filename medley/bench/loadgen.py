@@ -114,6 +114,9 @@ class Tally:
         self.first_error = self.first_error or why
 
 
+EXCHANGE_TIMEOUT_S = 30.0  # one request's answer, at most
+
+
 async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     data: bytes) -> tuple[int, bytes, bool]:
     """Send one request; (status, body, server closes) of the answer."""
@@ -156,9 +159,12 @@ async def _client(host: str, port: int, requests: Requests, deadline: float, tal
             if conn is None:
                 conn = await asyncio.open_connection(host, port)
             started = time.perf_counter()
-            status, answer, close = await _exchange(*conn, data)
+            # A server that stops answering is a failed request, not a stalled client.
+            status, answer, close = await asyncio.wait_for(_exchange(*conn, data),
+                                                           EXCHANGE_TIMEOUT_S)
             took = time.perf_counter() - started
-        except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError) as exc:
+        except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError,
+                TimeoutError) as exc:
             tally.fail(f"{type(exc).__name__}: {exc}")
             if conn is not None:
                 conn[1].close()

@@ -113,10 +113,6 @@ class CollabModel:
         part = np.argpartition(-s, n - 1)[:n]
         return [(self.item_ids[i], float(s[i])) for i in part[np.argsort(-s[part])]]
 
-    def item_factor(self, item: str) -> np.ndarray | None:
-        r = self.item_row.get(item)
-        return None if r is None else self.item_factors[r]
-
     def without(self, user_id: str, items: Collection[str] = ()) -> CollabModel:
         """This model less one user's factor row and these items' rows (erasure: what came
         from that user alone goes at once; a retrain refits the rest)."""

@@ -310,6 +310,11 @@ def test_the_collaborative_model_is_trained_on_schedule_and_served(catalog):
     client, _ = catalog
     wait_until(lambda: client.get("/healthz").json()["recommendations"]["collab_model"],
                timeout=30.0)
+    # Served, not only stored: the recommender answers with the model /healthz names.
+    recs = client.app.state.service.recs
+    model_id = client.get("/healthz").json()["recommendations"]["collab_model"]
+    assert recs.sync.model_id == model_id and recs.rec.collab is not None
+    assert recs.rec.collab.user_ids  # trained on the catalog's users, not an empty model
 
 
 def test_a_deleted_item_disappears_from_answers_at_once(catalog):
