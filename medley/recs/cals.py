@@ -28,6 +28,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator, cg
 
+from medley.recs.content_map import LinearMap
+
 LAM = 1.0  # ridge on A, x the mean eigenvalue of (ZᵀZ ⊗ XᵀX) (chosen on validation)
 OUTER = 3  # A-step / user-step alternations (validation: 3 beat 1 and 2; more did not pay)
 CG_ITERS = 60  # conjugate-gradient steps per A-step, warm-started from the previous A
@@ -61,7 +63,7 @@ def design(units: np.ndarray, present: np.ndarray, means: np.ndarray,
 
 
 @dataclass
-class Cals:
+class Cals(LinearMap):
     """z(item) @ weights -> [CALS factors..., predicted audience]; user vectors beside."""
 
     layout: list[tuple[str, int]]  # (modality, width) of the content blocks, in order
@@ -74,17 +76,8 @@ class Cals:
     # z (`classifiers`), rows as user_factors; None: not learned.
     uclf: np.ndarray | None = None
 
-    @property
-    def widths(self) -> list[int]:
-        return [w for _, w in self.layout]
-
-    def predict(self, units: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(CALS factors (n, f), predicted audience (n,)) for these items."""
-        out = design(units, present, self.means, self.widths) @ self.weights
-        return out[:, :-1].astype(np.float32), out[:, -1]
-
-    def matches(self, layout: Sequence[tuple[str, int]]) -> bool:
-        return [tuple(p) for p in self.layout] == [tuple(p) for p in layout]
+    # predict() -> (CALS factors, predicted audience)
+    design = staticmethod(design)
 
     def fold_in(self, factors: np.ndarray, confidence: np.ndarray) -> np.ndarray | None:
         """The ALS user step against CALS item factors of the user's positives (`factors`,

@@ -13,7 +13,7 @@ Pure numpy; the fitted map travels inside the collaborative model's blob.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,26 +83,40 @@ def _fit_folds(x: np.ndarray, y: np.ndarray, folds: np.ndarray, alphas: Sequence
     return weights, oof[best]
 
 
-@dataclass
-class ContentMap:
-    """x(item) @ weights -> [collaborative factors..., log(1 + interactions)]."""
+class LinearMap:
+    """What a map from content to behaviour shares, whichever way it was fitted: its input
+    layout (modality blocks, in order), the catalog means they are centred on, and a weight
+    matrix whose last column is a per-item scalar (engagement, audience). Subclasses are
+    dataclasses with those three fields and their own `design`."""
 
-    layout: list[tuple[str, int]]  # (modality, width) of the content blocks, in order
-    means: np.ndarray  # (D,) the catalog means the blocks were centred on
-    weights: np.ndarray  # (D + modalities + 1, factors + 1)
-    r2: float  # out-of-fold share of the factors' variance explained (reported, not used)
+    layout: list[tuple[str, int]]
+    means: np.ndarray
+    weights: np.ndarray
+    design: Callable[[np.ndarray, np.ndarray, np.ndarray, Sequence[int]], np.ndarray]
 
     @property
     def widths(self) -> list[int]:
         return [w for _, w in self.layout]
 
     def predict(self, units: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(predicted factors (n, f), predicted log engagement (n,)) for these items."""
-        out = design(units, present, self.means, self.widths) @ self.weights
+        """(predicted factors (n, f), the last column (n,)) for these items."""
+        out = type(self).design(units, present, self.means, self.widths) @ self.weights
         return out[:, :-1].astype(np.float32), out[:, -1]
 
     def matches(self, layout: Sequence[tuple[str, int]]) -> bool:
         return [tuple(p) for p in self.layout] == [tuple(p) for p in layout]
+
+
+@dataclass
+class ContentMap(LinearMap):
+    """x(item) @ weights -> [collaborative factors..., log(1 + interactions)]."""
+
+    layout: list[tuple[str, int]]  # (modality, width) of the content blocks, in order
+    means: np.ndarray  # (D,) the catalog means the blocks were centred on
+    weights: np.ndarray  # (D + modalities + 1, factors + 1)
+    r2: float  # out-of-fold share of the factors' variance explained (reported, not used)
+    # predict() -> (factors, predicted log engagement)
+    design = staticmethod(design)
 
 
 def fit(
