@@ -7,8 +7,8 @@ figures):
 
 - AMX: bf16 for both (ViT-B-32 106.6 images/s in bf16 against 42.9 int8; MiniLM 944 against
   557 sentences/s);
-- AVX-512-BF16 without AMX: bf16 for text (149 against 123 sentences/s), int8 for CLIP (29.1
-  against 21.2 images/s: VNNI int8 GEMMs beat bf16 dot products there);
+- AVX-512-BF16 without AMX: bf16 for text (226.7 against 147.3 sentences/s), int8 for CLIP
+  (24.17 against 15.56 images/s: VNNI int8 GEMMs beat bf16 dot products there);
 - otherwise int8 (dynamic int8 Linear layers, `enrich.quantize`).
 
 Whatever is picked must keep embeddings within cosine MIN_COSINE of fp32 on calibration inputs

@@ -81,8 +81,9 @@ def events_after(s: Session, seq: int, batch: int = 50_000) -> Iterator[tuple[in
             try:
                 ev = to_event(r)
             except Exception as exc:  # one unreadable row never stops the tail behind it
+                if r.seq not in skipped_events:  # once per row, not once per re-read
+                    log.warning("event seq %s skipped: it cannot be read (%r)", r.seq, exc)
                 skipped_events[r.seq] = repr(exc)[:200]
-                log.warning("event seq %s skipped: it cannot be read (%r)", r.seq, exc)
                 continue
             yield r.seq, ev
         if len(rows) < batch:

@@ -211,6 +211,9 @@ class RecSync:
             ]
         n = self.behavior.apply(fresh)
         self._applied.update(seq for seq, _ in fresh)
+        # A row no reader could parse counts as done: otherwise every poll would re-read the
+        # tail from it until it left the overlap window.
+        self._applied.update(q for q in unseen if q in store.skipped_events)
         floor = self.behavior.last_seq - store.TAIL_OVERLAP
         self._applied = {q for q in self._applied if q > floor}
         return n

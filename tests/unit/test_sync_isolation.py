@@ -101,3 +101,32 @@ def test_a_failing_sync_reports_how_long_and_why_then_recovers(db: Database,
         stop.set()
         sync.wake.set()
         loop.join(5)
+
+
+def test_an_unreadable_event_is_skipped_once_and_the_tail_goes_on(
+        db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from medley.recs import store
+    from medley.recs.events import Event, EventType
+
+    now = datetime.utcnow().timestamp()
+    evs = [Event(f"ev-{k}", "u1", f"item-{k}", EventType.LIKE, None, now - 60 + k)
+           for k in range(3)]
+    with db.session() as s:
+        store.insert_events(s, evs)
+        # Another writer (a newer version) stored a type this one does not know.
+        s.execute(text("UPDATE events SET type = 'teleport' WHERE event_id = 'ev-1'"))
+    sync = sync_of(db, tmp_path)
+    sync.catch_up()
+    state = sync.behavior.user("u1")
+    assert state is not None and sorted(i for i, _, _ in state.positives) == ["item-0", "item-2"]
+    bad = next(q for q, why in store.skipped_events.items() if "teleport" in why)
+    assert bad in sync._applied  # done with: the next polls do not read from it again
+    reads: list[int] = []
+    real = store.events_after
+
+    def counted(s: Any, seq: int, **kw: Any) -> Any:
+        reads.append(seq)
+        return real(s, seq, **kw)
+
+    monkeypatch.setattr(store, "events_after", counted)
+    assert sync.tail_events() == 0 and reads == []
