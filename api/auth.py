@@ -156,19 +156,19 @@ class Guard:
             await self.app(scope, receive, send)
             return
         limit = self._body_limit(scope)
-        declared = _header(scope, b"content-length")
+        declared = header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _refuse(send, 413, "payload_too_large", f"the request is over {limit} bytes")
+            await refuse_json(send, 413, "payload_too_large", f"the request is over {limit} bytes")
             return
         if not is_public(scope["path"]):
             refusal = await self._admit(scope)
             if refusal is not None:
-                await _refuse(send, *refusal)
+                await refuse_json(send, *refusal)
                 return
         await self.app(scope, _capped(receive, limit), send)
 
     def _body_limit(self, scope: Scope) -> int:
-        multipart = (_header(scope, b"content-type") or "").startswith("multipart/")
+        multipart = (header(scope, b"content-type") or "").startswith("multipart/")
         # An upload carries up to three media parts and a little form overhead.
         return (3 * self.settings.max_upload_bytes + 1024 * 1024 if multipart
                 else self.settings.max_json_bytes)
@@ -176,7 +176,7 @@ class Guard:
     async def _admit(self, scope: Scope) -> tuple[int, str, str, dict[str, str]] | None:
         service = scope["app"].state.service
         keys: KeyStore = service.keys
-        token = _bearer_token(_header(scope, b"authorization"))
+        token = _bearer_token(header(scope, b"authorization"))
         challenge = {"WWW-Authenticate": "Bearer"}
         if token is None:
             return 401, "unauthenticated", (
@@ -214,7 +214,7 @@ def _a(word: str) -> str:
     return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def header(scope: Scope, name: bytes) -> str | None:
     for k, v in scope.get("headers", ()):
         if k == name:
             return str(v.decode("latin-1"))
@@ -245,7 +245,7 @@ def _capped(receive: Receive, limit: int) -> Receive:
     return wrapped
 
 
-async def _refuse(send: Send, status: int, code: str, message: str,
+async def refuse_json(send: Send, status: int, code: str, message: str,
                   headers: dict[str, str] | None = None) -> None:
     body = json.dumps(error_body(code, message)).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),

@@ -18,7 +18,7 @@ from urllib.parse import unquote_to_bytes
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.auth import _header, _refuse
+from api.auth import header, refuse_json
 from medley.errors import InvalidInput
 
 MAX_DEPTH = 32  # nesting of objects and arrays in any JSON document
@@ -118,7 +118,7 @@ def url_problem(scope: Scope) -> tuple[int, str, str] | None:
 
 def _is_json(scope: Scope) -> bool:
     # No content type: FastAPI reads the body as JSON anyway, so it is checked as JSON too.
-    kind = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
+    kind = (header(scope, b"content-type") or "").split(";")[0].strip().lower()
     return kind in ("", "application/json") or kind.endswith("+json")
 
 
@@ -134,19 +134,19 @@ class Edge:
         send = _with_headers(send, scope["path"].startswith("/console"))
         problem = url_problem(scope)
         if problem is not None:
-            await _refuse(refuse, *problem)
+            await refuse_json(refuse, *problem)
             return
         if scope["method"] in JSON_METHODS and _is_json(scope):
             try:
                 body = await _read(receive)
             except HTTPException as exc:  # the body cap (`api.auth._capped`)
-                await _refuse(refuse, exc.status_code, "payload_too_large", str(exc.detail))
+                await refuse_json(refuse, exc.status_code, "payload_too_large", str(exc.detail))
                 return
             if body is not None and body.strip():
                 try:
                     strict_loads(body, "the JSON body")
                 except InvalidInput as exc:
-                    await _refuse(refuse, 422, exc.code, exc.message)
+                    await refuse_json(refuse, 422, exc.code, exc.message)
                     return
             receive = _replay(body, receive)
         await self.app(scope, receive, send)

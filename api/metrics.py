@@ -13,7 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import iter_route_contexts
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.auth import _header
+from api.auth import header
 from medley import logs, metrics
 from medley.recs import store
 
@@ -33,7 +33,7 @@ class RequestMetrics:
         started = time.perf_counter()
         status = 500  # what the server answers if the app raises before starting a response
         # The caller's request id if it sent a sane one (a proxy's), else ours; echoed back.
-        given = _header(scope, b"x-request-id") or ""
+        given = header(scope, b"x-request-id") or ""
         request_id = given if 0 < len(given) <= 64 and given.isprintable() else uuid.uuid4().hex
 
         async def sending(message: Message) -> None:
