@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
 from api.auth import Caller, allow
+from api.deps import RecsDep
 from api.params import ItemIdPath
 from api.privacy_schemas import ItemAnalyticsOut
 from medley.keys import Role
@@ -17,11 +18,10 @@ router = APIRouter(prefix="/v1/analytics", tags=["analytics"])
 
 @router.get("/items/{item_id}", response_model=ItemAnalyticsOut,
             dependencies=[allow(Role.EDITOR, Role.CONTENT)])
-def item_analytics(request: Request, caller: Caller,
+def item_analytics(recs: RecsDep, caller: Caller,
                    item_id: ItemIdPath
                    ) -> ItemAnalyticsOut:
     """Distinct users per event type for one item, with noise; each call spends this key's
     privacy budget (429 with Retry-After once it is spent)."""
-    recs = request.app.state.service.recs
     counts = ItemAnalytics(recs.db, recs.settings).item(item_id, caller.key_id, time.time())
     return ItemAnalyticsOut.of(counts)

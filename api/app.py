@@ -7,10 +7,11 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 
 from api import analytics, console, errors, fusion, items, keys, metrics, recs, users
 from api.auth import Guard, document_roles, route_roles
+from api.deps import ServiceDep
 from api.edge import Edge
 from api.metrics import RequestMetrics
 from api.service import Service
@@ -50,8 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestMetrics)  # outermost: the guard's refusals are counted too
 
     @app.get("/healthz", tags=["ops"])
-    def healthz(request: Request) -> dict[str, object]:
-        service: Service = request.app.state.service
+    def healthz(service: ServiceDep) -> dict[str, object]:
         models = service.health
         index = service.index_state()
         recs = service.recs.status()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 
 from api.auth import Caller, allow
+from api.deps import EditorDep, SettingsDep
 from api.fusion_schemas import (
     ActiveOut,
     DraftIn,
@@ -37,29 +38,22 @@ def _actor(who: Principal) -> str:
     return f"{who.name} ({who.key_id})"[:80]
 
 
-def _editor(request: Request) -> FusionEditor:
-    editor: FusionEditor = request.app.state.service.editor
-    return editor
-
-
 @router.get("/profiles", response_model=OverviewOut)
-def overview(request: Request) -> OverviewOut:
-    live, rows, job = _editor(request).overview()
+def overview(editor: EditorDep) -> OverviewOut:
+    live, rows, job = editor.overview()
     return OverviewOut(active=ActiveOut.of(live),
                        profiles=[ProfileOut.of(p, live.profile.id) for p in rows],
                        job=JobOut.of(job) if job else None)
 
 
 @router.post("/profiles", response_model=ProfileOut, status_code=201)
-def create_profile(request: Request, body: ProfileIn, who: Caller) -> ProfileOut:
-    editor = _editor(request)
+def create_profile(editor: EditorDep, body: ProfileIn, who: Caller) -> ProfileOut:
     profile = editor.create(body.name, body.weights, body.surfaces, body.note, _actor(who))
     return ProfileOut.of(profile, editor.live().profile.id)
 
 
 @router.get("/profiles/{profile_id}", response_model=ProfileOut)
-def get_profile(request: Request, profile_id: int) -> ProfileOut:
-    editor = _editor(request)
+def get_profile(editor: EditorDep, profile_id: int) -> ProfileOut:
     return ProfileOut.of(editor.profile(profile_id), editor.live().profile.id)
 
 
@@ -75,14 +69,13 @@ def _preview(editor: FusionEditor, cand: Candidate, t: Targets) -> PreviewOut:
 
 
 @router.post("/preview", response_model=PreviewOut)
-def preview_draft(request: Request, body: DraftPreviewIn) -> PreviewOut:
+def preview_draft(editor: EditorDep, body: DraftPreviewIn) -> PreviewOut:
     """Preview weights that are not saved yet (the console's sliders)."""
-    return _preview(_editor(request), Candidate(body.weights, body.surfaces), body)
+    return _preview(editor, Candidate(body.weights, body.surfaces), body)
 
 
 @router.post("/profiles/{profile_id}/preview", response_model=PreviewOut)
-def preview_profile(request: Request, profile_id: int, body: Targets) -> PreviewOut:
-    editor = _editor(request)
+def preview_profile(editor: EditorDep, profile_id: int, body: Targets) -> PreviewOut:
     return _preview(editor, editor.candidate(profile_id), body)
 
 
@@ -94,36 +87,36 @@ def _evaluate(editor: FusionEditor, cand: Candidate) -> EvaluateOut:
 
 
 @router.post("/evaluate", response_model=EvaluateOut)
-def evaluate_draft(request: Request, body: DraftIn) -> EvaluateOut:
-    return _evaluate(_editor(request), Candidate(body.weights, body.surfaces))
+def evaluate_draft(editor: EditorDep, body: DraftIn) -> EvaluateOut:
+    return _evaluate(editor, Candidate(body.weights, body.surfaces))
 
 
 @router.post("/profiles/{profile_id}/evaluate", response_model=EvaluateOut)
-def evaluate_profile(request: Request, profile_id: int) -> EvaluateOut:
-    editor = _editor(request)
+def evaluate_profile(editor: EditorDep, profile_id: int) -> EvaluateOut:
     return _evaluate(editor, editor.candidate(profile_id))
 
 
 @router.post("/profiles/{profile_id}/publish", response_model=JobOut, status_code=202)
-def publish(request: Request, profile_id: int, who: Caller) -> JobOut:
+def publish(editor: EditorDep, profile_id: int, who: Caller) -> JobOut:
     """Re-fuse every item under this profile in the background, then serve it."""
-    return JobOut.of(_editor(request).publish(profile_id, Action.PUBLISH, _actor(who)))
+    return JobOut.of(editor.publish(profile_id, Action.PUBLISH, _actor(who)))
 
 
 @router.post("/profiles/{profile_id}/rollback", response_model=JobOut, status_code=202)
-def rollback(request: Request, profile_id: int, who: Caller) -> JobOut:
+def rollback(editor: EditorDep, profile_id: int, who: Caller) -> JobOut:
     """Serve an earlier published version again (at once, when it is still on standby)."""
-    return JobOut.of(_editor(request).publish(profile_id, Action.ROLLBACK, _actor(who)))
+    return JobOut.of(editor.publish(profile_id, Action.ROLLBACK, _actor(who)))
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut)
-def job(request: Request, job_id: str) -> JobOut:
-    return JobOut.of(_editor(request).job(job_id))
+def job(editor: EditorDep, job_id: str) -> JobOut:
+    return JobOut.of(editor.job(job_id))
 
 
 @router.get("/history", response_model=HistoryOut)
-def history(request: Request, limit: Annotated[int, Query(ge=1)] = 50) -> HistoryOut:
-    limit = min(limit, request.app.state.service.settings.max_page_size)
+def history(editor: EditorDep, settings: SettingsDep,
+            limit: Annotated[int, Query(ge=1)] = 50) -> HistoryOut:
+    limit = min(limit, settings.max_page_size)
     return HistoryOut(entries=[HistoryEntry.of(a, p)
-                               for a, p in _editor(request).history(limit)])
+                               for a, p in editor.history(limit)])
 

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from starlette.datastructures import FormData
 
 from api.auth import allow
+from api.deps import ServiceDep
 from api.edge import strict_loads
 from api.params import ItemIdPath
 from api.schemas import Accepted, ItemOut, ItemPage
@@ -22,10 +23,6 @@ from medley.keys import Role
 from medley.media import StoredMedia
 
 router = APIRouter(prefix="/v1/items", tags=["items"])
-
-
-def _service(request: Request) -> Service:
-    return request.app.state.service
 
 
 def _parse_metadata(raw: str) -> ItemMetadata:
@@ -43,12 +40,12 @@ def _parse_metadata(raw: str) -> ItemMetadata:
 @router.post("", status_code=202, response_model=Accepted, dependencies=[allow(Role.CONTENT)])
 async def upload_item(
     request: Request,
+    service: ServiceDep,
     metadata: Annotated[str, Form(description="JSON: title (required), description, tags...")],
     image: Annotated[UploadFile | None, File()] = None,
     audio: Annotated[UploadFile | None, File()] = None,
     video: Annotated[UploadFile | None, File()] = None,
 ) -> Accepted:
-    service = _service(request)
     _only_known_parts(await request.form())
     meta = _parse_metadata(metadata)
     stored: dict[MediaKind, StoredMedia] = {}
@@ -99,7 +96,7 @@ def _drop_if_unused(service: Service, media: StoredMedia) -> None:
 
 @router.get("", response_model=ItemPage, dependencies=[allow(Role.CONTENT, Role.EDITOR)])
 def list_items(
-    request: Request,
+    service: ServiceDep,
     status: ItemStatus | None = None,
     limit: Annotated[int, Query(ge=1)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -110,7 +107,6 @@ def list_items(
         "only items with these external ids (comma-separated or repeated): what an "
         "interrupted import already sent")] = [],  # noqa: B006
 ) -> ItemPage:
-    service = _service(request)
     cap = service.settings.max_page_size
     limit = min(limit, cap)
     if offset > service.settings.max_offset:
@@ -136,8 +132,7 @@ def _values(raw: list[str]) -> list[str]:
 
 @router.get("/{item_id}", response_model=ItemOut,
             dependencies=[allow(Role.CONTENT, Role.EDITOR)])
-def get_item(request: Request, item_id: ItemIdPath) -> ItemOut:
-    service = _service(request)
+def get_item(service: ServiceDep, item_id: ItemIdPath) -> ItemOut:
     return ItemOut.of(service.catalog.get(item_id), service.recs.sync.set_aside.get(item_id))
 
 
@@ -148,13 +143,12 @@ def get_item(request: Request, item_id: ItemIdPath) -> ItemOut:
     dependencies=[allow(*Role)],  # client apps show artwork too
 )
 def get_thumbnail(
-    request: Request,
+    service: ServiceDep,
     item_id: ItemIdPath,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """A small JPEG of the item's image, or of a frame of its video."""
     # A plain def: rendering is CPU and ffmpeg work, so FastAPI runs it in the threadpool.
-    service = _service(request)
     source = thumbnails.source_of(service.catalog.get(item_id))
     tag = thumbnails.etag(source, service.settings.thumbnail_px)
     headers = {"ETag": tag, "Cache-Control": thumbnails.CACHE_CONTROL}
@@ -165,13 +159,12 @@ def get_thumbnail(
 
 
 @router.patch("/{item_id}", response_model=ItemOut, dependencies=[allow(Role.CONTENT)])
-def patch_item(request: Request, item_id: ItemIdPath, patch: ItemPatch) -> ItemOut:
-    return ItemOut.of(_service(request).catalog.patch(item_id, patch))
+def patch_item(service: ServiceDep, item_id: ItemIdPath, patch: ItemPatch) -> ItemOut:
+    return ItemOut.of(service.catalog.patch(item_id, patch))
 
 
 @router.delete("/{item_id}", status_code=204, dependencies=[allow(Role.CONTENT)])
-def delete_item(request: Request, item_id: ItemIdPath) -> Response:
-    service = _service(request)
+def delete_item(service: ServiceDep, item_id: ItemIdPath) -> Response:
     service.catalog.delete(item_id)
     service.recs.table.remove(item_id)  # other API processes notice within their reconcile
     return Response(status_code=204)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
 from api.auth import Caller, allow
-from medley.keys import KeyInfo, KeyStore, Role
+from api.deps import KeysDep
+from medley.keys import KeyInfo, Role
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"], dependencies=[allow(Role.ADMIN)])
 
@@ -40,30 +41,24 @@ class KeyList(BaseModel):
     keys: list[KeyOut]
 
 
-def _keys(request: Request) -> KeyStore:
-    store: KeyStore = request.app.state.service.keys
-    return store
-
-
 @router.post("", response_model=KeyCreated, status_code=201)
-def create_key(request: Request, body: KeyIn) -> KeyCreated:
-    keys = _keys(request)
+def create_key(keys: KeysDep, body: KeyIn) -> KeyCreated:
     who, secret = keys.create(body.role, body.name)
     return KeyCreated(**KeyOut.of(keys.get(who.key_id)).model_dump(), key=secret)
 
 
 @router.get("", response_model=KeyList)
-def list_keys(request: Request) -> KeyList:
-    return KeyList(keys=[KeyOut.of(k) for k in _keys(request).list()])
+def list_keys(keys: KeysDep) -> KeyList:
+    return KeyList(keys=[KeyOut.of(k) for k in keys.list()])
 
 
 @router.get("/me", response_model=KeyOut, dependencies=[allow(*Role)])
-def whoami(request: Request, who: Caller) -> KeyOut:
+def whoami(keys: KeysDep, who: Caller) -> KeyOut:
     """The calling key itself (any role; a route's roles add to its router's): the console
     uses it to check a sign-in."""
-    return KeyOut.of(_keys(request).get(who.key_id))
+    return KeyOut.of(keys.get(who.key_id))
 
 
 @router.delete("/{key_id}", response_model=KeyOut)
-def revoke_key(request: Request, key_id: Annotated[str, Path(max_length=32)]) -> KeyOut:
-    return KeyOut.of(_keys(request).revoke(key_id))
+def revoke_key(keys: KeysDep, key_id: Annotated[str, Path(max_length=32)]) -> KeyOut:
+    return KeyOut.of(keys.revoke(key_id))

@@ -8,12 +8,13 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import iter_route_contexts
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import header
+from api.deps import ServiceDep
 from medley import logs, metrics
 from medley.recs import store
 
@@ -77,8 +78,7 @@ def _route(scope: Scope) -> str:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def scrape(request: Request) -> Response:
-    service = request.app.state.service
+async def scrape(service: ServiceDep) -> Response:
     body = await run_in_threadpool(metrics.render, lambda: _live(service))
     return Response(body, media_type=metrics.CONTENT_TYPE)
 

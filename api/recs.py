@@ -8,9 +8,10 @@ import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 
 from api.auth import allow
+from api.deps import RecsDep, SettingsDep
 from api.params import ItemIdPath, UserIdPath
 from api.rec_schemas import (
     AnswerOut,
@@ -27,14 +28,9 @@ from medley import dates
 from medley.domain import RATING_WORDS, age_min
 from medley.errors import InvalidInput
 from medley.keys import Role
-from medley.recs.service import Recommendations
 
 router = APIRouter(prefix="/v1", tags=["recommendations"])
 CLIENT = [allow(Role.CLIENT)]
-
-
-def _recs(request: Request) -> Recommendations:
-    return request.app.state.service.recs
 
 
 def _split(values: list[str]) -> frozenset[str]:
@@ -44,7 +40,8 @@ def _split(values: list[str]) -> frozenset[str]:
 AGE = re.compile(r"[0-9]{1,2}\+?")
 
 
-def filters(
+# `async def`: a cheap check run on the event loop, not handed to the thread pool (api/deps).
+async def filters(
     max_age_rating: Annotated[str | None, Query(max_length=16, description=
         "age-rating ceiling: a number (12, 16+) or a rating (G, PG, PG-13, R, NC-17, TV-MA)")
     ] = None,
@@ -80,12 +77,12 @@ def filters(
 
 
 Filters = Annotated[Where, Depends(filters)]
-def answer_limit(
-    request: Request,
+async def answer_limit(
+    settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, description="how many items to return "
                                 "(at most MEDLEY_MAX_RESULTS)")] = 10,
 ) -> int:
-    cap: int = request.app.state.service.settings.max_results
+    cap = settings.max_results
     if limit > cap:
         raise InvalidInput(f"limit: at most {cap}")
     return limit
@@ -103,8 +100,8 @@ def _context(device: str | None, surface: str | None, locale: str | None) -> dic
 
 
 @router.post("/events", response_model=EventsOut, dependencies=CLIENT)
-def post_events(request: Request, batch: EventBatch) -> Any:
-    accepted, duplicates, rejected, paused, repeated = _recs(request).ingest(batch.events)
+def post_events(recs: RecsDep, batch: EventBatch) -> Any:
+    accepted, duplicates, rejected, paused, repeated = recs.ingest(batch.events)
     body = EventsOut(accepted=accepted, duplicates=duplicates,
                      rejected=[RejectedOut(index=r.index, event_id=r.event_id, reason=r.reason)
                                for r in rejected], paused=paused, repeated=repeated)
@@ -115,20 +112,18 @@ def post_events(request: Request, batch: EventBatch) -> Any:
 
 
 @router.get("/items/{item_id}/similar", response_model=AnswerOut, dependencies=CLIENT)
-def similar(request: Request, item_id: ItemIdPath, where: Filters, limit: Limit) -> AnswerOut:
-    recs = _recs(request)
+def similar(recs: RecsDep, item_id: ItemIdPath, where: Filters, limit: Limit) -> AnswerOut:
     return answer_out(recs.similar(item_id, limit, where), recs.table)
 
 
 @router.get("/users/{user_id}/recommendations", response_model=AnswerOut, dependencies=CLIENT)
 def recommendations(
-    request: Request, user_id: UserIdPath, where: Filters, limit: Limit,
+    recs: RecsDep, user_id: UserIdPath, where: Filters, limit: Limit,
     device: Annotated[str | None, Query(max_length=64)] = None,
     surface: Annotated[str | None, Query(max_length=64)] = None,
     locale: Annotated[str | None, Query(max_length=35)] = None,
     max_audience: MaxAudience = None,
 ) -> AnswerOut:
-    recs = _recs(request)
     answer = recs.for_user(user_id, limit, where, _context(device, surface, locale),
                            max_audience=max_audience)
     return answer_out(answer, recs.table)
@@ -142,47 +137,44 @@ def recommendations(
     "MEDLEY_NEW_ITEM_MAX_AUDIENCE (20) distinct users engaged with it, so a back catalog "
     "imported with its history does not crowd out what nobody has seen. `max_audience` sets "
     "another cap for this request (0: only items nobody has engaged with yet).")
-def new_items(request: Request, user_id: UserIdPath, where: Filters, limit: Limit,
+def new_items(recs: RecsDep, user_id: UserIdPath, where: Filters, limit: Limit,
               max_audience: MaxAudience = None) -> AnswerOut:
-    recs = _recs(request)
     answer = recs.for_user(user_id, limit, where, {}, only_new=True, max_audience=max_audience)
     return answer_out(answer, recs.table)
 
 
 @router.get("/search", response_model=AnswerOut, dependencies=CLIENT)
 def search(
-    request: Request, where: Filters,
+    recs: RecsDep, where: Filters,
     q: Annotated[str, Query(min_length=1, max_length=500, description="what to look for")],
     limit: Limit,
     user_id: Annotated[str | None, Query(max_length=128)] = None,
 ) -> AnswerOut:
-    recs = _recs(request)
     return answer_out(recs.search(q, limit, where, user_id), recs.table)
 
 
 @router.put("/users/{user_id}/preferences", response_model=PreferencesOut, dependencies=CLIENT)
-def put_preferences(request: Request, user_id: UserIdPath, body: PreferencesIn) -> PreferencesOut:
-    prefs = _recs(request).put_preferences(user_id, body.liked_items, body.text,
-                                           body.disliked_tags)
+def put_preferences(recs: RecsDep, user_id: UserIdPath, body: PreferencesIn) -> PreferencesOut:
+    prefs = recs.put_preferences(user_id, body.liked_items, body.text, body.disliked_tags)
     return PreferencesOut.of(user_id, prefs)
 
 
 @router.get("/users/{user_id}/preferences", response_model=PreferencesOut, dependencies=CLIENT)
-def get_preferences(request: Request, user_id: UserIdPath) -> PreferencesOut:
-    prefs = _recs(request).preferences(user_id)
+def get_preferences(recs: RecsDep, user_id: UserIdPath) -> PreferencesOut:
+    prefs = recs.preferences(user_id)
     return PreferencesOut.of(user_id, prefs)
 
 
 @router.put("/editorial", response_model=EditorialIn, tags=["editorial"],
             dependencies=[allow(Role.EDITOR)])
-def put_editorial(request: Request, body: EditorialIn) -> EditorialIn:
-    _recs(request).put_editorial([p.model_dump() for p in body.pins],
-                                 [b.model_dump(exclude_none=True) for b in body.boosts])
+def put_editorial(recs: RecsDep, body: EditorialIn) -> EditorialIn:
+    recs.put_editorial([p.model_dump() for p in body.pins],
+                       [b.model_dump(exclude_none=True) for b in body.boosts])
     return body
 
 
 @router.get("/editorial", response_model=EditorialIn, tags=["editorial"],
             dependencies=[allow(Role.EDITOR)])
-def get_editorial(request: Request) -> EditorialIn:
-    ed = _recs(request).rec.editorial
+def get_editorial(recs: RecsDep) -> EditorialIn:
+    ed = recs.rec.editorial
     return EditorialIn.of(ed)
