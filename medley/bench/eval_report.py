@@ -183,7 +183,8 @@ def _model_lines(d: Mapping[str, Any]) -> list[str]:
 
 COLD_TERMS = {"collab_mapped": "ridge-map predicted ALS", "content": "centred content",
               "engagement_mapped": "ridge-map predicted engagement", "cals": "CALS",
-              "cals_pop": "CALS predicted audience", "uclf": "the user's taste classifier"}
+              "cals_pop": "CALS predicted audience", "uclf": "the user's taste classifier",
+              "liked_max": "closest recent item, centred content"}
 
 
 def _cold_line(cold: Mapping[str, Any]) -> str:

@@ -24,8 +24,12 @@ DAY = 86400.0
 # weights: per-modality cosines would let the trees learn their own weights and quietly undo
 # what editors set (and preview, and measure).
 NAMES = ("collab", "collab_mapped", "engagement_mapped", "content", "liked_max", "pop_long",
-         "pop_short", "interactions", "age_days", "user_events")
-BEHAVIOUR = ("collab", "pop_long", "pop_short", "interactions")  # what a cold item lacks
+         "pop_short", "interactions", "age_days", "user_events", "knn",
+         "newer_than_mean", "newer_than_newest")
+# What a cold item lacks. "knn": the item-to-item weights from the user's recent items
+# (`medley.recs.knn`, carried by the ranker), NaN outside its vocabulary.
+BEHAVIOUR = ("collab", "pop_long", "pop_short", "interactions", "knn")
+_UNKNOWN_WHEN_NEW = frozenset({"collab", "knn"})  # masked to NaN, the rest to 0
 # What only the cold scorer sees (`ranker.cold_scores`), for items nobody engaged with yet: the
 # CALS score (the item's content-predicted factors times the user's CALS vector), the item's
 # predicted audience under CALS, and the user's own taste classifier over the item's content
@@ -72,6 +76,13 @@ def compute(table: ItemTable, behavior: Behavior, model: CollabModel | None,
     out[:, col["interactions"]] = np.log1p(np.asarray(behavior.counts(ids), dtype=np.float64))
     out[:, col["age_days"]] = np.clip(now - table.published[rows], 0.0, None) / DAY
     out[:, col["user_events"]] = math.log1p(user.events)
+    if len(user.liked_rows):  # the item's date against those of the user's recent items
+        mine = table.published[user.liked_rows]
+        out[:, col["newer_than_mean"]] = (table.published[rows] - mine.mean()) / DAY
+        out[:, col["newer_than_newest"]] = (table.published[rows] - mine.max()) / DAY
+    knn = model.ranker.knn if model is not None and model.ranker is not None else None
+    if knn is not None and len(user.liked_rows):
+        out[:, col["knn"]] = knn.scores([table.ids[r] for r in user.liked_rows], ids)
     return out
 
 
@@ -130,5 +141,5 @@ def mask_behaviour(x: np.ndarray, which: np.ndarray) -> np.ndarray:
     x = x.copy()
     for name in BEHAVIOUR:
         k = NAMES.index(name)
-        x[which, k] = np.nan if name == "collab" else 0.0
+        x[which, k] = np.nan if name in _UNKNOWN_WHEN_NEW else 0.0
     return x

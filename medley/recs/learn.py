@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medley.config import Settings
-from medley.recs import cals, collab, content_map, features, groups, ranker
+from medley.recs import cals, collab, content_map, features, groups, knn, ranker
 from medley.recs.behavior import Behavior
 from medley.recs.collab import CollabModel
 from medley.recs.events import Event, EventType
@@ -40,6 +40,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LATER_SHARE = 0.2  # of each user's events: what the ranker learns to predict
+# Where each user's events are cut for training groups (share before the cut): the latest
+# cut, then earlier ones, each a group per user (MovieLens has 610 users: one cut left the
+# trees ~400 groups).
+CUTS = (1.0 - LATER_SHARE, 0.6)
 MIN_USER_EVENTS = 5  # fewer: the whole history is history
 MAX_USERS = 2000  # users the ranker trains on (seeded sample): enough, and bounded in time
 DROPOUT = 0.25  # share of candidate rows shown as brand-new items
@@ -168,37 +172,65 @@ def _touched_liked(stream: Sequence[tuple[int, Event]], model: CollabModel
     return matrix(touched), matrix(liked)
 
 
-def split_by_user(stream: Sequence[tuple[int, Event]]
+def split_by_user(stream: Sequence[tuple[int, Event]], cut: float = 1.0 - LATER_SHARE,
+                  later_share: float = LATER_SHARE
                   ) -> tuple[list[tuple[int, Event]], dict[str, list[Event]]]:
-    """(history events, renumbered from 1; each user's later events)."""
+    """(history events, renumbered from 1; each user's later events): per user with at least
+    MIN_USER_EVENTS events, the first `cut` of their events are history, the next
+    `later_share` later, and whatever follows neither."""
     by_user: dict[str, list[int]] = {}
     for k, (_, e) in enumerate(stream):
         if e.type is not EventType.IMPRESSION:
             by_user.setdefault(e.user_id, []).append(k)
-    later_at: set[int] = set()
+    after: set[int] = set()
     later: dict[str, list[Event]] = {}
     for user, idx in by_user.items():
         if len(idx) < MIN_USER_EVENTS:
             continue
-        cut = round((1.0 - LATER_SHARE) * len(idx))
-        later_at.update(idx[cut:])
-        later[user] = [stream[k][1] for k in idx[cut:]]
-    history = [e for k, (_, e) in enumerate(stream) if k not in later_at]
+        start = round(cut * len(idx))
+        stop = round(min(1.0, cut + later_share) * len(idx))
+        after.update(idx[start:])
+        if stop > start:
+            later[user] = [stream[k][1] for k in idx[start:stop]]
+    history = [e for k, (_, e) in enumerate(stream) if k not in after]
     return list(enumerate(history, start=1)), later
 
 
 def train_ranker(stream: Sequence[tuple[int, Event]], table: ItemTable, settings: Settings,
                  seed: int = 0) -> tuple[ranker.Ranker | None, dict[str, Any]]:
-    history, later = split_by_user(stream)
+    """The ranker, on groups from each cut of CUTS (each user's events split at that share):
+    the first cut's are what serving sees (the latest history), the earlier cuts' add
+    training groups (users x cuts) and are never among the held-out users' groups."""
+    rng = np.random.default_rng(seed)
+    train: list[ranker.Group] = []
+    for k, cut in enumerate(CUTS):
+        found = _cut_groups(stream, table, settings, cut, rng, seed)
+        if found is None and k == 0:
+            return None, {"kept": False, "why": "no user has later events to learn from"}
+        for g in found or []:
+            g.extra = k > 0
+            train.append(g)
+    rk, report = ranker.train(train, features.NAMES, seed,
+                              held_out_groups(stream, table, settings, seed))
+    if rk is not None:
+        rk.knn = _knn(stream)
+    return rk, report
+
+
+def _cut_groups(stream: Sequence[tuple[int, Event]], table: ItemTable, settings: Settings,
+                cut: float, rng: np.random.Generator, seed: int) -> list[ranker.Group] | None:
+    """Training groups for one cut: ALS, behaviour and the content map on each user's events
+    before it, labels from the LATER_SHARE after it. None: no user has later events."""
+    history, later = split_by_user(stream, cut)
     if not history or not later:
-        return None, {"kept": False, "why": "no user has later events to learn from"}
+        return None
     behavior = Behavior(settings.popularity_half_life_days * 86400,
                         settings.trending_half_life_hours * 3600)
     behavior.apply(history)
     now = behavior.latest_ts
     past = _als(history, settings, len(history), seed)
     if past is None:
-        return None, {"kept": False, "why": "no positive events in the history"}
+        return None
     fitted = _fit_map(table, past, history, seed)
     predicted = Predicted(past)
     if fitted is not None:
@@ -207,13 +239,15 @@ def train_ranker(stream: Sequence[tuple[int, Event]], table: ItemTable, settings
         # item's prediction comes from a map that never saw it, and the ranker must not learn
         # to trust in-sample fits.
         predicted.set(table, fitted[2], fitted[1][:, :-1], fitted[1][:, -1])
+    # The "knn" feature's weights, learned on the history as ALS is; the ranker kept carries
+    # those of every event (`_knn`). Hung on the past model, where `features.compute` reads it.
+    past.ranker = ranker.Ranker(list(features.NAMES), "", knn=_knn(history))
     alive = table.alive[: len(table.ids)] & table.has_vector(slice(0, len(table.ids)), FOR_YOU)
     popular = behavior.popularity_top(settings.candidates_per_source // 2 + MAX_USER_SKIP)
     users = sorted(u for u in later if behavior.user(u) is not None)
-    rng = np.random.default_rng(seed)
     if len(users) > MAX_USERS:
         users = sorted(rng.choice(users, MAX_USERS, replace=False))
-    train: list[ranker.Group] = []
+    out: list[ranker.Group] = []
     for start in range(0, len(users), USER_BATCH):
         batch = [groups.Past(u, behavior, table, past, now)
                  for u in users[start : start + USER_BATCH]]
@@ -223,8 +257,12 @@ def train_ranker(stream: Sequence[tuple[int, Event]], table: ItemTable, settings
                              past, predicted, now)
             if g is not None:
                 drop = rng.random(len(g.y)) < DROPOUT
-                train.append(ranker.Group(features.mask_behaviour(g.x, drop), g.y))
-    return ranker.train(train, features.NAMES, seed, held_out_groups(stream, table, settings, seed))
+                out.append(ranker.Group(features.mask_behaviour(g.x, drop), g.y, user=user.id))
+    return out
+
+
+def _knn(stream: Sequence[tuple[int, Event]]) -> knn.ItemKnn | None:
+    return knn.fit((e.user_id, e.item_id) for _, e in stream if e.weight > 0)
 
 
 def _liked(events: Sequence[Event]) -> set[str]:

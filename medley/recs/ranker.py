@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from medley.recs.features import COLD
+from medley.recs.knn import ItemKnn
 
 # "Enough data": users whose later events give the ranker something to learn, in all, and of
 # those held out to check it. Below these the hand blend serves.
@@ -36,9 +37,9 @@ ROUNDS, PATIENCE = 300, 100
 # Signals where more can only mean better: constraining the trees to respect that keeps a
 # model trained on a few hundred users from learning noise (on the validation split it ranked
 # clearly better than the unconstrained one). Item age and user activity may go either way.
-EITHER_WAY = frozenset({"age_days", "user_events"})
+EITHER_WAY = frozenset({"age_days", "user_events", "newer_than_mean", "newer_than_newest"})
 # Features that rank on their own (higher = better): the bar the ranker must clear.
-SINGLE = ("collab", "collab_mapped", "content", "liked_max", "pop_long", "interactions")
+SINGLE = ("collab", "collab_mapped", "content", "liked_max", "pop_long", "interactions", "knn")
 
 
 @dataclass
@@ -48,6 +49,8 @@ class Group:
     x: np.ndarray
     y: np.ndarray
     cold: np.ndarray | None = None  # the cold scorer's own inputs (`features.COLD`), if any
+    user: str | None = None  # whose (groups of one user never straddle fit and validation)
+    extra: bool = False  # from an earlier cut of the events: fitted on, never validated on
 
 
 @dataclass
@@ -55,6 +58,7 @@ class Ranker:
     names: list[str]
     model: str  # LightGBM's own text format
     meta: dict[str, Any] = field(default_factory=dict)
+    knn: ItemKnn | None = None  # the "knn" feature's item-to-item weights (`features`)
     _booster: Any = field(default=None, init=False, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False,
                                   compare=False)
@@ -100,17 +104,21 @@ class Ranker:
         return np.asarray(self._booster.predict(x, num_threads=1), dtype=np.float64)
 
     def to_bytes(self) -> bytes:
-        return json.dumps({"names": self.names, "model": self.model, "meta": self.meta}).encode()
+        d: dict[str, Any] = {"names": self.names, "model": self.model, "meta": self.meta}
+        if self.knn is not None:
+            d["knn"] = self.knn.to_json()
+        return json.dumps(d).encode()
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> Ranker:
         d = json.loads(blob.decode())
-        return cls(list(d["names"]), str(d["model"]), dict(d["meta"]))
+        knn = ItemKnn.from_json(d["knn"]) if d.get("knn") else None
+        return cls(list(d["names"]), str(d["model"]), dict(d["meta"]), knn)
 
 
 # The cold scorer: a weighted sum of its inputs, each z-scored over the new items being
 # ordered. Tree features it may read, and inputs of its own (`features.COLD`).
-COLD_FEATURES = ("collab_mapped", "content", "engagement_mapped")
+COLD_FEATURES = ("collab_mapped", "content", "engagement_mapped", "liked_max")
 COLD_EXTRA = COLD
 # The weights tried (`fit_cold`; chosen on items held out of training, never on test data):
 # the ridge map's predicted ALS score with centred content and predicted engagement (the
@@ -121,6 +129,11 @@ COLD_GRID: tuple[dict[str, float], ...] = (
       for c in (0.0, 0.25, 0.5, 1.0, 2.0) for e in (0.0, 0.25, 0.5, 1.0)),
     *({"cals": 1.0, "content": c, "cals_pop": p, "uclf": k}
       for c in (0.0, 0.5) for p in (0.0, 0.5, 1.0) for k in (0.0, 0.5, 1.0, 2.0)),
+    # and around the usual best of those, the item's closest match among the user's recent
+    # items (centred content) and the ridge map's predicted ALS score beside them
+    *({"cals": 1.0, "cals_pop": p, "uclf": k, "liked_max": m, "collab_mapped": c}
+      for p in (0.25, 0.5, 1.0) for k in (0.5, 1.0, 1.5) for m in (0.25, 0.5)
+      for c in (0.0, 0.25)),
 )
 
 
@@ -199,17 +212,21 @@ def mean_ndcg(groups: Sequence[Group], score: Any) -> float:
 
 def train(groups: Sequence[Group], names: Sequence[str], seed: int = 0,
           cold_groups: Sequence[Group] = ()) -> tuple[Ranker | None, dict[str, Any]]:
-    """Fit on most groups, check on the rest. Returns (ranker or None, a report of why)."""
+    """Fit on most groups, check on the rest (groups marked `extra` are only fitted on, and
+    only those of users not checked on). Returns (ranker or None, a report of why)."""
     groups = [g for g in groups if len(g.y) and g.y.max() > 0]
-    report: dict[str, Any] = {"groups": len(groups)}
-    if len(groups) < MIN_GROUPS:
+    main = [g for g in groups if not g.extra]
+    report: dict[str, Any] = {"groups": len(main)}
+    if len(main) < MIN_GROUPS:
         report["kept"] = False
-        report["why"] = f"{len(groups)} users with later engagement; the ranker needs {MIN_GROUPS}"
+        report["why"] = f"{len(main)} users with later engagement; the ranker needs {MIN_GROUPS}"
         return None, report
-    order = np.random.default_rng(seed).permutation(len(groups))
-    n_val = max(MIN_VALIDATION_GROUPS, int(VALIDATION_SHARE * len(groups)))
-    val = [groups[k] for k in order[:n_val]]
-    fit = [groups[k] for k in order[n_val:]]
+    order = np.random.default_rng(seed).permutation(len(main))
+    n_val = max(MIN_VALIDATION_GROUPS, int(VALIDATION_SHARE * len(main)))
+    val = [main[k] for k in order[:n_val]]
+    held = {g.user for g in val if g.user is not None}
+    fit = [main[k] for k in order[n_val:]] + [g for g in groups
+                                              if g.extra and g.user not in held]
     import lightgbm as lgb
 
     def dataset(gs: Sequence[Group], ref: Any = None) -> Any:
