@@ -37,11 +37,14 @@ class Pool:
     sources: dict[str, set[str]] = field(default_factory=dict)  # item -> which sources found it
 
     def add(self, found: Sequence[str], source: str) -> None:
+        sources = self.sources  # one lookup per item: pools are hundreds long, per request
         for item in found:
-            if item not in self.sources:
+            have = sources.get(item)
+            if have is None:
                 self.ids.append(item)
-                self.sources[item] = set()
-            self.sources[item].add(source)
+                sources[item] = {source}
+            else:
+                have.add(source)
 
 
 class Recommender:
@@ -150,8 +153,8 @@ class Recommender:
                                            [ids[k] for k in new])
             return self._boost(ids, ranker.score(x, extra))
         rows = self.table.rows(ids)
-        vecs = self.table.vectors_of(rows, FOR_YOU, centred=True)
-        content = vecs @ taste.vector if taste.vector is not None else np.full(len(ids), np.nan)
+        content = (self.table.dots(rows, taste.vector, FOR_YOU, centred=True)[:, 0]
+                   if taste.vector is not None else np.full(len(ids), np.nan))
         if stated is not None:
             content = np.fmax(content, stated)
         observed = (collab.scores(user_vec, ids) if collab is not None and user_vec is not None
@@ -246,17 +249,18 @@ class Recommender:
         pool.ids = self._keep(pool.ids, allowed)
         if not pool.ids:
             return Answer([])
-        vecs = self.table.vectors_of(self.table.rows(pool.ids), SIMILAR)
-        content = vecs @ q
+        rows = self.table.rows(pool.ids)
+        content = self.table.dots(rows, q, SIMILAR)[:, 0]
         coeng = np.array([max(co.get(i, 0.0), 0.0) for i in pool.ids])
         beta = float(behaviour_weight(np.array([self.behavior.interactions.get(item_id, 0)]),
                                       self.weights.confidence)[0])
         scores = self._boost(pool.ids, content + beta * self.weights.collab * coeng)
         order = np.argsort(-scores)[:n]
+        vecs = self.table.vectors_of(rows[order], SIMILAR)  # the answer's rows only: reasons
         title = self.table.get(item_id)
         out = []
-        for k in order:
-            parts = self.table.contributions(q, vecs[k])
+        for j, k in enumerate(order):
+            parts = self.table.contributions(q, vecs[j])
             why = reasons.similar(parts, co.get(pool.ids[k], 0.0) * beta,
                                   title.title if title else "this")
             out.append(Scored(pool.ids[k], float(scores[k]), why,

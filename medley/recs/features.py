@@ -37,6 +37,10 @@ _UNKNOWN_WHEN_NEW = frozenset({"collab", "knn"})  # masked to NaN, the rest to 0
 # new items among established ones on the features above; these order new items among
 # themselves.
 COLD = ("cals", "cals_pop", "uclf")
+# "liked_max" compares a candidate with this many of the user's newest liked items, not all
+# RECENT_POSITIVES (50): a pool of ~350 candidates against 50 liked items was the largest
+# product of a for-you request (~2 ms of its ranker's ~6).
+LIKED_MAX_RECENT = 10
 
 
 @dataclass
@@ -57,12 +61,18 @@ def compute(table: ItemTable, behavior: Behavior, model: CollabModel | None,
     rows = table.rows(ids)
     out = np.full((n, len(NAMES)), np.nan, dtype=np.float32)
     col = {name: k for k, name in enumerate(NAMES)}
-    vecs = table.vectors_of(rows, surface, centred=True)
-    if user.taste is not None:
-        out[:, col["content"]] = vecs @ user.taste
-    if len(user.liked_rows):
-        liked = table.vectors_of(user.liked_rows, surface, centred=True)
-        out[:, col["liked_max"]] = (vecs @ liked.T).max(axis=1)
+    # Taste and the newest liked items against the candidates' centred vectors, in one
+    # product: its cost grows with the liked items compared (LIKED_MAX_RECENT).
+    liked = user.liked_rows[:LIKED_MAX_RECENT]
+    queries = [user.taste] if user.taste is not None else []
+    if len(liked):
+        queries += list(table.vectors_of(liked, surface, centred=True))
+    if queries:
+        dots = table.dots(rows, np.stack(queries), surface, centred=True)
+        if user.taste is not None:
+            out[:, col["content"]] = dots[:, 0]
+        if len(liked):
+            out[:, col["liked_max"]] = dots[:, int(user.taste is not None):].max(axis=1)
     if model is not None and user.vector is not None:
         out[:, col["collab"]] = model.scores(user.vector, ids)
         factors, engagement = predicted.get(table, model, rows)

@@ -51,6 +51,30 @@ def half_rows(units: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return result
 
 
+def block_products(units: np.ndarray, scale: np.ndarray, blocks: Sequence[slice],
+                   queries: np.ndarray, means: np.ndarray | None = None) -> np.ndarray:
+    """Σ_k scale_k · u_k·q_k per row and query: fused rows times queries, without building the
+    fused rows. With `means`, each block is centred first, c_k = (u_k - m_k) / |u_k - m_k|;
+    per block (u - m)·q / |u - m| = (u·q - m·q) / sqrt(|u|² - 2 u·m + |m|²), so one product
+    of the stored rows with the queries and the mean does it, instead of a centred copy of
+    every row. A block the row lacks must have scale 0 (its finite term then drops out)."""
+    q = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+    out = np.zeros((len(units), len(q)), dtype=np.float32)
+    for k, sl in enumerate(blocks):
+        if not scale[:, k].any():  # absent everywhere, or weighted 0: adds nothing
+            continue
+        block = units[:, sl]
+        if means is None:
+            out += (block @ q[:, sl].T) * scale[:, k : k + 1]
+            continue
+        m = np.asarray(means[sl], dtype=np.float32)
+        prod = block @ np.vstack([q[:, sl], m]).T  # (n, J + 1): u·q, then u·m
+        sq = np.einsum("ij,ij->i", block, block)  # |u|², not assumed 1: half-float rounding
+        norms = np.sqrt(np.maximum(sq - 2.0 * prod[:, -1] + float(m @ m), 0.0))
+        out += (prod[:, :-1] - q[:, sl] @ m) * (scale[:, k] / np.maximum(norms, 1e-6))[:, None]
+    return out
+
+
 @dataclass(frozen=True)
 class ItemInfo:
     title: str
@@ -244,6 +268,17 @@ class ItemTable:
                 block /= np.maximum(norms, 1e-6)
             out[..., sl] *= scale[..., k : k + 1]
         return out
+
+    def dots(self, rows: np.ndarray, queries: np.ndarray, surface: str | None = None, *,
+             centred: bool = False) -> np.ndarray:
+        """`vectors_of(rows, surface, centred=centred) @ queries.T` (queries: (J, D) or one
+        (D,)), without building the rows' fused vectors (`block_products`): fusing and
+        centring a few hundred candidates block by block was the largest step of scoring a
+        pool."""
+        rows = np.asarray(rows)
+        return block_products(half_rows(self.units, rows), self.scales(rows, surface),
+                              list(self.layout.values()), queries,
+                              self.means() if centred else None)
 
     def has_vector(self, rows: np.ndarray | int | slice, surface: str | None = None
                    ) -> np.ndarray:

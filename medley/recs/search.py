@@ -83,7 +83,7 @@ def search(
     if user_id or prefs:
         taste, _ = rec.user_taste(user_id, prefs)
         if taste.vector is not None and ids:
-            cos = rec.table.vectors_of(rec.table.rows(ids), centred=True) @ taste.vector
+            cos = rec.table.dots(rec.table.rows(ids), taste.vector, centred=True)[:, 0]
             ranks = np.empty(len(ids))
             ranks[np.argsort(-cos)] = np.arange(len(ids))
             scores = scores + PERSONAL_WEIGHT / (RRF_K + ranks + 1)

@@ -32,7 +32,7 @@ ESTABLISHED = 5  # interactions an item needs to lend its behaviour to a neighbo
 class Taste:
     vector: np.ndarray | None  # unit fused-space vector, None without any positive
     positives: list[tuple[str, float]]  # (item, weight) newest first, for collab fold-in
-    liked_rows: np.ndarray  # table rows of positives, for "because you liked"
+    liked_rows: np.ndarray  # table rows of positives, newest first, each once
     events: int = 0  # the user's non-impression events (how much the history says)
     # (model, its fold-in of `positives`): a request's candidate step and its scoring step
     # share one solve (`Recommender.user_vector`).
@@ -64,7 +64,9 @@ def taste_of(
             vec -= NEGATIVE_WEIGHT * weights[ok].mean() * disliked
         norm = float(np.linalg.norm(vec))
         vec = vec / norm if norm > 0 else None
-    return Taste(vec, [(i, w) for i, w, _ in pos], np.unique(rows[ok]))
+    liked = rows[ok]
+    _, first = np.unique(liked, return_index=True)
+    return Taste(vec, [(i, w) for i, w, _ in pos], liked[np.sort(first)])
 
 
 @dataclass

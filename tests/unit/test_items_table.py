@@ -9,7 +9,7 @@ import pytest
 from index.base import FUSED, Where
 from medley import fusion
 from medley.domain import Modality
-from medley.recs.items import ItemInfo, ItemTable
+from medley.recs.items import FusionView, ItemInfo, ItemTable
 
 DIMS = {Modality.TEXT: 3, Modality.IMAGE: 2}
 WEIGHTS = {Modality.TEXT: 1.0, Modality.IMAGE: 1.0}
@@ -239,3 +239,31 @@ def _fused_with(weights: dict[Modality, float], text: list[float] | None,
              for m, v in ((Modality.TEXT, text), (Modality.IMAGE, image)) if v is not None}
     vec = fusion.fuse(parts, weights, DIMS)
     return vec if vec is not None else np.zeros(fusion.fused_dim(DIMS), dtype=np.float32)
+
+
+@pytest.mark.parametrize("centred", [False, True])
+@pytest.mark.parametrize(("weights", "surface"), [
+    ({}, None),  # the view's weights, every modality counted
+    ({Modality.TEXT: 0.0}, None),  # a modality weighted 0 adds nothing
+    ({}, "recommendations"),  # a surface with its own weights
+])
+def test_dots_equal_the_fused_vectors_products(weights: dict[Modality, float],
+                                               surface: str | None, centred: bool) -> None:
+    """Scoring candidates without building their fused (or centred) vectors gives the same
+    numbers as building them: items missing modalities, a zero weight and a surface view."""
+    rng = np.random.default_rng(3)
+    dims = {Modality.TEXT: 8, Modality.IMAGE: 6, Modality.SPEECH: 4}
+    table = ItemTable(dims)
+    base = {m: 1.0 for m in dims} | weights
+    table.view = FusionView(base, surfaces={"recommendations": {Modality.IMAGE: 3.0,
+                                                                Modality.TEXT: 1.0}})
+    for k in range(60):  # a shared offset: the catalog mean is far from zero, as real ones are
+        vectors = {m: rng.normal(size=d) + 1.5 for m, d in dims.items() if rng.random() < 0.7}
+        table.upsert(f"i{k}", _info(f"i{k}"), vectors)
+    rows = rng.choice(60, 25, replace=False)
+    queries = rng.normal(size=(4, table.dim)).astype(np.float32)
+    expected = table.vectors_of(rows, surface, centred=centred) @ queries.T
+    np.testing.assert_allclose(table.dots(rows, queries, surface, centred=centred), expected,
+                               atol=1e-5)
+    np.testing.assert_allclose(table.dots(rows, queries[0], surface, centred=centred)[:, 0],
+                               expected[:, 0], atol=1e-5)
