@@ -1,0 +1,130 @@
+"""What the learned ranker costs a request: the serving state built in this process as
+`medley serve` builds it, on a prepared `medley bench serve` dataset, then the same for-you and
+new-items requests answered with the stored model's ranker and with the hand-set blend (the
+ranker taken off the model), in alternating rounds, measured in CPU time of this process.
+The answer cache is off: every request is ranked.
+
+    python -m medley.bench.ranker_cost --data-dir data/bench-serve --out bench
+
+writes `ranker-cost.json` and `ranker-cost.md`. Run it with the server stopped (one process at
+a time may open the embedded index).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from medley.bench.serve_data import INPUTS, bench_settings
+
+ROUNDS = 3  # ranker, blend, ranker, blend...: drift on a noisy machine hits both alike
+
+
+def _serving(data_dir: Path) -> tuple[Any, Any]:
+    from threadpoolctl import threadpool_limits
+
+    from medley.recs.service import Recommendations
+    from workers.runtime import Runtime
+
+    threadpool_limits(1, user_api="blas")  # as `api.service.Service.start` does
+    settings = bench_settings(data_dir)
+    rt = Runtime.build(settings)
+    rt.index()
+    recs = Recommendations(settings.model_copy(update={"answer_cache_size": 0}), rt.db,
+                           rt.models, rt.index, lambda: None)
+    sync = recs.sync
+    for step in (sync.load_items, sync.restore_snapshot, sync.tail_events, sync.check_model,
+                 sync.load_editorial):
+        step()
+    sync.ready.set()
+    return rt, recs
+
+
+def _cpu_ms(call: Callable[[str], Any], users: list[str]) -> float:
+    for u in users[:10]:
+        call(u)  # warm: lazy imports, the booster's first load
+    started = time.process_time()
+    for u in users:
+        call(u)
+    return (time.process_time() - started) / len(users) * 1000
+
+
+def measure(data_dir: Path, calls: int) -> dict[str, Any]:
+    from api.rec_schemas import answer_out
+    from index.base import Where
+    from medley.recs import features
+
+    rt, recs = _serving(data_dir)
+    model = recs.rec.collab
+    ranker = model.ranker if model is not None else None
+    if ranker is None or tuple(ranker.names) != features.NAMES:
+        rt.close()
+        raise SystemExit("the dataset's model has no ranker this code can serve: train it again")
+    inputs = json.loads((data_dir / INPUTS).read_text())
+    rng = random.Random(3)
+    users = [str(rng.choice(inputs["users"])) for _ in range(calls)]
+    surfaces: dict[str, Callable[[str], Any]] = {
+        "recommendations": lambda u: answer_out(
+            recs.for_user(u, 10, Where(), {"surface": "home"}), recs.table).model_dump_json(),
+        "new-items": lambda u: answer_out(
+            recs.for_user(u, 10, Where(), {}, only_new=True), recs.table).model_dump_json(),
+    }
+    runs: dict[str, dict[str, list[float]]] = {s: {"ranker": [], "blend": []} for s in surfaces}
+    for _ in range(ROUNDS):
+        for surface, call in surfaces.items():
+            for mode in ("ranker", "blend"):
+                model.ranker = ranker if mode == "ranker" else None
+                runs[surface][mode].append(round(_cpu_ms(call, users), 3))
+    model.ranker = ranker
+    rt.close()
+    out: dict[str, Any] = {"calls_per_run": calls, "rounds": ROUNDS, "runs_ms": runs,
+                           "features": list(ranker.names)}
+    for surface, r in runs.items():
+        ranked, blended = statistics.median(r["ranker"]), statistics.median(r["blend"])
+        out[surface] = {"ranker_ms": ranked, "blend_ms": blended,
+                        "added_ms": round(ranked - blended, 3)}
+    return out
+
+
+def report(result: dict[str, Any], commit: str) -> str:
+    lines = ["# What the learned ranker costs a request (`python -m medley.bench.ranker_cost`)", "",
+             f"CPU time of the serving process per request, answer cache off, "
+             f"{result['calls_per_run']} requests per run, {result['rounds']} alternating runs "
+             f"per mode (median shown); commit {commit}. The blend is the hand-set blend the "
+             "service falls back to (the same request with the ranker taken off the model).", "",
+             "| surface | with the ranker (ms) | hand blend (ms) | the ranker adds (ms) "
+             "| runs (ranker / blend) |",
+             "|---|---|---|---|---|"]
+    for surface in ("recommendations", "new-items"):
+        r, runs = result[surface], result["runs_ms"][surface]
+        lines.append(f"| {surface} | {r['ranker_ms']} | {r['blend_ms']} | {r['added_ms']} | "
+                     f"{runs['ranker']} / {runs['blend']} |")
+    lines += ["", f"Features ({len(result['features'])}): {', '.join(result['features'])}."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m medley.bench.ranker_cost", description=__doc__)
+    p.add_argument("--data-dir", type=Path, required=True, help="a prepared bench-serve dataset")
+    p.add_argument("--out", type=Path, default=Path("bench"), help="report folder")
+    p.add_argument("--calls", type=int, default=200)
+    a = p.parse_args(argv)
+    result = measure(a.data_dir, a.calls)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, check=False).stdout.strip() or "unknown"
+    a.out.mkdir(parents=True, exist_ok=True)
+    (a.out / "ranker-cost.json").write_text(json.dumps({**result, "commit": commit}, indent=2))
+    (a.out / "ranker-cost.md").write_text(report(result, commit))
+    print(report(result, commit))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
