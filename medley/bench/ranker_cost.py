@@ -39,11 +39,7 @@ def _serving(data_dir: Path) -> tuple[Any, Any]:
     rt.index()
     recs = Recommendations(settings.model_copy(update={"answer_cache_size": 0}), rt.db,
                            rt.models, rt.index, lambda: None)
-    sync = recs.sync
-    for step in (sync.load_items, sync.restore_snapshot, sync.tail_events, sync.check_model,
-                 sync.load_editorial):
-        step()
-    sync.ready.set()
+    recs.sync.catch_up()  # as a server starts: its state then frozen out of the collector
     return rt, recs
 
 
