@@ -64,7 +64,11 @@ def taste_of(
             vec -= NEGATIVE_WEIGHT * weights[ok].mean() * disliked
         norm = float(np.linalg.norm(vec))
         vec = vec / norm if norm > 0 else None
-    liked = rows[ok]
+    # Newest first by time, not by list position: stated likes come first in `positives`
+    # (so last here) but are dated now; each row once, at its newest.
+    kept = np.flatnonzero(ok)
+    stamps = np.array([ts for _, _, ts in pos], dtype=np.float64)
+    liked = rows[kept[np.argsort(-stamps[kept], kind="stable")]]
     _, first = np.unique(liked, return_index=True)
     return Taste(vec, [(i, w) for i, w, _ in pos], liked[np.sort(first)])
 
