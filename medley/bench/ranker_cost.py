@@ -6,8 +6,9 @@ The answer cache is off: every request is ranked.
 
     python -m medley.bench.ranker_cost --data-dir data/bench-serve --out bench
 
-writes `ranker-cost.json` and `ranker-cost.md`. Run it with the server stopped (one process at
-a time may open the embedded index).
+writes `ranker-cost.json` and `ranker-cost.md`. `--blend-only` times the hand blend alone (any
+model, any code version: how two commits compare on one dataset) into `blend-cost.*`. Run it
+with the server stopped (one process at a time may open the embedded index).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def _cpu_ms(call: Callable[[str], Any], users: list[str]) -> float:
     return (time.process_time() - started) / len(users) * 1000
 
 
-def measure(data_dir: Path, calls: int) -> dict[str, Any]:
+def measure(data_dir: Path, calls: int, blend_only: bool = False) -> dict[str, Any]:
     from api.rec_schemas import answer_out
     from index.base import Where
     from medley.recs import features
@@ -60,7 +61,7 @@ def measure(data_dir: Path, calls: int) -> dict[str, Any]:
     rt, recs = _serving(data_dir)
     model = recs.rec.collab
     ranker = model.ranker if model is not None else None
-    if ranker is None or tuple(ranker.names) != features.NAMES:
+    if not blend_only and (ranker is None or tuple(ranker.names) != features.NAMES):
         rt.close()
         raise SystemExit("the dataset's model has no ranker this code can serve: train it again")
     inputs = json.loads((data_dir / INPUTS).read_text())
@@ -72,21 +73,36 @@ def measure(data_dir: Path, calls: int) -> dict[str, Any]:
         "new-items": lambda u: answer_out(
             recs.for_user(u, 10, Where(), {}, only_new=True), recs.table).model_dump_json(),
     }
-    runs: dict[str, dict[str, list[float]]] = {s: {"ranker": [], "blend": []} for s in surfaces}
+    modes = ("blend",) if blend_only else ("ranker", "blend")
+    runs: dict[str, dict[str, list[float]]] = {s: {m: [] for m in modes} for s in surfaces}
     for _ in range(ROUNDS):
         for surface, call in surfaces.items():
-            for mode in ("ranker", "blend"):
+            for mode in modes:
                 model.ranker = ranker if mode == "ranker" else None
                 runs[surface][mode].append(round(_cpu_ms(call, users), 3))
-    model.ranker = ranker
+    if model is not None:
+        model.ranker = ranker
     rt.close()
     out: dict[str, Any] = {"calls_per_run": calls, "rounds": ROUNDS, "runs_ms": runs,
-                           "features": list(ranker.names)}
+                           "features": list(ranker.names) if ranker else []}
     for surface, r in runs.items():
-        ranked, blended = statistics.median(r["ranker"]), statistics.median(r["blend"])
-        out[surface] = {"ranker_ms": ranked, "blend_ms": blended,
-                        "added_ms": round(ranked - blended, 3)}
+        blended = statistics.median(r["blend"])
+        out[surface] = {"blend_ms": blended}
+        if not blend_only:
+            ranked = statistics.median(r["ranker"])
+            out[surface] |= {"ranker_ms": ranked, "added_ms": round(ranked - blended, 3)}
     return out
+
+
+def blend_report(result: dict[str, Any], commit: str) -> str:
+    lines = ["# The hand blend's cost per request (`python -m medley.bench.ranker_cost "
+             "--blend-only`)", "", f"CPU time per request, answer cache off, "
+             f"{result['calls_per_run']} requests per run, {result['rounds']} runs (median); "
+             f"commit {commit}.", "", "| surface | hand blend (ms) | runs |", "|---|---|---|"]
+    for surface in ("recommendations", "new-items"):
+        lines.append(f"| {surface} | {result[surface]['blend_ms']} | "
+                     f"{result['runs_ms'][surface]['blend']} |")
+    return "\n".join(lines) + "\n"
 
 
 def report(result: dict[str, Any], commit: str) -> str:
@@ -111,14 +127,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", type=Path, required=True, help="a prepared bench-serve dataset")
     p.add_argument("--out", type=Path, default=Path("bench"), help="report folder")
     p.add_argument("--calls", type=int, default=200)
+    p.add_argument("--blend-only", action="store_true", help="time the hand blend alone")
     a = p.parse_args(argv)
-    result = measure(a.data_dir, a.calls)
+    result = measure(a.data_dir, a.calls, a.blend_only)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, check=False).stdout.strip() or "unknown"
+    name, text = (("blend-cost", blend_report(result, commit)) if a.blend_only
+                  else ("ranker-cost", report(result, commit)))
     a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "ranker-cost.json").write_text(json.dumps({**result, "commit": commit}, indent=2))
-    (a.out / "ranker-cost.md").write_text(report(result, commit))
-    print(report(result, commit))
+    (a.out / f"{name}.json").write_text(json.dumps({**result, "commit": commit}, indent=2))
+    (a.out / f"{name}.md").write_text(text)
+    print(text)
     return 0
 
 
