@@ -138,7 +138,7 @@ class Recommender:
         if ranker is not None and tuple(ranker.names) == features.NAMES:
             user = features.UserSignals(taste.vector, user_vec, taste.liked_rows, taste.events)
             x = features.compute(self.table, self.behavior, collab, self.predicted, now, user,
-                                 ids, FOR_YOU)
+                                 ids, FOR_YOU, ranker.knn)
             if stated is not None:  # what they asked for counts as taste matched
                 k = features.NAMES.index("content")
                 x[:, k] = np.fmax(x[:, k], stated)

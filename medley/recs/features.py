@@ -17,6 +17,7 @@ import numpy as np
 from medley.recs.behavior import Behavior
 from medley.recs.collab import CONFIDENCE_SCALE, CollabModel
 from medley.recs.items import ItemTable
+from medley.recs.knn import ItemKnn
 from medley.recs.predicted import Predicted
 
 DAY = 86400.0
@@ -55,8 +56,10 @@ class UserSignals:
 
 def compute(table: ItemTable, behavior: Behavior, model: CollabModel | None,
             predicted: Predicted, now: float, user: UserSignals, ids: Sequence[str],
-            surface: str | None = None) -> np.ndarray:
-    """Feature matrix (len(ids), len(NAMES)), NaN where a signal is unknown."""
+            surface: str | None = None, knn: ItemKnn | None = None) -> np.ndarray:
+    """Feature matrix (len(ids), len(NAMES)), NaN where a signal is unknown. `knn`: the
+    item-to-item weights of the "knn" feature (the served ranker's; in training, those
+    learned on the history before the cut)."""
     n = len(ids)
     rows = table.rows(ids)
     out = np.full((n, len(NAMES)), np.nan, dtype=np.float32)
@@ -90,7 +93,6 @@ def compute(table: ItemTable, behavior: Behavior, model: CollabModel | None,
         mine = table.published[user.liked_rows]
         out[:, col["newer_than_mean"]] = (table.published[rows] - mine.mean()) / DAY
         out[:, col["newer_than_newest"]] = (table.published[rows] - mine.max()) / DAY
-    knn = model.ranker.knn if model is not None and model.ranker is not None else None
     if knn is not None and len(user.liked_rows):
         out[:, col["knn"]] = knn.scores([table.ids[r] for r in user.liked_rows], ids)
     return out

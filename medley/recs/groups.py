@@ -11,6 +11,7 @@ from medley.recs import features, ranker, topk
 from medley.recs.behavior import Behavior
 from medley.recs.collab import CollabModel
 from medley.recs.items import ItemTable
+from medley.recs.knn import ItemKnn
 from medley.recs.predicted import Predicted
 from medley.recs.signals import taste_of
 
@@ -72,8 +73,8 @@ def candidates(users: Sequence[Past], table: ItemTable, model: CollabModel,
 
 
 def group(user: Past, liked: set[str], candidates: Sequence[str], table: ItemTable,
-          behavior: Behavior, model: CollabModel, predicted: Predicted, now: float
-          ) -> ranker.Group | None:
+          behavior: Behavior, model: CollabModel, predicted: Predicted, now: float,
+          knn: ItemKnn | None = None) -> ranker.Group | None:
     """One user's candidates with their features and labels (1: in `liked`); None when none
     of them is."""
     ids = [i for i in dict.fromkeys(candidates) if i not in user.skip and table.get(i) is not None]
@@ -85,7 +86,7 @@ def group(user: Past, liked: set[str], candidates: Sequence[str], table: ItemTab
     signals = features.UserSignals(user.taste.vector, user.vector, user.taste.liked_rows,
                                    user.events, user.cals,
                                    features.uclf_of(model, user.id))
-    x = features.compute(table, behavior, model, predicted, now, signals, ids, FOR_YOU)
+    x = features.compute(table, behavior, model, predicted, now, signals, ids, FOR_YOU, knn)
     cold = features.cold(table, model, predicted, signals, ids) if model.cals is not None \
         else None
     return ranker.Group(x, y, cold)

@@ -240,8 +240,8 @@ def _cut_groups(stream: Sequence[tuple[int, Event]], table: ItemTable, settings:
         # to trust in-sample fits.
         predicted.set(table, fitted[2], fitted[1][:, :-1], fitted[1][:, -1])
     # The "knn" feature's weights, learned on the history as ALS is; the ranker kept carries
-    # those of every event (`_knn`). Hung on the past model, where `features.compute` reads it.
-    past.ranker = ranker.Ranker(list(features.NAMES), "", knn=_knn(history))
+    # those of every event (`train_ranker`).
+    item_knn = _knn(history)
     alive = table.alive[: len(table.ids)] & table.has_vector(slice(0, len(table.ids)), FOR_YOU)
     popular = behavior.popularity_top(settings.candidates_per_source // 2 + MAX_USER_SKIP)
     users = sorted(u for u in later if behavior.user(u) is not None)
@@ -254,7 +254,7 @@ def _cut_groups(stream: Sequence[tuple[int, Event]], table: ItemTable, settings:
         found = groups.candidates(batch, table, past, alive, settings.candidates_per_source)
         for user, ids in zip(batch, found, strict=True):
             g = groups.group(user, _liked(later[user.id]), [*ids, *popular], table, behavior,
-                             past, predicted, now)
+                             past, predicted, now, item_knn)
             if g is not None:
                 drop = rng.random(len(g.y)) < DROPOUT
                 out.append(ranker.Group(features.mask_behaviour(g.x, drop), g.y, user=user.id))
