@@ -9,7 +9,18 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import analytics, console, errors, fusion, items, keys, metrics, recs, users
+from api import (
+    analytics,
+    console,
+    errors,
+    experiments,
+    fusion,
+    items,
+    keys,
+    metrics,
+    recs,
+    users,
+)
 from api.auth import Guard, document_roles, route_roles
 from api.deps import ServiceDep
 from api.edge import Edge
@@ -84,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(items.router)
     app.include_router(recs.router)
     app.include_router(fusion.router)
+    app.include_router(experiments.router)
     app.include_router(users.router)
     app.include_router(analytics.router)
     app.include_router(keys.router)

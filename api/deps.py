@@ -16,6 +16,7 @@ from fastapi import Depends, Request
 from api.service import Service
 from medley.config import Settings
 from medley.editor.service import FusionEditor
+from medley.experiments.service import Experiments
 from medley.keys import KeyStore
 from medley.privacy.users import UserPrivacy
 from medley.recs.service import Recommendations
@@ -41,6 +42,10 @@ async def get_editor(service: ServiceDep) -> FusionEditor:
     return service.editor
 
 
+async def get_experiments(service: ServiceDep) -> Experiments:
+    return service.experiments
+
+
 async def get_keys(service: ServiceDep) -> KeyStore:
     return service.keys
 
@@ -52,5 +57,6 @@ async def get_privacy(recs: Annotated[Recommendations, Depends(get_recs)]) -> Us
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RecsDep = Annotated[Recommendations, Depends(get_recs)]
 EditorDep = Annotated[FusionEditor, Depends(get_editor)]
+ExperimentsDep = Annotated[Experiments, Depends(get_experiments)]
 KeysDep = Annotated[KeyStore, Depends(get_keys)]
 PrivacyDep = Annotated[UserPrivacy, Depends(get_privacy)]

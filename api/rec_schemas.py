@@ -45,6 +45,8 @@ class AnswerOut(BaseModel):
     fallback: bool = Field(description="true: popularity answered because the index or a "
                                        "model could not")
     note: str | None = None
+    experiment: int | None = Field(None, description="the experiment that served this answer")
+    arm: str | None = Field(None, description="its arm (absent when interleaved)")
 
 
 def answer_out(answer: Answer, table: ItemTable) -> AnswerOut:
@@ -54,7 +56,8 @@ def answer_out(answer: Answer, table: ItemTable) -> AnswerOut:
         items.append(ScoredOut(item_id=s.item_id, title=info.title if info else None,
                                score=round(s.score, 6), reasons=s.reasons))
     return AnswerOut(recommendation_id=answer.recommendation_id, items=items,
-                     fallback=answer.fallback, note=answer.note)
+                     fallback=answer.fallback, note=answer.note,
+                     experiment=answer.experiment, arm=answer.arm)
 
 
 class PreferencesIn(BaseModel):

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 
 from api.auth import allow
-from api.deps import RecsDep, SettingsDep
+from api.deps import ExperimentsDep, RecsDep, SettingsDep
 from api.params import ItemIdPath, UserIdPath
 from api.rec_schemas import (
     AnswerOut,
@@ -112,19 +112,22 @@ def post_events(recs: RecsDep, batch: EventBatch) -> Any:
 
 
 @router.get("/items/{item_id}/similar", response_model=AnswerOut, dependencies=CLIENT)
-def similar(recs: RecsDep, item_id: ItemIdPath, where: Filters, limit: Limit) -> AnswerOut:
-    return answer_out(recs.similar(item_id, limit, where), recs.table)
+def similar(recs: RecsDep, exps: ExperimentsDep, item_id: ItemIdPath, where: Filters,
+            limit: Limit, user_id: Annotated[str | None, Query(max_length=128, description=
+                "who asks: an experiment on this surface serves the user's arm")] = None,
+            ) -> AnswerOut:
+    return answer_out(exps.similar(item_id, limit, where, user_id), recs.table)
 
 
 @router.get("/users/{user_id}/recommendations", response_model=AnswerOut, dependencies=CLIENT)
 def recommendations(
-    recs: RecsDep, user_id: UserIdPath, where: Filters, limit: Limit,
+    recs: RecsDep, exps: ExperimentsDep, user_id: UserIdPath, where: Filters, limit: Limit,
     device: Annotated[str | None, Query(max_length=64)] = None,
     surface: Annotated[str | None, Query(max_length=64)] = None,
     locale: Annotated[str | None, Query(max_length=35)] = None,
     max_audience: MaxAudience = None,
 ) -> AnswerOut:
-    answer = recs.for_user(user_id, limit, where, _context(device, surface, locale),
+    answer = exps.for_user(user_id, limit, where, _context(device, surface, locale),
                            max_audience=max_audience)
     return answer_out(answer, recs.table)
 
@@ -137,9 +140,9 @@ def recommendations(
     "MEDLEY_NEW_ITEM_MAX_AUDIENCE (20) distinct users engaged with it, so a back catalog "
     "imported with its history does not crowd out what nobody has seen. `max_audience` sets "
     "another cap for this request (0: only items nobody has engaged with yet).")
-def new_items(recs: RecsDep, user_id: UserIdPath, where: Filters, limit: Limit,
-              max_audience: MaxAudience = None) -> AnswerOut:
-    answer = recs.for_user(user_id, limit, where, {}, only_new=True, max_audience=max_audience)
+def new_items(recs: RecsDep, exps: ExperimentsDep, user_id: UserIdPath, where: Filters,
+              limit: Limit, max_audience: MaxAudience = None) -> AnswerOut:
+    answer = exps.for_user(user_id, limit, where, {}, only_new=True, max_audience=max_audience)
     return answer_out(answer, recs.table)
 
 

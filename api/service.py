@@ -15,6 +15,7 @@ from medley import owner
 from medley.catalog import Catalog
 from medley.config import Settings
 from medley.editor.service import FusionEditor
+from medley.experiments.service import Experiments
 from medley.keys import KeyStore
 from medley.ratelimit import RateLimiter
 from medley.recs.service import Recommendations
@@ -51,6 +52,7 @@ class Service:
         self.recs = Recommendations(settings, self.runtime.db, self.runtime.models,
                                     self.runtime.index, self.dispatch.train)
         self.editor = FusionEditor(self.recs, self.dispatch.refuse)
+        self.experiments = Experiments(self.recs, self.editor)
         # In-process workers: the text queue on one of its own with many threads (they mostly
         # wait on a shared batch, enrich/batching.py), the other queues on two threads.
         self.workers: list[InProcessWorker] = []
@@ -106,7 +108,9 @@ class Service:
         self._spawn(self._probe_models, "medley-model-probe")
         if self.peer is None:  # the owner sweeps and schedules for every process
             self._spawn(self._sweep_stale, "medley-stale-sweep")
-        for target, name in self.recs.threads(self._stop, owner=self.peer is None):
+        self.experiments.refresh()  # the first answers already serve running experiments
+        for target, name in (*self.recs.threads(self._stop, owner=self.peer is None),
+                             *self.experiments.threads(self._stop, owner=self.peer is None)):
             self._spawn(target, name)
 
     def _owner_handlers(self) -> dict[str, Callable[..., Any]]:
@@ -186,6 +190,7 @@ class Service:
         self._stop.set()
         self.recs.sync.wake.set()
         self.recs.close()  # queued event writes land before the database closes
+        self.experiments.exposures.flush()  # and so do logged exposures
         for worker in self.workers:
             worker.stop()
         if self._server is not None:

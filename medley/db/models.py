@@ -130,7 +130,7 @@ class EventRecord(Base):
     value: Mapped[float | None] = mapped_column(Float)
     ts: Mapped[float] = mapped_column(Float)
     context: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    recommendation_id: Mapped[str | None] = mapped_column(String(64))
+    recommendation_id: Mapped[str | None] = mapped_column(String(64), index=True)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -293,3 +293,60 @@ class AnalyticsBudget(Base):
     key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     window_start: Mapped[float] = mapped_column(Float, primary_key=True)
     spent: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class Experiment(Base):
+    """An experiment on live traffic (medley/experiments): its arms, split, ramp, guardrails
+    and where it stands. Assignment needs no table: it is a hash of the user id and `salt`."""
+
+    __tablename__ = "experiments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(80))
+    mode: Mapped[str] = mapped_column(String(16))  # ab | interleave
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    surfaces: Mapped[list[str]] = mapped_column(JSON)
+    arms: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    holdout: Mapped[float] = mapped_column(Float, default=0.0)
+    ramp: Mapped[list[float]] = mapped_column(JSON)
+    ramp_step: Mapped[int] = mapped_column(Integer, default=0)
+    ramp_every_s: Mapped[float] = mapped_column(Float)
+    guardrails: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    salt: Mapped[str] = mapped_column(String(32))
+    note: Mapped[str | None] = mapped_column(Text)
+    winner: Mapped[str | None] = mapped_column(String(40))
+    created_by: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[float | None] = mapped_column(Float)
+    stepped_at: Mapped[float | None] = mapped_column(Float)  # when the ramp last advanced
+    ended_at: Mapped[float | None] = mapped_column(Float)
+
+
+class ExperimentAudit(Base):
+    """Who changed an experiment, and what a guardrail did on its own."""
+
+    __tablename__ = "experiment_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"), index=True)
+    actor: Mapped[str] = mapped_column(String(80))
+    action: Mapped[str] = mapped_column(String(24))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Exposure(Base):
+    """One answer served inside an experiment: what it showed, in order (`items`, ids joined
+    by newlines: ids hold no control characters), and for interleaving each slot's team."""
+
+    __tablename__ = "exposures"
+
+    recommendation_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(Integer, index=True)
+    arm: Mapped[str] = mapped_column(String(40))
+    user_id: Mapped[str] = mapped_column(String(128), index=True)
+    surface: Mapped[str] = mapped_column(String(24))
+    ts: Mapped[float] = mapped_column(Float)
+    items: Mapped[str] = mapped_column(Text)
+    teams: Mapped[str | None] = mapped_column(String(256))  # "ABBA...": one letter per slot
+    ms: Mapped[float] = mapped_column(Float)  # time to compute the answer

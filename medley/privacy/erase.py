@@ -19,6 +19,7 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from medley.db.models import CollabModelRecord, Erasure, EventRecord, UserPreferences, utcnow
+from medley.experiments import store as experiments_store
 from medley.privacy import controls
 from medley.recs.collab import CollabModel
 from medley.recs.events import WEIGHTS
@@ -67,11 +68,13 @@ def scrub(s: Session, user_id: str, kind: Kind, notice_s: float) -> Scrubbed:
     if rows:
         s.execute(delete(EventRecord).where(EventRecord.user_id == user_id))
     items = {r.item_id for r in rows}
+    exposures = experiments_store.erase_user(s, user_id)
     first_seq = min((r.seq for r in rows), default=None)
     factors, dropped, model_id = _scrub_models(s, user_id, items, first_seq)
     counts: dict[str, int | bool] = {
         "events": len(rows),
         "recommendation_ids": len({r.recommendation_id for r in rows if r.recommendation_id}),
+        "exposures": exposures,
         "collab_factors": factors,
         "collab_items": dropped,
     }

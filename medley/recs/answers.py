@@ -22,6 +22,8 @@ class Answer:
     recommendation_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     fallback: bool = False
     note: str | None = None  # why the fallback answered
+    experiment: int | None = None  # the experiment that served it (medley/experiments)
+    arm: str | None = None  # its arm (None when interleaved: each item has its own)
 
 
 @dataclass(frozen=True)

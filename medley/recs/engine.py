@@ -66,6 +66,9 @@ class Recommender:
         # background warmer (`warm_priors`) searches what requests asked for; offline callers
         # raise it.
         self.prior_budget = 0
+        # False: the hand blend scores even where the model carries a learned ranker (an
+        # experiment arm comparing the two, medley/experiments/arms.py).
+        self.use_ranker = True
         self.weights = BlendWeights(settings.blend_content, settings.blend_collab,
                                     settings.blend_popularity, settings.behavior_confidence)
 
@@ -134,7 +137,7 @@ class Recommender:
         if prefs is not None and prefs.text_vector is not None:
             stated = self._block_cos(self.table.vectors_of(self.table.rows(ids), FOR_YOU),
                                      "text", prefs.text_vector)
-        ranker = collab.ranker if collab is not None else None
+        ranker = collab.ranker if collab is not None and self.use_ranker else None
         if ranker is not None and tuple(ranker.names) == features.NAMES:
             user = features.UserSignals(taste.vector, user_vec, taste.liked_rows, taste.events)
             x = features.compute(self.table, self.behavior, collab, self.predicted, now, user,

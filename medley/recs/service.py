@@ -148,29 +148,35 @@ class Recommendations:
             self.answers.put(key, stamp, answer)
         return answer
 
-    def similar(self, item_id: str, n: int, where: Where | None) -> Answer:
+    def similar(self, item_id: str, n: int, where: Where | None,
+                rec: Recommender | None = None, variant: tuple[Any, ...] = ()) -> Answer:
+        """`rec`, `variant`: an experiment arm's recommender and what tells its answers apart
+        in the cache (medley/experiments/arms.py); by default the live one."""
         self.require_item(item_id)
+        ranker = rec or self.rec
         return self._cached(
             # Its own events and co-engagement change it; the rest of the catalog's, the TTL.
-            ("similar", item_id, n, where),
+            ("similar", item_id, n, where, variant),
             (self.rec.generation, self.behavior.item_changes.get(item_id, 0)),
-            lambda: self._guarded(lambda: self.rec.similar(item_id, n, where), n,
+            lambda: self._guarded(lambda: ranker.similar(item_id, n, where), n,
                                   (where or Where()).but_not({item_id})))
 
     def for_user(self, user_id: str, n: int, where: Where | None,
                  context: dict[str, str], *, only_new: bool = False,
-                 max_audience: int | None = None) -> Answer:
+                 max_audience: int | None = None, rec: Recommender | None = None,
+                 variant: tuple[Any, ...] = ()) -> Answer:
         prefs, user_controls = self.personal(user_id)
         where = user_controls.apply(where)  # never what they said no to
         cap = audience.cap_for(self.settings, only_new, max_audience)
         user = self.behavior.user(user_id)
         stated = (prefs.liked_items, prefs.text, prefs.disliked_tags) if prefs else None
         key = ("new-items" if only_new else "recommendations", user_id, n, where,
-               tuple(sorted(context.items())), cap, stated)
+               tuple(sorted(context.items())), cap, stated, variant)
+        ranker = rec or self.rec
         return self._cached(
             key, (self.rec.generation, user.events if user else 0),  # a like: a new answer
             lambda: self._guarded(
-                lambda: self.rec.for_user(user_id, n, where, prefs, context, only_new=only_new,
+                lambda: ranker.for_user(user_id, n, where, prefs, context, only_new=only_new,
                                           max_audience=cap),
                 n, where, context, cap))
 

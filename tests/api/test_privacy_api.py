@@ -99,8 +99,9 @@ def test_after_erasure_no_endpoint_and_no_table_holds_anything_of_the_user(catal
     assert r.status_code == 200, r.text
     receipt = r.json()
     assert receipt["kind"] == "erase" and receipt["user_id"] == user and receipt["receipt_id"]
-    assert receipt["erased"] == {"events": 7, "recommendation_ids": 1, "collab_factors": True,
-                                 "collab_items": 1, "preferences": True, "not_interested": 1,
+    assert receipt["erased"] == {"events": 7, "recommendation_ids": 1, "exposures": 0,
+                                 "collab_factors": True, "collab_items": 1, "preferences": True,
+                                 "not_interested": 1,
                                  "history_paused": False, "behavior_state": True}
     assert receipt["retrain_scheduled"] is True and receipt["erased_at"]
 

@@ -68,8 +68,9 @@ def test_erasure_deletes_every_row_and_takes_the_user_out_of_stored_models(
         controls.set_paused(s, "solo", True)
     with db.session() as s:
         done = erase.scrub(s, "solo", Kind.ERASE, 3600)
-    assert done.counts == {"events": 3, "recommendation_ids": 2, "collab_factors": True,
-                           "collab_items": 1, "preferences": True, "not_interested": 1,
+    assert done.counts == {"events": 3, "recommendation_ids": 2, "exposures": 0,
+                           "collab_factors": True, "collab_items": 1, "preferences": True,
+                           "not_interested": 1,
                            "history_paused": True}
     assert done.retrain
     with db.session() as s:

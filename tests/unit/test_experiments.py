@@ -1,0 +1,187 @@
+"""The experiments' pure parts: assignment, team-draft interleaving, always-valid statistics,
+online metrics from exposures and credited events, guardrail verdicts."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from medley.errors import InvalidInput
+from medley.experiments import stats
+from medley.experiments.assign import place, unit
+from medley.experiments.interleave import preference, team_draft
+from medley.experiments.online import Shown, per_arm, preferences, sessions
+from medley.experiments.spec import Arm, Guardrail, Mode, Spec
+from medley.experiments.verdict import breaches, compare_arms, sample_ratio
+
+USERS = [f"user-{k}" for k in range(20_000)]
+
+
+def test_assignment_is_sticky_and_follows_the_weights() -> None:
+    arms = [place("salt-1", u, [1, 3]).arm for u in USERS]
+    assert arms == [place("salt-1", u, [1, 3]).arm for u in USERS]  # same in every process
+    assert abs(arms.count(1) / len(arms) - 0.75) < 0.015
+
+
+def test_experiments_assign_independently() -> None:
+    a = np.array([place("exp-a", u, [1, 1]).arm for u in USERS])
+    b = np.array([place("exp-b", u, [1, 1]).arm for u in USERS])
+    # Knowing a user's arm in one experiment says nothing about the other.
+    assert abs(np.mean(b[a == 0]) - np.mean(b[a == 1])) < 0.03
+
+
+def test_a_ramp_only_adds_users_and_never_moves_them() -> None:
+    small = {u: place("s", u, [1, 1], exposure=0.05) for u in USERS}
+    large = {u: place("s", u, [1, 1], exposure=0.25) for u in USERS}
+    enrolled = [u for u, p in small.items() if p.arm is not None]
+    assert abs(len(enrolled) / len(USERS) - 0.05) < 0.01
+    assert all(large[u].arm == small[u].arm for u in enrolled)
+    assert abs(sum(p.arm is not None for p in large.values()) / len(USERS) - 0.25) < 0.015
+
+
+def test_a_holdout_is_kept_out_of_every_arm() -> None:
+    placed = [place("s", u, [1, 1], holdout=0.1) for u in USERS]
+    held = [p for p in placed if p.holdout]
+    assert abs(len(held) / len(USERS) - 0.1) < 0.01 and all(p.arm is None for p in held)
+    assert 0 <= unit("s", "x", "arm") < 1
+
+
+@pytest.mark.parametrize(("first", "second", "n", "want"), [
+    (["a", "b", "c"], ["a", "b", "c"], 3, ["a", "b", "c"]),  # same ranking: same list
+    (["a", "b"], [], 4, ["a", "b"]),  # one side empty: the other fills in
+    (["a", "b", "c", "d"], ["x", "y", "z", "w"], 4, None),  # disjoint: two from each
+])
+def test_team_draft(first: list[str], second: list[str], n: int, want: list[str] | None
+                    ) -> None:
+    for seed in range(20):
+        items, teams = team_draft(first, second, n, random.Random(seed))
+        if want is not None:
+            assert items == want
+        assert len(items) == len(set(items)) == len(teams)
+        for team, ranking in (("A", first), ("B", second)):
+            mine = [i for i, t in zip(items, teams, strict=True) if t == team]
+            assert mine == [i for i in ranking if i in mine]  # each side keeps its order
+        if want is None:
+            assert teams.count("A") == teams.count("B") == 2
+
+
+def test_preference_counts_clicks_per_team() -> None:
+    assert preference([("a", "A"), ("b", "A"), ("c", "B")]) == 1
+    assert preference([("a", "B")]) == -1
+    assert preference([("a", "A"), ("c", "B")]) == 0 and preference([]) == 0
+
+
+def test_peeking_at_an_aa_test_keeps_false_positives_under_alpha() -> None:
+    rng = np.random.default_rng(0)
+    runs, hits_avt, hits_naive = 200, 0, 0
+    for _ in range(runs):
+        a, b = rng.binomial(1, 0.1, 2000), rng.binomial(1, 0.1, 2000)
+        avt = naive = False
+        for n in range(100, 2001, 100):  # read every 100 users per arm
+            d = stats.compare(stats.Summary.of(a[:n]), stats.Summary.of(b[:n]))
+            assert d is not None
+            avt |= d.significant
+            se = np.sqrt(a[:n].var(ddof=1) / n + b[:n].var(ddof=1) / n)
+            naive |= abs(b[:n].mean() - a[:n].mean()) > 1.96 * se
+        hits_avt += avt
+        hits_naive += naive
+    assert hits_avt / runs <= 0.05
+    assert hits_naive / runs > 0.15  # what the always-valid interval protects from
+
+
+def test_a_real_difference_is_found_and_bounded() -> None:
+    rng = np.random.default_rng(1)
+    a, b = rng.binomial(1, 0.10, 20_000), rng.binomial(1, 0.13, 20_000)
+    d = stats.compare(stats.Summary.of(a), stats.Summary.of(b))
+    assert d is not None and d.significant and d.low > 0
+    assert d.rel_low is not None and d.rel_high is not None
+    assert d.rel_low < 0.3 < d.rel_high
+
+
+def test_sample_ratio_mismatch() -> None:
+    assert stats.srm([5_000, 5_050], [1, 1]) > stats.SRM_P  # type: ignore[operator]
+    assert stats.srm([5_500, 4_500], [1, 1]) < stats.SRM_P  # type: ignore[operator]
+    assert stats.srm([7_500, 2_500], [3, 1]) > stats.SRM_P  # type: ignore[operator]
+    assert stats.srm([3, 4], [1, 1]) is None
+
+
+@pytest.mark.parametrize("spec", [
+    Spec("one arm", (Arm("a"),)),
+    Spec("same names", (Arm("a"), Arm("a"))),
+    Spec("interleave three", (Arm("a"), Arm("b"), Arm("c")), mode=Mode.INTERLEAVE),
+    Spec("falling ramp", (Arm("a"), Arm("b")), ramp=(0.5, 0.1)),
+    Spec("unknown metric", (Arm("a"), Arm("b")), guardrails=(Guardrail("fun", 0.1),)),
+    Spec("latency with a drop", (Arm("a"), Arm("b")), guardrails=(Guardrail("p95_ms", 0.1),)),
+])
+def test_bad_specs_are_refused(spec: Spec) -> None:
+    with pytest.raises(InvalidInput):
+        spec.check()
+
+
+def _shown(arm: str, user: str, k: int, ts: float = 0.0) -> Shown:
+    return Shown(f"{arm}-{user}-{k}", arm, user, ts, [f"i{j}" for j in range(10)], ms=5.0)
+
+
+def test_online_metrics_credit_events_to_the_answer_they_cite() -> None:
+    shown = [_shown("A", "u1", 0), _shown("A", "u1", 1), _shown("B", "u2", 0)]
+    credited = [("A-u1-0", "i0", "view", 30.0), ("A-u1-0", "i0", "like", None),
+                ("A-u1-1", "i3", "complete", None), ("A-u1-1", "zz", "view", 5.0),  # not shown
+                ("B-u2-0", "i1", "skip", None)]
+    activity = {"u1": [(10.0, "view"), (20.0, "view"), (4000.0, "complete")]}
+    m = per_arm(shown, credited, activity, now=1.0, is_new=lambda i, t: i == "i9",
+                catalog_size=100)
+    a, b = m["A"].per_user, m["B"].per_user
+    assert a["ctr"][0] == pytest.approx(2 / 20)  # two distinct clicked items, 20 impressions
+    assert a["like_rate"][0] == pytest.approx(1 / 20)
+    assert a["completion_rate"][0] == pytest.approx(1 / 2)
+    assert a["dwell"][0] == pytest.approx(30.0)
+    assert a["new_share"][0] == pytest.approx(2 / 20)
+    assert a["items_per_session"][0] == pytest.approx(3 / 2)  # a 30-minute gap: two sessions
+    assert np.isnan(a["return_1d"][0])  # a day has not passed since the first exposure
+    assert b["skip_rate"][0] == pytest.approx(1 / 10) and b["ctr"][0] == 0
+    assert m["A"].coverage == pytest.approx(0.1) and m["A"].exposures == 2
+    assert sessions([0, 100, 5000, 5100, 20_000]) == [0, 5000, 20_000]
+
+
+def test_interleaving_preferences_come_from_the_clicked_teams() -> None:
+    shown = [Shown("r1", "interleaved", "u1", 0, ["a", "b", "c"], "ABA"),
+             Shown("r2", "interleaved", "u2", 0, ["a", "b"], "BA")]
+    credited = [("r1", "a", "view", None), ("r1", "c", "view", None), ("r1", "b", "view", None),
+                ("r2", "a", "skip", None)]
+    assert preferences(shown, credited) == {"u1": 1, "u2": 0}
+
+
+def _arms_with(ctr_a: float, ctr_b: float, users: int = 4000) -> tuple[tuple[Arm, ...], dict]:
+    rng = np.random.default_rng(2)
+    shown, credited = [], []
+    for arm, ctr in (("A", ctr_a), ("B", ctr_b)):
+        for u in range(users):
+            x = _shown(arm, f"{arm}{u}", 0)
+            shown.append(x)
+            credited += [(x.recommendation_id, f"i{j}", "view", None)
+                         for j in range(10) if rng.random() < ctr]
+    arms = (Arm("A"), Arm("B"))
+    m = per_arm(shown, credited, {}, now=0, is_new=lambda i, t: False, catalog_size=10)
+    return arms, compare_arms(arms, m)
+
+
+@pytest.mark.parametrize(("ctr_b", "breached"), [(0.2, False), (0.18, False), (0.05, True)])
+def test_a_guardrail_stops_only_an_arm_that_is_clearly_worse(ctr_b: float, breached: bool
+                                                             ) -> None:
+    arms, compared = _arms_with(0.2, ctr_b)
+    found = breaches(arms, [Guardrail("ctr", max_drop=0.2)], compared)
+    assert (found != []) is breached
+    if breached:
+        assert found[0][0] == "B" and "ctr" in found[0][1]
+
+
+def test_latency_guardrail_and_sample_ratio() -> None:
+    arms, compared = _arms_with(0.2, 0.2, users=100)
+    assert breaches(arms, [Guardrail("p95_ms", max_value=1.0)], compared)[0][0] == "B"
+    assert breaches(arms, [Guardrail("p95_ms", max_value=50.0)], compared) == []
+    m = per_arm([_shown("A", f"a{u}", 0) for u in range(600)]
+                + [_shown("B", f"b{u}", 0) for u in range(400)], [], {}, now=0,
+                is_new=lambda i, t: False, catalog_size=10)
+    assert sample_ratio(arms, m)["mismatch"] is True
