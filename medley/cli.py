@@ -362,6 +362,19 @@ def bench_refuse(
     typer.echo(json.dumps(result["runs"], indent=2, default=str))
 
 
+@bench_app.command("experiment")
+def bench_experiment(
+    seeds: Annotated[int, typer.Option(help="simulated experiments per result")] = 20,
+    out: Annotated[Path, typer.Option(help="report folder")] = Path("bench"),
+) -> None:
+    """Simulated users against the experiment engine: A/B, A/A, breaker, SRM, interleaving."""
+    from medley.bench.experiment import run_experiment_bench
+
+    result = run_experiment_bench(out, seeds=seeds)
+    typer.echo(json.dumps({k: v for k, v in result.items() if k not in ("ab", "interleaving")},
+                          indent=2, default=str))
+
+
 @bench_app.command("trust")
 def bench_trust(
     items: Annotated[int, typer.Option(help="synthetic items")] = 5000,

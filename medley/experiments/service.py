@@ -200,7 +200,7 @@ class Experiments:
         items, teams = team_draft([s.item_id for s in a.items], [s.item_id for s in b.items], n,
                                   random.Random(rec_id))
         by_team = {"A": {s.item_id: s for s in a.items}, "B": {s.item_id: s for s in b.items}}
-        scored = [by_team[t].get(i) or Scored(i, 0.0, []) for i, t in zip(items, teams,
+        scored = [by_team[t.upper()].get(i) or Scored(i, 0.0, []) for i, t in zip(items, teams,
                                                                           strict=True)]
         return Answer(scored, recommendation_id=rec_id, fallback=a.fallback and b.fallback,
                       note=a.note or b.note), "".join(teams)

@@ -61,8 +61,10 @@ def test_team_draft(first: list[str], second: list[str], n: int, want: list[str]
             assert items == want
         assert len(items) == len(set(items)) == len(teams)
         for team, ranking in (("A", first), ("B", second)):
-            mine = [i for i, t in zip(items, teams, strict=True) if t == team]
+            mine = [i for i, t in zip(items, teams, strict=True) if t.upper() == team]
             assert mine == [i for i in ranking if i in mine]  # each side keeps its order
+        shared = set(first[:n]) & set(second[:n])
+        assert [t.islower() for t in teams] == [i in shared for i in items]
         if want is None:
             assert teams.count("A") == teams.count("B") == 2
 
@@ -71,6 +73,7 @@ def test_preference_counts_clicks_per_team() -> None:
     assert preference([("a", "A"), ("b", "A"), ("c", "B")]) == 1
     assert preference([("a", "B")]) == -1
     assert preference([("a", "A"), ("c", "B")]) == 0 and preference([]) == 0
+    assert preference([("a", "a"), ("b", "a"), ("c", "B")]) == -1  # shared items: no credit
 
 
 def test_peeking_at_an_aa_test_keeps_false_positives_under_alpha() -> None:
@@ -185,3 +188,13 @@ def test_latency_guardrail_and_sample_ratio() -> None:
                 + [_shown("B", f"b{u}", 0) for u in range(400)], [], {}, now=0,
                 is_new=lambda i, t: False, catalog_size=10)
     assert sample_ratio(arms, m)["mismatch"] is True
+
+
+def test_the_simulator_finds_the_better_arm_and_stops_an_unrelated_one() -> None:
+    from medley.bench.experiment import ab, breaker, interleaved
+
+    assert ab(0, ("worse", "better"))["winner"] == "treatment"
+    assert ab(1, ("better", "better"), max_users=1000)["winner"] is None
+    assert interleaved(0, ("worse", "better"))["winner"] == "B"
+    stopped = breaker(0)
+    assert stopped["users"] is not None and stopped["users"] <= 1000
