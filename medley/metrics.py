@@ -45,6 +45,9 @@ EXTRACTIONS = Counter("medley_extractions_total",
 EXTRACTION_SECONDS = Histogram(
     "medley_extraction_seconds", "Extraction time per item, by modality", ["modality"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0))
+EXPOSURES = Counter("medley_experiment_exposures_total",
+                    "Answers served inside an experiment, by experiment id and arm",
+                    ["experiment", "arm"])
 
 # name -> (help, value) pairs read at scrape time, with optional labels:
 # {"medley_queue_depth": ("...", {("queue", "text"): 3.0})}

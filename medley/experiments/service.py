@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from index.base import Where
+from medley import metrics
 from medley.db.models import Experiment, ExperimentAudit
 from medley.editor.profiles import Action
 from medley.editor.service import FusionEditor
@@ -185,9 +186,11 @@ class Experiments:
             answer = under(None if arm.name == "holdout" else arm)
         answer = replace(answer, experiment=live.id, arm=arm.name if teams is None else None)
         if logged:
+            arm_label = "interleaved" if teams is not None else arm.name
+            metrics.EXPOSURES.labels(str(live.id), arm_label).inc()  # experiments x arms: few
             self.exposures.add({
                 "recommendation_id": answer.recommendation_id, "experiment_id": live.id,
-                "arm": "interleaved" if teams is not None else arm.name, "user_id": user_id,
+                "arm": arm_label, "user_id": user_id,
                 "surface": surface, "ts": time.time(),
                 "items": "\n".join(s.item_id for s in answer.items),
                 "teams": teams, "ms": (time.perf_counter() - started) * 1000})

@@ -111,6 +111,12 @@ def test_users_keep_their_arm_and_clicks_are_credited_to_it(catalog: Any, stop_a
     assert versus["diff"] < 0 and versus["low"] <= versus["diff"] <= versus["high"]
     assert results["sample_ratio"]["users"] == {"control": n_control,
                                                 "blend": len(USERS) - n_control}
+    scraped = client.get("/metrics").text  # operators see exposures per arm
+    served = {arm: sum(a == arm for a in arm_of.values()) + sum(
+        arm_of[u] == arm for u in USERS[:10]) for arm in ("control", "blend")}
+    for arm, count in served.items():
+        line = f'medley_experiment_exposures_total{{arm="{arm}",experiment="{exp["id"]}"}}'
+        assert f"{line} {float(count)}" in scraped
 
 
 def test_a_guardrail_stops_the_arm_and_its_users_go_back_to_control(catalog: Any,
