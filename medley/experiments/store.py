@@ -115,6 +115,8 @@ def advance_ramp(s: Session, experiment_id: int, actor: str, now: float) -> floa
     row = get(s, experiment_id, lock=True)
     if row.status != Status.RUNNING.value or row.ramp_step >= len(row.ramp) - 1:
         return None
+    if now - (row.stepped_at or now) < row.ramp_every_s:
+        return None  # re-read under the lock: another process's guard may have just stepped
     row.ramp_step += 1
     row.stepped_at = now
     share = float(row.ramp[row.ramp_step])

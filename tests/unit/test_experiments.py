@@ -198,3 +198,22 @@ def test_the_simulator_finds_the_better_arm_and_stops_an_unrelated_one() -> None
     assert interleaved(0, ("worse", "better"))["winner"] == "B"
     stopped = breaker(0)
     assert stopped["users"] is not None and stopped["users"] <= 1000
+
+
+def test_a_ramp_steps_once_per_period_even_when_two_guards_race(tmp_path) -> None:
+    from medley.db import Database
+    from medley.experiments import store
+
+    db = Database(f"sqlite:///{tmp_path}/ramp.db")
+    db.migrate()
+    spec = Spec("ramped", (Arm("a"), Arm("b")), ramp=(0.1, 0.5, 1.0), ramp_every_s=60)
+    with db.session() as s:
+        exp = store.create(s, spec.check(), "test")
+        store.transition(s, exp.id, "start", "test", now=1000.0)
+    with db.session() as s:
+        assert store.advance_ramp(s, exp.id, "guard", now=1030.0) is None  # too soon
+        assert store.advance_ramp(s, exp.id, "guard", now=1061.0) == 0.5
+        assert store.advance_ramp(s, exp.id, "other guard", now=1061.0) is None  # just stepped
+        assert store.advance_ramp(s, exp.id, "guard", now=1200.0) == 1.0
+        assert store.advance_ramp(s, exp.id, "guard", now=9000.0) is None  # the last step
+        assert [h.action for h in store.history(s, exp.id)] == ["create", "start", "ramp", "ramp"]
