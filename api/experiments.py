@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from api.auth import Caller, allow
 from api.deps import ExperimentsDep
@@ -38,6 +38,16 @@ def results(exps: ExperimentsDep, experiment_id: int) -> dict[str, Any]:
     the always-valid interval of the difference (absolute and relative) with its p-value; the
     sample-ratio check; guardrails; for interleaving, per-user wins and the verdict."""
     return exps.results(experiment_id)
+
+
+@router.get("/{experiment_id}/timeline")
+def timeline(exps: ExperimentsDep, experiment_id: int,
+             metric: Annotated[str, Query(max_length=32, description="a per-user metric")] = "ctr",
+             points: Annotated[int, Query(ge=1, le=60)] = 12) -> dict[str, Any]:
+    """The results recomputed at `points` evenly spaced times since the start: per arm its
+    users and the metric's mean, and for treatment arms the always-valid interval of the
+    relative difference against control at that time (what the console charts)."""
+    return exps.timeline(experiment_id, metric, points)
 
 
 def _action(name: str) -> Any:

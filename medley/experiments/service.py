@@ -20,10 +20,11 @@ from medley.editor.profiles import Action
 from medley.editor.service import FusionEditor
 from medley.errors import Conflict, InvalidInput, NotFound
 from medley.experiments import arms as arm_recs
-from medley.experiments import online, store, verdict
+from medley.experiments import store, verdict
 from medley.experiments.assign import place
 from medley.experiments.exposures import ExposureLog
 from medley.experiments.interleave import team_draft
+from medley.experiments.readout import Readout
 from medley.experiments.spec import Arm, Mode, Spec, Status, arms_of, guardrails_of
 from medley.recs.answers import Answer, Scored
 from medley.recs.service import Recommendations
@@ -118,31 +119,16 @@ class Experiments:
 
     def results(self, experiment_id: int, now: float | None = None) -> dict[str, Any]:
         now = time.time() if now is None else now
+        return self._readout(experiment_id).results(now)
+
+    def timeline(self, experiment_id: int, metric: str = "ctr", points: int = 12,
+                 now: float | None = None) -> dict[str, Any]:
+        now = time.time() if now is None else now
+        return self._readout(experiment_id).timeline(metric, points, now)
+
+    def _readout(self, experiment_id: int) -> Readout:
         with self.db.session() as s:
-            row = store.get(s, experiment_id)
-            shown = [online.Shown(x.recommendation_id, x.arm, x.user_id, x.ts,
-                                  x.items.split("\n") if x.items else [], x.teams, x.ms)
-                     for x in store.exposures(s, experiment_id)]
-            credited = store.credited(s, experiment_id)
-            activity = store.activity(s, {x.user_id for x in shown}, row.started_at or 0.0)
-        arms = arms_of(row.arms)
-        metrics = online.per_arm(shown, credited, activity, now=now, is_new=self._is_new,
-                                 catalog_size=len(self.recs.table))
-        compared = verdict.compare_arms(arms, metrics)
-        out: dict[str, Any] = {
-            "experiment_id": row.id, "status": row.status, "mode": row.mode,
-            "ramp_share": float(row.ramp[row.ramp_step]), "arms": compared,
-            "sample_ratio": verdict.sample_ratio(arms, metrics),
-            "guardrails": {"breached": [{"arm": a, "why": w} for a, w in
-                                        verdict.breaches(arms, guardrails_of(row.guardrails),
-                                                         compared)],
-                           "stopped": {a.name: a.stopped for a in arms if a.stopped}},
-            "holdout": None}
-        if "holdout" in metrics:
-            out["holdout"] = verdict.compare_arms((arms[0], Arm("holdout")), metrics)["holdout"]
-        if row.mode == Mode.INTERLEAVE.value:
-            out["interleaving"] = verdict.interleaving(online.preferences(shown, credited), arms)
-        return out
+            return Readout.read(s, experiment_id, self._is_new, len(self.recs.table))
 
     def _is_new(self, item_id: str, at: float) -> bool:
         r = self.recs.table.row.get(item_id)

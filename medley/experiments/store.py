@@ -129,13 +129,17 @@ def exposures(s: Session, experiment_id: int) -> list[Exposure]:
     return list(s.scalars(select(Exposure).where(Exposure.experiment_id == experiment_id)))
 
 
-def credited(s: Session, experiment_id: int) -> list[tuple[str, str, str, float | None]]:
-    """(recommendation_id, item, type, value) of events that cite an answer of the experiment."""
+Credited = tuple[str, str, str, float | None, float]
+
+
+def credited(s: Session, experiment_id: int) -> list[Credited]:
+    """(recommendation_id, item, type, value, time) of events that cite an answer of the
+    experiment."""
     q = (select(EventRecord.recommendation_id, EventRecord.item_id, EventRecord.type,
-                EventRecord.value)
+                EventRecord.value, EventRecord.ts)
          .join(Exposure, Exposure.recommendation_id == EventRecord.recommendation_id)
          .where(Exposure.experiment_id == experiment_id))
-    return [(r[0] or "", r[1], r[2], r[3]) for r in s.execute(q)]
+    return [(r[0] or "", r[1], r[2], r[3], r[4]) for r in s.execute(q)]
 
 
 def activity(s: Session, users: Iterable[str], since: float) -> dict[str, list[tuple[float, str]]]:

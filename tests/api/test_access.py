@@ -56,6 +56,7 @@ EXPECTED: dict[tuple[str, str], set[Role]] = {
     ("get", "/v1/experiments"): {E},
     ("get", "/v1/experiments/{experiment_id}"): {E},
     ("get", "/v1/experiments/{experiment_id}/results"): {E},
+    ("get", "/v1/experiments/{experiment_id}/timeline"): {E},
     ("post", "/v1/experiments/{experiment_id}/start"): {E},
     ("post", "/v1/experiments/{experiment_id}/pause"): {E},
     ("post", "/v1/experiments/{experiment_id}/stop"): {E},

@@ -111,6 +111,14 @@ def test_users_keep_their_arm_and_clicks_are_credited_to_it(catalog: Any, stop_a
     assert versus["diff"] < 0 and versus["low"] <= versus["diff"] <= versus["high"]
     assert results["sample_ratio"]["users"] == {"control": n_control,
                                                 "blend": len(USERS) - n_control}
+    line = ok(client.get(f"/v1/experiments/{exp['id']}/timeline", params={"points": 3}))
+    assert [len(p["arms"]) for p in line["points"]] == [2, 2, 2]
+    last = line["points"][-1]["arms"]  # the last point is now: the results' figures
+    assert last["control"]["mean"] == pytest.approx(arms["control"]["metrics"]["ctr"])
+    assert last["blend"]["relative"] == versus["relative"]
+    assert "relative" not in last["control"]
+    bad = client.get(f"/v1/experiments/{exp['id']}/timeline", params={"metric": "fun"})
+    assert bad.status_code == 422 and "ctr" in bad.text
     scraped = client.get("/metrics").text  # operators see exposures per arm
     served = {arm: sum(a == arm for a in arm_of.values()) + sum(
         arm_of[u] == arm for u in USERS[:10]) for arm in ("control", "blend")}
