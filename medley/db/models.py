@@ -131,6 +131,7 @@ class EventRecord(Base):
     ts: Mapped[float] = mapped_column(Float)
     context: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     recommendation_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    session_id: Mapped[str | None] = mapped_column(String(128))
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

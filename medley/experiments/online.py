@@ -12,8 +12,9 @@ be compared by `medley.experiments.stats`:
 - like_rate, skip_rate: likes and skips citing the answer, per impression
 - completion_rate: completes per clicked item (users with a click)
 - dwell: mean `value` of the views that cite an answer (seconds or percent, as the app sends)
-- items_per_session: items consumed per session since the first exposure; a session ends after
-  SESSION_GAP_S without an event (events carry no session id)
+- items_per_session: items consumed per session since the first exposure; a session is the
+  app's `session_id` where its events carry one, else it ends after SESSION_GAP_S without an
+  event
 - return_1d, return_7d: whether the user started another session within a day (a week) of the
   first exposure; only users first exposed at least that long ago count
 - new_share: share of impressions that were new items (published within the new-item age)
@@ -68,19 +69,27 @@ class ArmMetrics:
     p95_ms: float
 
 
-def sessions(times: Sequence[float], gap_s: float = SESSION_GAP_S) -> list[float]:
-    """Start times of the sessions in sorted event times."""
+Activity = tuple[float, str, str | None]  # (time, event type, the app's session id)
+
+
+def sessions(events: Sequence[Activity], gap_s: float = SESSION_GAP_S) -> list[float]:
+    """Start times of the sessions in time-ordered events: each session id the app sent starts
+    one at its first event; events without one form sessions split by gaps over `gap_s`."""
+    named: dict[str, float] = {}
     starts: list[float] = []
     last = None
-    for t in times:
+    for t, _, session in events:
+        if session is not None:
+            named.setdefault(session, t)
+            continue
         if last is None or t - last > gap_s:
             starts.append(t)
         last = t
-    return starts
+    return sorted(starts + list(named.values()))
 
 
 def per_arm(shown: Iterable[Shown], credited: Iterable[tuple[str, str, str, float | None]],
-            activity: Mapping[str, Sequence[tuple[float, str]]], *, now: float,
+            activity: Mapping[str, Sequence[Activity]], *, now: float,
             is_new: Callable[[str, float], bool], catalog_size: int, k: int = K
             ) -> dict[str, ArmMetrics]:
     shown = list(shown)
@@ -111,7 +120,7 @@ def per_arm(shown: Iterable[Shown], credited: Iterable[tuple[str, str, str, floa
             for arm, group in users.items()}
 
 
-def _metrics(group: Mapping[str, _User], activity: Mapping[str, Sequence[tuple[float, str]]],
+def _metrics(group: Mapping[str, _User], activity: Mapping[str, Sequence[Activity]],
              now: float, shown: set[str], latency: list[float], catalog_size: int
              ) -> ArmMetrics:
     nan = float("nan")
@@ -125,9 +134,9 @@ def _metrics(group: Mapping[str, _User], activity: Mapping[str, Sequence[tuple[f
         cols["completion_rate"].append(u.completes / clicks if clicks else nan)
         cols["dwell"].append(float(np.mean(u.dwell)) if u.dwell else nan)
         cols["new_share"].append(u.new / imp)
-        events = [(t, kind) for t, kind in activity.get(user_id, ()) if t >= u.first]
-        starts = sessions([t for t, _ in events])
-        consumed = sum(kind in CONSUMING for _, kind in events)
+        events = [e for e in activity.get(user_id, ()) if e[0] >= u.first]
+        starts = sessions(events)
+        consumed = sum(kind in CONSUMING for _, kind, _ in events)
         cols["items_per_session"].append(consumed / len(starts) if starts else 0.0)
         for days in (1, 7):
             horizon = u.first + days * 86400

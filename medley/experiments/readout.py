@@ -24,7 +24,7 @@ class Readout:
     row: Experiment
     shown: list[online.Shown]
     credited: list[store.Credited]
-    activity: dict[str, list[tuple[float, str]]]
+    activity: dict[str, list[store.Activity]]
     is_new: Callable[[str, float], bool]
     catalog_size: int
 
@@ -43,8 +43,7 @@ class Readout:
                                               dict[str, online.ArmMetrics]]:
         shown = [x for x in self.shown if x.ts <= until]
         credited = [c[:4] for c in self.credited if c[4] <= until]
-        activity = {u: [(t, k) for t, k in evs if t <= until]
-                    for u, evs in self.activity.items()}
+        activity = {u: [e for e in evs if e[0] <= until] for u, evs in self.activity.items()}
         return shown, credited, online.per_arm(shown, credited, activity, now=until,
                                                is_new=self.is_new,
                                                catalog_size=self.catalog_size)

@@ -142,17 +142,21 @@ def credited(s: Session, experiment_id: int) -> list[Credited]:
     return [(r[0] or "", r[1], r[2], r[3], r[4]) for r in s.execute(q)]
 
 
-def activity(s: Session, users: Iterable[str], since: float) -> dict[str, list[tuple[float, str]]]:
-    """Each user's events (time, type) since `since`, for sessions and returns."""
-    out: dict[str, list[tuple[float, str]]] = {}
+Activity = tuple[float, str, str | None]  # (time, event type, the app's session id)
+
+
+def activity(s: Session, users: Iterable[str], since: float) -> dict[str, list[Activity]]:
+    """Each user's events since `since`, in time order, for sessions and returns."""
+    out: dict[str, list[Activity]] = {}
     ids = sorted(set(users))
     for k in range(0, len(ids), 500):
-        q = (select(EventRecord.user_id, EventRecord.ts, EventRecord.type)
+        q = (select(EventRecord.user_id, EventRecord.ts, EventRecord.type,
+                    EventRecord.session_id)
              .where(EventRecord.user_id.in_(ids[k:k + 500]), EventRecord.ts >= since))
-        for user, ts, kind in s.execute(q):
-            out.setdefault(user, []).append((ts, kind))
+        for user, ts, kind, session in s.execute(q):
+            out.setdefault(user, []).append((ts, kind, session))
     for events in out.values():
-        events.sort()
+        events.sort(key=lambda e: e[0])
     return out
 
 

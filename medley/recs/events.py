@@ -67,6 +67,8 @@ class EventIn(BaseModel):
     timestamp: Annotated[datetime, AfterValidator(dates.in_range)]
     context: Context | None = None
     recommendation_id: str | None = Field(None, max_length=64)
+    # The app's session, where it has one: session metrics (experiments) then need no guess.
+    session_id: ids.EventId | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class Event:
     ts: float  # seconds since the epoch, UTC
     context: dict[str, str] = field(default_factory=dict)
     recommendation_id: str | None = None
+    session_id: str | None = None
 
     @property
     def weight(self) -> float:
@@ -140,5 +143,5 @@ def validate_batch(
         seen.add(ev.event_id)
         ctx = {k: v for k, v in ev.context.model_dump().items() if v} if ev.context else {}
         accepted.append(Event(ev.event_id, ev.user_id, ev.item_id, ev.type, ev.value, when, ctx,
-                              ev.recommendation_id))
+                              ev.recommendation_id, ev.session_id))
     return accepted, rejected, repeated

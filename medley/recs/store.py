@@ -38,7 +38,7 @@ def insert_events(s: Session, events: Sequence[Event]) -> set[str]:
     rows = [
         {"event_id": e.event_id, "user_id": e.user_id, "item_id": e.item_id, "type": e.type.value,
          "value": e.value, "ts": e.ts, "context": e.context,
-         "recommendation_id": e.recommendation_id}
+         "recommendation_id": e.recommendation_id, "session_id": e.session_id}
         for e in events
     ]
     dialect = s.get_bind().dialect.name
@@ -58,12 +58,12 @@ _INSERT: dict[str, Any] = {}  # dialect name -> the compiled-once insert stateme
 
 def to_event(r: Any) -> Event:
     return Event(r.event_id, r.user_id, r.item_id, EventType(r.type), r.value, r.ts,
-                 r.context or {}, r.recommendation_id)
+                 r.context or {}, r.recommendation_id, r.session_id)
 
 
 _COLUMNS = (EventRecord.seq, EventRecord.event_id, EventRecord.user_id, EventRecord.item_id,
             EventRecord.type, EventRecord.value, EventRecord.ts, EventRecord.context,
-            EventRecord.recommendation_id)
+            EventRecord.recommendation_id, EventRecord.session_id)
 
 
 # Stored events no reader could turn into an Event (seq -> why), for /healthz; a row another

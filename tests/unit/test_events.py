@@ -165,3 +165,13 @@ def test_event_weights_order_engagement() -> None:
     assert w[EventType.IMPRESSION] == 0
     assert w[EventType.SHARE] >= w[EventType.LIKE] > w[EventType.COMPLETE] > w[EventType.VIEW] > 0
     assert w[EventType.DISLIKE] < w[EventType.SKIP] < 0
+
+
+def test_an_app_session_id_is_kept_and_a_broken_one_refused() -> None:
+    accepted, rejected = _validate([_good(session_id="s-42"),
+                                    _good(event_id="ev-2", session_id="bad\x00id"),
+                                    _good(event_id="ev-3", session_id="x" * 200)])
+    assert [e.session_id for e in accepted] == ["s-42"]
+    assert [r.index for r in rejected] == [1, 2]
+    assert all(r.reason.startswith("session_id") for r in rejected)
+    assert _validate([_good()])[0][0].session_id is None  # optional

@@ -132,7 +132,7 @@ def test_online_metrics_credit_events_to_the_answer_they_cite() -> None:
     credited = [("A-u1-0", "i0", "view", 30.0), ("A-u1-0", "i0", "like", None),
                 ("A-u1-1", "i3", "complete", None), ("A-u1-1", "zz", "view", 5.0),  # not shown
                 ("B-u2-0", "i1", "skip", None)]
-    activity = {"u1": [(10.0, "view"), (20.0, "view"), (4000.0, "complete")]}
+    activity = {"u1": [(10.0, "view", None), (20.0, "view", None), (4000.0, "complete", None)]}
     m = per_arm(shown, credited, activity, now=1.0, is_new=lambda i, t: i == "i9",
                 catalog_size=100)
     a, b = m["A"].per_user, m["B"].per_user
@@ -145,7 +145,11 @@ def test_online_metrics_credit_events_to_the_answer_they_cite() -> None:
     assert np.isnan(a["return_1d"][0])  # a day has not passed since the first exposure
     assert b["skip_rate"][0] == pytest.approx(1 / 10) and b["ctr"][0] == 0
     assert m["A"].coverage == pytest.approx(0.1) and m["A"].exposures == 2
-    assert sessions([0, 100, 5000, 5100, 20_000]) == [0, 5000, 20_000]
+    gaps = [(t, "view", None) for t in (0, 100, 5000, 5100, 20_000)]
+    assert sessions(gaps) == [0, 5000, 20_000]
+    # The app's session ids win over gaps: one session across a long pause, two within minutes.
+    named = [(0, "view", "s1"), (5000, "view", "s1"), (5100, "view", "s2"), (5200, "view", None)]
+    assert sessions(named) == [0, 5100, 5200]
 
 
 def test_interleaving_preferences_come_from_the_clicked_teams() -> None:

@@ -1,5 +1,6 @@
 """experiments: experiments, their audit log, exposures; events indexed by recommendation_id
-(events are credited to the answer, and so the arm, that they cite)
+(events are credited to the answer, and so the arm, that they cite) and carrying the app's
+optional session_id
 
 Revision ID: 0008
 Revises: 0007
@@ -66,9 +67,13 @@ def upgrade() -> None:
     op.create_index("ix_exposures_experiment_id", "exposures", ["experiment_id"])
     op.create_index("ix_exposures_user_id", "exposures", ["user_id"])
     op.create_index("ix_events_recommendation_id", "events", ["recommendation_id"])
+    with op.batch_alter_table("events") as batch:
+        batch.add_column(sa.Column("session_id", sa.String(length=128), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("events") as batch:
+        batch.drop_column("session_id")
     op.drop_index("ix_events_recommendation_id", table_name="events")
     op.drop_index("ix_exposures_user_id", table_name="exposures")
     op.drop_index("ix_exposures_experiment_id", table_name="exposures")
