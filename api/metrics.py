@@ -83,9 +83,9 @@ async def scrape(service: ServiceDep) -> Response:
     return Response(body, media_type=metrics.CONTENT_TYPE)
 
 
-def _live(service: Any) -> Mapping[str, tuple[str, Mapping[tuple[str, str] | None, float]]]:
+def _live(service: Any) -> Mapping[str, tuple[str, Mapping[Any, float]]]:
     """Gauges read at scrape time from this process's state and the shared database."""
-    out: dict[str, tuple[str, Mapping[tuple[str, str] | None, float]]] = {}
+    out: dict[str, tuple[str, Mapping[Any, float]]] = {}
     queues = service.queue_state()
     if "unavailable" not in queues:
         for name, text, key in (
@@ -111,4 +111,9 @@ def _live(service: Any) -> Mapping[str, tuple[str, Mapping[tuple[str, str] | Non
                                    {None: 1.0 if status["ready"] else 0.0})
     out["medley_set_aside_items"] = ("Items the serving sync could not load",
                                      {None: float(status["set_aside"]["items"])})
+    clicks = service.experiments.clicks()
+    if clicks:
+        out["medley_experiment_clicks"] = (
+            "Clicks (view, complete, like, share) on answers of a running experiment, by arm",
+            {(("experiment", str(e)), ("arm", arm)): float(n) for (e, arm), n in clicks.items()})
     return out

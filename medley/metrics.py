@@ -49,9 +49,19 @@ EXPOSURES = Counter("medley_experiment_exposures_total",
                     "Answers served inside an experiment, by experiment id and arm",
                     ["experiment", "arm"])
 
-# name -> (help, value) pairs read at scrape time, with optional labels:
-# {"medley_queue_depth": ("...", {("queue", "text"): 3.0})}
-Snapshot = Callable[[], Mapping[str, tuple[str, Mapping[tuple[str, str] | None, float]]]]
+# name -> (help, value) pairs read at scrape time, with optional labels: one (name, value)
+# pair, or a tuple of them: {"medley_queue_depth": ("...", {("queue", "text"): 3.0})},
+# {"medley_experiment_clicks": ("...", {(("experiment", "1"), ("arm", "b")): 12.0})}
+Labels = tuple[str, str] | tuple[tuple[str, str], ...] | None
+Snapshot = Callable[[], Mapping[str, tuple[str, Mapping[Any, float]]]]
+
+
+def _pairs(key: Labels) -> tuple[tuple[str, str], ...]:
+    if key is None:
+        return ()
+    if isinstance(key[0], str):
+        return ((key[0], str(key[1])),)
+    return tuple((str(pair[0]), str(pair[1])) for pair in key)
 
 
 def extraction(modality: str, status: str, seconds: float | None) -> None:
@@ -71,13 +81,11 @@ class _Live(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         for name, (text, values) in self.snapshot().items():
-            keys = {k[0] for k in values if k is not None}
-            family = GaugeMetricFamily(name, text, labels=sorted(keys) or None)
+            names = sorted({label for k in values for label, _ in _pairs(k)})
+            family = GaugeMetricFamily(name, text, labels=names or None)
             for key, value in values.items():
-                if key is None:
-                    family.add_metric([], value)
-                else:
-                    family.add_metric([key[1]], value)
+                given = dict(_pairs(key))
+                family.add_metric([given.get(label, "") for label in names], value)
             yield family
 
 

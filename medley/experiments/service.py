@@ -126,6 +126,13 @@ class Experiments:
         now = time.time() if now is None else now
         return self._readout(experiment_id).timeline(metric, points, now)
 
+    def clicks(self) -> dict[tuple[int, str], int]:
+        """Clicks per (experiment, arm) of the running experiments (for /metrics)."""
+        running = sorted({live.id for live in self._live.values()
+                          if live.status is Status.RUNNING})
+        with self.db.session() as s:
+            return store.clicks_by_arm(s, running)
+
     def _readout(self, experiment_id: int) -> Readout:
         with self.db.session() as s:
             return Readout.read(s, experiment_id, self._is_new, len(self.recs.table))

@@ -8,11 +8,12 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from medley.db.models import EventRecord, Experiment, ExperimentAudit, Exposure
 from medley.errors import Conflict, InvalidInput, NotFound
+from medley.experiments.online import CLICKS
 from medley.experiments.spec import Spec, Status, arms_of, plain_arms, stop_arm
 
 # Which states each action leaves from.
@@ -143,6 +144,18 @@ def credited(s: Session, experiment_id: int) -> list[Credited]:
 
 
 Activity = tuple[float, str, str | None]  # (time, event type, the app's session id)
+
+
+def clicks_by_arm(s: Session, experiment_ids: Sequence[int]) -> dict[tuple[int, str], int]:
+    """Clicks citing each experiment's answers, per (experiment, arm): one grouped join."""
+    if not experiment_ids:
+        return {}
+    q = (select(Exposure.experiment_id, Exposure.arm, func.count())
+         .join(EventRecord, EventRecord.recommendation_id == Exposure.recommendation_id)
+         .where(Exposure.experiment_id.in_(experiment_ids),
+                EventRecord.type.in_(sorted(CLICKS)))
+         .group_by(Exposure.experiment_id, Exposure.arm))
+    return {(e, arm): int(n) for e, arm, n in s.execute(q)}
 
 
 def activity(s: Session, users: Iterable[str], since: float) -> dict[str, list[Activity]]:
