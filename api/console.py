@@ -1,4 +1,5 @@
-"""The fusion editor's web console: one HTML page and its static assets, served as files.
+"""The editor's web console: the fusion editor (`/console`) and the experiments page
+(`/console/experiments`), two HTML pages and their static assets, served as files.
 
 Plain HTML, CSS and ES modules under api/static/console/ — nothing is built at run time and
 nothing is fetched from outside this machine.
@@ -43,6 +44,17 @@ def console_page() -> FileResponse:
 @router.get("/console/")
 def console_slash() -> RedirectResponse:
     return RedirectResponse("/console", status_code=308)
+
+
+@router.get("/console/experiments")
+def experiments_page() -> FileResponse:
+    return FileResponse(_asset("experiments.html"), media_type=MEDIA_TYPES[".html"],
+                        headers=HEADERS)
+
+
+@router.get("/console/experiments/")
+def experiments_slash() -> RedirectResponse:
+    return RedirectResponse("/console/experiments", status_code=308)
 
 
 @router.get("/console/static/{name}")

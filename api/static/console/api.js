@@ -5,11 +5,12 @@
 const KEY_STORE = "medley.console.key";
 
 export class ApiError extends Error {
-  constructor(status, code, message, retryAfter = null) {
+  constructor(status, code, message, retryAfter = null, details = null) {
     super(message);
     this.status = status;
     this.code = code;
     this.retryAfter = retryAfter; // seconds, from a 429's Retry-After
+    this.details = details; // a 422's [{field, problem}], one per refused field
   }
 }
 
@@ -65,7 +66,8 @@ async function failure(response) {
     ? error.message
     : `${response.status} ${response.statusText || "error"}`;
   return new ApiError(response.status, error ? error.code : "http", message,
-    retryAfter(response.headers.get("retry-after")));
+    retryAfter(response.headers.get("retry-after")),
+    error && Array.isArray(error.details) ? error.details : null);
 }
 
 // One request with a key: the signed-in one, or (for the sign-in check) the one given.

@@ -9,6 +9,13 @@ import { $, later } from "./state.js";
 const CONSOLE_ROLES = new Set(["editor", "admin"]);
 const GATED = ["app", "session", "active-profile", "skip"]; // shown only while signed in
 let hooks = { signedIn: async () => {}, signedOut: () => {} };
+// What differs between the console's pages: where focus starts once signed in, and the
+// page's name in a refusal.
+let page = { start: "weights-h", name: "the fusion editor" };
+
+function gated() {
+  return GATED.map((id) => $(id)).filter(Boolean); // a page need not have every one
+}
 
 function note(text, kind = "error") {
   const box = $("signin-message");
@@ -24,7 +31,7 @@ function busy(on) {
 }
 
 function showForm(text, kind = "error", keep = false) {
-  for (const id of GATED) $(id).hidden = true;
+  for (const node of gated()) node.hidden = true;
   $("signin-view").hidden = false;
   document.body.dataset.signedIn = "false";
   busy(false);
@@ -40,9 +47,9 @@ function showConsole(me) {
   $("signed-in-as").textContent = `Signed in as ${me.name} (${me.role})`;
   $("session").dataset.keyId = me.id;
   $("session").dataset.role = me.role;
-  for (const id of GATED) $(id).hidden = false;
+  for (const node of gated()) node.hidden = false;
   document.body.dataset.signedIn = "true";
-  $("weights-h").focus();
+  $(page.start).focus();
 }
 
 // Why the server would not check a key, in words.
@@ -69,7 +76,7 @@ async function signIn(key, resumed = false) {
   }
   if (!CONSOLE_ROLES.has(me.role)) {
     if (resumed) setKey("");
-    showForm(`Sign-in refused: “${me.name}” is a ${me.role} key; the fusion editor needs an ` +
+    showForm(`Sign-in refused: “${me.name}” is a ${me.role} key; ${page.name} needs an ` +
       "editor key (an admin key works too).");
     return;
   }
@@ -84,8 +91,9 @@ function signOut(text, kind) {
   showForm(text, kind);
 }
 
-export function initSignIn(handlers) {
+export function initSignIn(handlers, options = {}) {
   hooks = handlers;
+  page = { ...page, ...options };
   $("signin").addEventListener("submit", (event) => {
     event.preventDefault();
     const key = $("api-key").value.trim();
