@@ -428,6 +428,9 @@ def test_warnings_and_verdicts_render_as_the_api_says(browser: Any, console_only
     wait(browser, lambda b: b.execute_script("return window.__asked.length") > asked + 2,
          timeout=10)
     shot("verdicts")
+    errors = [e["message"] for e in browser.get_log("browser")
+              if e["level"] == "SEVERE" and "favicon.ico" not in e["message"]]
+    assert errors == []  # no script error on the way
 
 
 def verdicts_shown(browser: Any) -> bool:
