@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from api.params import ROW_ID_MAX
+from api.schemas import utc
 from medley.db.models import Experiment, ExperimentAudit
 from medley.experiments.spec import (
     LATENCY,
@@ -31,8 +33,8 @@ class ArmIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")
     weight: float = Field(1.0, gt=0, le=1000, description="share of enrolled users, relative")
-    profile_id: int | None = Field(None, ge=1, description="a fusion profile version; "
-                                   "none: the live profile")
+    profile_id: int | None = Field(None, ge=1, le=ROW_ID_MAX,
+                                   description="a fusion profile version; none: the live one")
     ranker: Literal["learned", "blend"] | None = Field(None, description=
         "learned: the trained ranker where the model carries one; blend: the hand-set blend")
     mmr_lambda: float | None = Field(None, ge=0, le=1)
@@ -95,7 +97,7 @@ class AuditOut(BaseModel):
 
     @classmethod
     def of(cls, row: ExperimentAudit) -> AuditOut:
-        return cls(at=row.at, actor=row.actor, action=row.action, detail=row.detail or {})
+        return cls(at=utc(row.at) or row.at, actor=row.actor, action=row.action, detail=row.detail or {})
 
 
 class ExperimentOut(BaseModel):

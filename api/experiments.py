@@ -10,6 +10,7 @@ from api.auth import Caller, allow
 from api.deps import ExperimentsDep
 from api.experiment_schemas import ExperimentIn, ExperimentOut, ShipIn
 from api.fusion import _actor
+from api.params import RowIdPath
 from medley.keys import Role
 
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"],
@@ -28,12 +29,12 @@ def listing(exps: ExperimentsDep) -> list[ExperimentOut]:
 
 
 @router.get("/{experiment_id}", response_model=ExperimentOut)
-def get(exps: ExperimentsDep, experiment_id: int) -> ExperimentOut:
+def get(exps: ExperimentsDep, experiment_id: RowIdPath) -> ExperimentOut:
     return ExperimentOut.of(*exps.get(experiment_id))
 
 
 @router.get("/{experiment_id}/results")
-def results(exps: ExperimentsDep, experiment_id: int) -> dict[str, Any]:
+def results(exps: ExperimentsDep, experiment_id: RowIdPath) -> dict[str, Any]:
     """Per arm: users, exposures, coverage, latency, each metric's mean and, against control,
     the always-valid interval of the difference (absolute and relative) with its p-value; the
     sample-ratio check; guardrails; for interleaving, per-user wins and the verdict."""
@@ -41,7 +42,7 @@ def results(exps: ExperimentsDep, experiment_id: int) -> dict[str, Any]:
 
 
 @router.get("/{experiment_id}/timeline")
-def timeline(exps: ExperimentsDep, experiment_id: int,
+def timeline(exps: ExperimentsDep, experiment_id: RowIdPath,
              metric: Annotated[str, Query(max_length=32, description="a per-user metric")] = "ctr",
              points: Annotated[int, Query(ge=1, le=60)] = 12) -> dict[str, Any]:
     """The results recomputed at `points` evenly spaced times since the start: per arm its
@@ -51,7 +52,7 @@ def timeline(exps: ExperimentsDep, experiment_id: int,
 
 
 def _action(name: str) -> Any:
-    def act(exps: ExperimentsDep, experiment_id: int, who: Caller) -> ExperimentOut:
+    def act(exps: ExperimentsDep, experiment_id: RowIdPath, who: Caller) -> ExperimentOut:
         exps.act(experiment_id, name, _actor(who))
         return ExperimentOut.of(*exps.get(experiment_id))
 
@@ -65,7 +66,8 @@ for _name in ("start", "pause", "stop"):
 
 
 @router.post("/{experiment_id}/ship", response_model=ExperimentOut)
-def ship(exps: ExperimentsDep, experiment_id: int, body: ShipIn, who: Caller) -> ExperimentOut:
+def ship(exps: ExperimentsDep, experiment_id: RowIdPath, body: ShipIn, who: Caller
+         ) -> ExperimentOut:
     """The winner serves every user from now on; an arm with a fusion profile publishes it
     through the publish job."""
     exps.act(experiment_id, "ship", _actor(who), body.arm)

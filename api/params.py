@@ -14,3 +14,6 @@ ItemIdPath = Annotated[str, Path(min_length=1, max_length=ids.ITEM_MAX),
                        AfterValidator(ids.clean)]
 UserIdPath = Annotated[str, Path(min_length=1, max_length=ids.USER_MAX),
                        AfterValidator(ids.clean)]
+# Row ids: within a 32-bit integer, so a huge number is a readable 422, not a database error.
+ROW_ID_MAX = 2**31 - 1
+RowIdPath = Annotated[int, Path(ge=1, le=ROW_ID_MAX)]

@@ -61,12 +61,12 @@ def test_a_route_answers_from_an_overridden_dependency(client: TestClient) -> No
     class Canned:
         table = app.state.service.recs.table
 
-        def similar(self, item_id: str, n: int, where: object) -> Answer:
+        def search(self, q: str, n: int, where: object, user_id: str | None) -> Answer:
             return Answer([Scored("canned", 1.0, ["stand-in"])])
 
     app.dependency_overrides[get_recs] = lambda: Canned()
     try:
-        r = client.get("/v1/items/anything/similar")
+        r = client.get("/v1/search", params={"q": "anything"})
     finally:
         app.dependency_overrides.clear()
     assert r.status_code == 200, r.text
