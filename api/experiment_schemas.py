@@ -97,7 +97,8 @@ class AuditOut(BaseModel):
 
     @classmethod
     def of(cls, row: ExperimentAudit) -> AuditOut:
-        return cls(at=utc(row.at) or row.at, actor=row.actor, action=row.action, detail=row.detail or {})
+        return cls(at=utc(row.at) or row.at, actor=row.actor, action=row.action,
+                   detail=row.detail or {})
 
 
 class ExperimentOut(BaseModel):

@@ -10,6 +10,7 @@ from api.auth import Caller, allow
 from api.deps import ExperimentsDep
 from api.experiment_schemas import ExperimentIn, ExperimentOut, ShipIn
 from api.fusion import _actor
+from api.fusion_schemas import EvaluationOut
 from api.params import RowIdPath
 from medley.keys import Role
 
@@ -49,6 +50,13 @@ def timeline(exps: ExperimentsDep, experiment_id: RowIdPath,
     users and the metric's mean, and for treatment arms the always-valid interval of the
     relative difference against control at that time (what the console charts)."""
     return exps.timeline(experiment_id, metric, points)
+
+
+@router.post("/{experiment_id}/evaluations", response_model=EvaluationOut, status_code=202)
+def evaluate(exps: ExperimentsDep, experiment_id: RowIdPath, who: Caller) -> EvaluationOut:
+    """Each arm's offline figures as a background job (poll `GET /v1/fusion/evaluations/{id}`;
+    the result holds `arm:<name>` per arm): what the console shows beside the online ones."""
+    return EvaluationOut.of(exps.evaluate(experiment_id, _actor(who)))
 
 
 def _action(name: str) -> Any:

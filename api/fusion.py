@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
 from api.auth import Caller, allow
 from api.deps import EditorDep, SettingsDep
@@ -13,6 +13,7 @@ from api.fusion_schemas import (
     DraftIn,
     DraftPreviewIn,
     EvaluateOut,
+    EvaluationOut,
     HistoryEntry,
     HistoryOut,
     JobOut,
@@ -94,6 +95,26 @@ def evaluate_draft(editor: EditorDep, body: DraftIn) -> EvaluateOut:
 @router.post("/profiles/{profile_id}/evaluate", response_model=EvaluateOut)
 def evaluate_profile(editor: EditorDep, profile_id: int) -> EvaluateOut:
     return _evaluate(editor, editor.candidate(profile_id))
+
+
+@router.post("/evaluations", response_model=EvaluationOut, status_code=202)
+def evaluate_draft_later(editor: EditorDep, body: DraftIn, who: Caller) -> EvaluationOut:
+    """`evaluate` as a background job: answers at once; poll `GET /v1/fusion/evaluations/{id}`
+    for progress and the result (what to use on a large event log)."""
+    return EvaluationOut.of(editor.evaluate_later(Candidate(body.weights, body.surfaces),
+                                                  _actor(who)))
+
+
+@router.post("/profiles/{profile_id}/evaluations", response_model=EvaluationOut,
+             status_code=202)
+def evaluate_profile_later(editor: EditorDep, profile_id: int, who: Caller) -> EvaluationOut:
+    return EvaluationOut.of(editor.evaluate_later(editor.candidate(profile_id), _actor(who)))
+
+
+@router.get("/evaluations/{job_id}", response_model=EvaluationOut)
+def evaluation(editor: EditorDep, job_id: Annotated[str, Path(max_length=36)]
+               ) -> EvaluationOut:
+    return EvaluationOut.of(editor.evaluations.get(job_id))
 
 
 @router.post("/profiles/{profile_id}/publish", response_model=JobOut, status_code=202)

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.schemas import utc
-from medley.db.models import FusionAudit, FusionJob, FusionProfile
+from medley.db.models import Evaluation, FusionAudit, FusionJob, FusionProfile
 from medley.domain import Modality
 from medley.editor.preview import Comparison, Row
 from medley.editor.profiles import SURFACES, Serving
@@ -208,6 +208,28 @@ class EvaluateOut(BaseModel):
     active: Metrics
     candidate: Metrics
     note: str | None
+
+
+class EvaluationOut(BaseModel):
+    """An offline evaluation job. `result` (when `succeeded`): `events`, `users`, `note`, and
+    per view its metrics (`ndcg_at_10`, `recall_at_10`, `new_items_recall_at_10`,
+    `coverage_at_10`): `active` and `candidate` for a profile or draft, `arm:<name>` for an
+    experiment's arms."""
+
+    id: str
+    subject: str
+    status: str  # queued | running | succeeded | failed
+    progress: float
+    result: dict[str, Any] | None
+    error: str | None
+    created_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, row: Evaluation) -> EvaluationOut:
+        return cls(id=row.id, subject=row.subject, status=row.status, progress=row.progress,
+                   result=row.result, error=row.error, created_at=utc(row.created_at),
+                   finished_at=utc(row.finished_at))
 
 
 class HistoryEntry(BaseModel):

@@ -228,6 +228,25 @@ class FusionJob(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class Evaluation(Base):
+    """An offline evaluation running as a background job (medley/editor/jobs.py): the views
+    it compares, how far it got, and its result; any serving process can report it."""
+
+    __tablename__ = "evaluations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(64))  # "profile:3", "draft", "experiment:2"
+    views: Mapped[dict[str, Any]] = mapped_column(JSON)  # name -> {"weights", "surfaces"}
+    status: Mapped[str] = mapped_column(String(16))
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    heartbeat: Mapped[float | None] = mapped_column(Float)  # last sign of life while running
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class FusionAudit(Base):
     """Who changed what in fusion, and when."""
 

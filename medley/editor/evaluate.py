@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -34,14 +34,16 @@ RESERVED = frozenset({"events", "users", "note"})
 
 def evaluate_views(events: Sequence[tuple[int, Event]], table: ItemTable,
                    views: Mapping[str, FusionView], settings: Settings, *, now: float,
-                   max_users: int = 500, seed: int = 0) -> dict[str, Any]:
+                   max_users: int = 500, seed: int = 0,
+                   progress: Callable[[float], None] | None = None) -> dict[str, Any]:
     """NDCG@10, recall@10, new-items recall@10 and coverage@10 of Medley's for-you answers
     under each named view, on a per-user time split of `events` (see the module docstring).
 
     Events later than `now` (clock skew) and on items the table no longer holds are left out:
     the latter could never be recommended, so they would only lower every view alike. At most
     `max_users` users with both a past and a future are ranked, a sample drawn with `seed`.
-    The ranking clock is the split's (the last training event), as in `medley eval`."""
+    The ranking clock is the split's (the last training event), as in `medley eval`.
+    `progress` hears the share done after the split and after each view."""
     if clash := RESERVED & set(views):
         raise ValueError(f"view names {sorted(clash)} are reserved keys of the result")
     table = _snapshot(table)
@@ -74,11 +76,13 @@ def evaluate_views(events: Sequence[tuple[int, Event]], table: ItemTable,
         notes.append("No new-items slice: no item had 5 raters to hold out, or no user "
                      "with a past liked a held-out one.")
     out["users"] = min(len(relevant), max_users)
+    tick = progress or (lambda share: None)
+    tick(0.05)
     base: bench.World | None = None
     # One-row products over ~1k items: a second BLAS thread only spins (5x slower here). The
     # API process already runs with one, so this changes nothing for its other requests.
     with threadpool_limits(1, "blas"):
-        for name, view in views.items():
+        for k, (name, view) in enumerate(views.items(), 1):
             # Behaviour and ALS are fitted once and lent on; each view gets its own exact
             # search and neighbour priors, since both read the fused vectors.
             world = bench.fit(split, table.viewed(view), settings, base=base,
@@ -87,6 +91,7 @@ def evaluate_views(events: Sequence[tuple[int, Event]], table: ItemTable,
             got = bench.measure(world, ("medley",), seed, new_items=new_items,
                                 new_users=max_users)["medley"]
             out[name] = {k: None if got[v] is None else float(got[v]) for k, v in METRICS.items()}
+            tick(0.05 + 0.95 * k / len(views))
     out["note"] = " ".join(notes) or None
     return out
 

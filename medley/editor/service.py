@@ -9,9 +9,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from medley.db.models import FusionAudit, FusionJob, FusionProfile, Media, Transcript
+from medley.db.models import Evaluation, FusionAudit, FusionJob, FusionProfile, Media, Transcript
 from medley.domain import MediaKind, Modality
 from medley.editor import preview, profiles
+from medley.editor.jobs import EvaluationJobs
 from medley.editor.profiles import Action, JobStatus, Serving
 from medley.errors import InvalidInput
 from medley.recs import store
@@ -47,6 +48,7 @@ class FusionEditor:
         self.db = recs.db
         self.defaults = recs.settings.fusion_weights
         self._dispatch = dispatch
+        self.evaluations = EvaluationJobs(self.db, self.evaluate_views)
 
     # --- profiles ---------------------------------------------------------------------------
     def overview(self) -> tuple[Serving, list[FusionProfile], FusionJob | None]:
@@ -98,14 +100,24 @@ class FusionEditor:
         return out
 
     def evaluate(self, cand: Candidate) -> dict[str, Any]:
+        return self.evaluate_views({"active": self.recs.table.view, "candidate": cand.view()})
+
+    def evaluate_views(self, views: Mapping[str, FusionView],
+                       progress: Callable[[float], None] | None = None) -> dict[str, Any]:
+        """`medley eval`'s protocol on the newest EVAL_EVENTS events, under each view."""
         from medley.editor.evaluate import evaluate_views
 
         with self.db.session() as s:
             start = max(self.recs.behavior.last_seq - EVAL_EVENTS, 0)
             events = list(store.events_after(s, start))
-        views = {"active": self.recs.table.view, "candidate": cand.view()}
         return evaluate_views(events, self.recs.table, views, self.recs.settings,
-                              now=time.time(), max_users=EVAL_USERS)
+                              now=time.time(), max_users=EVAL_USERS, progress=progress)
+
+    def evaluate_later(self, cand: Candidate, actor: str) -> Evaluation:
+        """The same as `evaluate`, as a background job (medley/editor/jobs.py)."""
+        subject = f"profile:{cand.profile.id}" if cand.profile else "draft"
+        return self.evaluations.submit(
+            subject, {"active": self.recs.table.view, "candidate": cand.view()}, actor)
 
     # --- publishing -------------------------------------------------------------------------
     def publish(self, profile_id: int, action: Action, actor: str) -> FusionJob:

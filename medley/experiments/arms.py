@@ -30,7 +30,7 @@ class ArmRecommenders:
             return None, ()
         live = self.recs.rec
         if arm.profile_id is not None:
-            rec = preview.under(live, self._view(arm.profile_id), self.recs.index_search)
+            rec = preview.under(live, self.view(arm.profile_id), self.recs.index_search)
         else:
             rec = copy.copy(live)
         updates = {k: v for k, v in (("mmr_lambda", arm.mmr_lambda),
@@ -42,7 +42,8 @@ class ArmRecommenders:
             rec.use_ranker = arm.ranker == "learned"
         return rec, arm.key
 
-    def _view(self, profile_id: int) -> FusionView:
+    def view(self, profile_id: int) -> FusionView:
+        """A fusion profile version's view (kept: versions never change)."""
         view = self._views.get(profile_id)
         if view is None:
             view = self._views[profile_id] = self.editor.candidate(profile_id).view()

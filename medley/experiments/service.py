@@ -15,7 +15,7 @@ from typing import Any
 
 from index.base import Where
 from medley import metrics
-from medley.db.models import Experiment, ExperimentAudit
+from medley.db.models import Evaluation, Experiment, ExperimentAudit
 from medley.editor.profiles import Action
 from medley.editor.service import FusionEditor
 from medley.errors import Conflict, InvalidInput, NotFound
@@ -125,6 +125,17 @@ class Experiments:
                  now: float | None = None) -> dict[str, Any]:
         now = time.time() if now is None else now
         return self._readout(experiment_id).timeline(metric, points, now)
+
+    def evaluate(self, experiment_id: int, actor: str) -> Evaluation:
+        """Each arm's offline figures (`medley eval`'s protocol on the event log, as the
+        fusion editor's evaluate), as a background job. The replay ranks under each arm's
+        fusion profile; its ranker, MMR and exploration settings are for live traffic only."""
+        with self.db.session() as s:
+            arms = arms_of(store.get(s, experiment_id).arms)
+        live = self.recs.table.view
+        views = {f"arm:{a.name}": self.arms.view(a.profile_id) if a.profile_id else live
+                 for a in arms}
+        return self.editor.evaluations.submit(f"experiment:{experiment_id}", views, actor)
 
     def clicks(self) -> dict[tuple[int, str], int]:
         """Clicks per (experiment, arm) of the running experiments (for /metrics)."""

@@ -117,6 +117,13 @@ def test_users_keep_their_arm_and_clicks_are_credited_to_it(catalog: Any, stop_a
     assert last["control"]["mean"] == pytest.approx(arms["control"]["metrics"]["ctr"])
     assert last["blend"]["relative"] == versus["relative"]
     assert "relative" not in last["control"]
+    job = ok(client.post(f"/v1/experiments/{exp['id']}/evaluations"), 202)  # offline figures
+    assert job["subject"] == f"experiment:{exp['id']}"
+    wait_until(lambda: ok(client.get(f"/v1/fusion/evaluations/{job['id']}"))["status"]
+               in ("succeeded", "failed"), timeout=120)
+    offline = ok(client.get(f"/v1/fusion/evaluations/{job['id']}"))
+    assert offline["status"] == "succeeded", offline
+    assert {"arm:control", "arm:blend"} <= set(offline["result"])
     bad = client.get(f"/v1/experiments/{exp['id']}/timeline", params={"metric": "fun"})
     assert bad.status_code == 422 and "ctr" in bad.text
     scraped = client.get("/metrics").text  # operators see exposures per arm

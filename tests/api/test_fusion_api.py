@@ -225,6 +225,18 @@ def test_evaluate_reports_metrics_for_both_profiles_on_the_current_events(catalo
     same = ok(client.post("/v1/fusion/evaluate", json={"weights": live}))
     assert same["candidate"] == same["active"] and same["users"] == body["users"]
 
+    # As a background job: answered at once, then the same figures with progress at 1.
+    job = ok(client.post(f"/v1/fusion/profiles/{profile['id']}/evaluations"), 202)
+    assert job["status"] in ("queued", "running", "succeeded")
+    assert job["subject"] == f"profile:{profile['id']}"
+    wait_until(lambda: ok(client.get(f"/v1/fusion/evaluations/{job['id']}"))["status"]
+               in ("succeeded", "failed"), timeout=120)
+    done = ok(client.get(f"/v1/fusion/evaluations/{job['id']}"))
+    assert done["status"] == "succeeded" and done["progress"] == 1.0, done
+    assert {k: done["result"][k] for k in ("active", "candidate", "users")} == \
+        {k: body[k] for k in ("active", "candidate", "users")}
+    assert client.get("/v1/fusion/evaluations/no-such-job").status_code == 404
+
 
 def test_preview_covers_users_and_queries_and_honours_surface_overrides(catalog):
     client, ids = catalog

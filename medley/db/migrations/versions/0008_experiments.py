@@ -1,6 +1,6 @@
 """experiments: experiments, their audit log, exposures; events indexed by recommendation_id
 (events are credited to the answer, and so the arm, that they cite) and carrying the app's
-optional session_id
+optional session_id; offline evaluations as background jobs
 
 Revision ID: 0008
 Revises: 0007
@@ -67,11 +67,27 @@ def upgrade() -> None:
     op.create_index("ix_exposures_experiment_id", "exposures", ["experiment_id"])
     op.create_index("ix_exposures_user_id", "exposures", ["user_id"])
     op.create_index("ix_events_recommendation_id", "events", ["recommendation_id"])
+    op.create_table(
+        "evaluations",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("subject", sa.String(length=64), nullable=False),
+        sa.Column("views", sa.JSON(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("progress", sa.Float(), nullable=False),
+        sa.Column("result", sa.JSON(), nullable=True),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("actor", sa.String(length=80), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("heartbeat", sa.Float(), nullable=True),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
     with op.batch_alter_table("events") as batch:
         batch.add_column(sa.Column("session_id", sa.String(length=128), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_table("evaluations")
     with op.batch_alter_table("events") as batch:
         batch.drop_column("session_id")
     op.drop_index("ix_events_recommendation_id", table_name="events")
