@@ -356,8 +356,8 @@ class ExperimentAudit(Base):
 
 
 class Exposure(Base):
-    """One answer served inside an experiment: what it showed, in order (`items`, ids joined
-    by newlines: ids hold no control characters), and for interleaving each slot's team."""
+    """One answer served inside an experiment: what it showed, in order (`items`, packed by
+    medley/experiments/packing.py), and for interleaving each slot's team."""
 
     __tablename__ = "exposures"
 
@@ -367,6 +367,6 @@ class Exposure(Base):
     user_id: Mapped[str] = mapped_column(String(128), index=True)
     surface: Mapped[str] = mapped_column(String(24))
     ts: Mapped[float] = mapped_column(Float)
-    items: Mapped[str] = mapped_column(Text)
+    items: Mapped[bytes] = mapped_column(LargeBinary)
     teams: Mapped[str | None] = mapped_column(String(256))  # "ABBA...": one letter per slot
     ms: Mapped[float] = mapped_column(Float)  # time to compute the answer

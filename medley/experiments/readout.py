@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from medley.db.models import Experiment
-from medley.experiments import online, store, verdict
+from medley.experiments import online, packing, store, verdict
 from medley.experiments.spec import METRICS, Arm, Mode, arms_of, guardrails_of
 
 MAX_POINTS = 60
@@ -33,7 +33,7 @@ class Readout:
              catalog_size: int) -> Readout:
         row = store.get(s, experiment_id)
         shown = [online.Shown(x.recommendation_id, x.arm, x.user_id, x.ts,
-                              x.items.split("\n") if x.items else [], x.teams, x.ms)
+                              packing.unpack(x.items), x.teams, x.ms)
                  for x in store.exposures(s, experiment_id)]
         return cls(row, shown, store.credited(s, experiment_id),
                    store.activity(s, {x.user_id for x in shown}, row.started_at or 0.0),

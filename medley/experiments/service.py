@@ -20,7 +20,7 @@ from medley.editor.profiles import Action
 from medley.editor.service import FusionEditor
 from medley.errors import Conflict, InvalidInput, NotFound
 from medley.experiments import arms as arm_recs
-from medley.experiments import store, verdict
+from medley.experiments import packing, store, verdict
 from medley.experiments.assign import place
 from medley.experiments.exposures import ExposureLog
 from medley.experiments.interleave import team_draft
@@ -196,7 +196,7 @@ class Experiments:
                 "recommendation_id": answer.recommendation_id, "experiment_id": live.id,
                 "arm": arm_label, "user_id": user_id,
                 "surface": surface, "ts": time.time(),
-                "items": "\n".join(s.item_id for s in answer.items),
+                "items": packing.pack([s.item_id for s in answer.items]),
                 "teams": teams, "ms": (time.perf_counter() - started) * 1000})
         return answer
 

@@ -221,3 +221,24 @@ def test_a_ramp_steps_once_per_period_even_when_two_guards_race(tmp_path) -> Non
         assert store.advance_ramp(s, exp.id, "guard", now=1200.0) == 1.0
         assert store.advance_ramp(s, exp.id, "guard", now=9000.0) is None  # the last step
         assert [h.action for h in store.history(s, exp.id)] == ["create", "start", "ramp", "ramp"]
+
+
+@pytest.mark.parametrize("ids", [
+    [],
+    ["0b6e7c3a-2f1d-4c55-9a11-6f1c2d3e4f50", "item-7", "é-ünïcode", "x" * 64],
+    ["0B6E7C3A-2F1D-4C55-9A11-6F1C2D3E4F50"],  # not the canonical spelling: kept as text
+    ["0b6e7c3a2f1d4c559a116f1c2d3e4f50"],
+])
+def test_packed_exposure_items_come_back_in_order(ids: list[str]) -> None:
+    from medley.experiments.packing import pack, unpack
+
+    assert unpack(pack(ids)) == ids
+
+
+def test_uuids_pack_to_their_bytes() -> None:
+    import uuid
+
+    from medley.experiments.packing import pack
+
+    ids = [str(uuid.uuid4()) for _ in range(10)]
+    assert len(pack(ids)) == 170  # 17 bytes each, against 36 characters as text

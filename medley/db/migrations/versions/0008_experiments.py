@@ -59,7 +59,7 @@ def upgrade() -> None:
         sa.Column("user_id", sa.String(length=128), nullable=False),
         sa.Column("surface", sa.String(length=24), nullable=False),
         sa.Column("ts", sa.Float(), nullable=False),
-        sa.Column("items", sa.Text(), nullable=False),
+        sa.Column("items", sa.LargeBinary(), nullable=False),
         sa.Column("teams", sa.String(length=256), nullable=True),
         sa.Column("ms", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("recommendation_id"),
