@@ -12,6 +12,8 @@ from medley.errors import InvalidInput
 
 SURFACES = ("recommendations", "new-items", "similar")
 MAX_ARMS = 6
+# Exposure labels that are not arms: the holdout group, interleaved answers.
+RESERVED_ARMS = frozenset({"holdout", "interleaved"})
 
 
 class Mode(StrEnum):
@@ -81,6 +83,8 @@ class Spec:
             raise InvalidInput(f"arms: between 2 and {MAX_ARMS} (the first is control)")
         if len(set(names)) != len(names):
             raise InvalidInput("arms: names must differ")
+        if taken := RESERVED_ARMS & set(names):
+            raise InvalidInput(f"arms: {', '.join(sorted(taken))} is a reserved name")
         if any(a.weight <= 0 for a in self.arms):
             raise InvalidInput("arms: every weight must be above zero")
         if any(a.ranker not in (None, "learned", "blend") for a in self.arms):

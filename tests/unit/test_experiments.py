@@ -113,6 +113,7 @@ def test_sample_ratio_mismatch() -> None:
 @pytest.mark.parametrize("spec", [
     Spec("one arm", (Arm("a"),)),
     Spec("same names", (Arm("a"), Arm("a"))),
+    Spec("reserved name", (Arm("a"), Arm("holdout"))),
     Spec("interleave three", (Arm("a"), Arm("b"), Arm("c")), mode=Mode.INTERLEAVE),
     Spec("falling ramp", (Arm("a"), Arm("b")), ramp=(0.5, 0.1)),
     Spec("unknown metric", (Arm("a"), Arm("b")), guardrails=(Guardrail("fun", 0.1),)),
