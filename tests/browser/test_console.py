@@ -151,7 +151,43 @@ def test_raising_speech_brings_dialogue_neighbours_up(
     shot("weight-changed")
 
 
-def test_evaluate_compares_active_and_draft(
+# Stands in front of the page's fetch for the evaluation job's polls: while window.__evalHold
+# is set they read "running, 40%"; window.__evalFail makes them read as a failed job. Every
+# evaluation request the page makes is recorded in window.__evalAsked.
+EVAL_GATE = """
+const real = window.fetch;
+window.__evalAsked = [];
+window.__evalHold = true;
+window.__evalFail = null;
+window.fetch = function (url, init) {
+  const path = String(url).split('?')[0];
+  const method = (init && init.method) || 'GET';
+  if (path.includes('/evaluat')) window.__evalAsked.push(method + ' ' + path);
+  const poll = path.match(/^\\/v1\\/fusion\\/evaluations\\/(.+)$/);
+  if (poll && method === 'GET' && (window.__evalHold || window.__evalFail)) {
+    const failed = Boolean(window.__evalFail);
+    return Promise.resolve(new Response(JSON.stringify({id: poll[1], subject: 'draft',
+      status: failed ? 'failed' : 'running', progress: 0.4, result: null,
+      error: window.__evalFail, created_at: null, finished_at: null}),
+      {status: 200, headers: {'content-type': 'application/json'}}));
+  }
+  return real.apply(this, arguments);
+};"""
+
+
+def evaluation_shown(browser: Any) -> dict[str, dict[str, str]]:
+    """The figures table as the editor reads it: metric -> column -> text."""
+    table = browser.find_element(By.CSS_SELECTOR, "[data-testid='eval-body'] "
+                                                  "[data-testid='metrics']")
+    out: dict[str, dict[str, str]] = {}
+    for row in table.find_elements(By.CSS_SELECTOR, "tbody tr"):
+        cells = [c.text for c in row.find_elements(By.CSS_SELECTOR, "td")]
+        out[row.get_attribute("data-metric")] = dict(zip(["active", "draft", "delta"], cells,
+                                                         strict=True))
+    return out
+
+
+def test_evaluate_runs_as_a_job_with_progress_then_compares_active_and_draft(
         browser: Any, live_server: LiveServer, shot: Shot) -> None:
     ids = list(live_server.ids.values())
     start = datetime.now(UTC) - timedelta(hours=2)
@@ -161,15 +197,69 @@ def test_evaluate_compares_active_and_draft(
     with live_server.client() as c:
         assert c.post("/v1/events", json={"events": events}).json()["accepted"] == len(events)
     open_console(browser, live_server)
+    browser.execute_script(EVAL_GATE)
     by_id(browser, "w-speech").send_keys(Keys.END)
     by_id(browser, "evaluate").send_keys(Keys.ENTER)
-    table = wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "[data-testid='metrics']"),
-                 timeout=60)[0]
-    rows = table.find_elements(By.CSS_SELECTOR, "tbody tr")
-    assert [r.get_attribute("data-metric") for r in rows] == [
-        "ndcg_at_10", "recall_at_10", "new_items_recall_at_10", "coverage_at_10"]
-    assert "events" in by_id(browser, "eval-body").text
+
+    # The job is started, not waited for: its progress shows (and is announced) meanwhile.
+    state = by_id(browser, "eval-state")
+    wait(browser, lambda b: state.text == "Evaluation: 40%", timeout=30)
+    bar = by_id(browser, "eval-progress")
+    assert bar.is_displayed() and bar.get_attribute("value") == "40"
+    assert bar.get_attribute("aria-valuetext") == "40%"
+    assert state.get_attribute("aria-live") == "polite"
+    assert by_id(browser, "messages").text == "Evaluating the draft on the recorded events…"
+    assert not by_id(browser, "evaluate").is_enabled()  # one evaluation at a time
+    asked = browser.execute_script("return window.__evalAsked")
+    assert asked[0] == "POST /v1/fusion/evaluations" and all("/evaluate" not in a for a in asked)
+    job_id = by_id(browser, "eval-panel").get_attribute("data-job-id")
+    assert job_id and asked[-1] == f"GET /v1/fusion/evaluations/{job_id}"
+    shot("evaluating")
+
+    browser.execute_script("window.__evalHold = false")
+    wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "[data-testid='metrics']"),
+         timeout=60)
+    assert state.text == "Evaluation: done — 100%" and bar.get_attribute("value") == "100"
+    with live_server.client() as c:
+        job = c.get(f"/v1/fusion/evaluations/{job_id}").json()
+    assert job["status"] == "succeeded" and job["progress"] == 1.0
+    result = job["result"]
+    shown = evaluation_shown(browser)
+    assert list(shown) == ["ndcg_at_10", "recall_at_10", "new_items_recall_at_10",
+                           "coverage_at_10"]
+
+    def fmt(v: float | None) -> str:
+        return "—" if v is None else f"{v:.3f}"
+
+    for metric, cells in shown.items():
+        assert cells["active"] == fmt(result["active"][metric]), (metric, cells)
+        assert cells["draft"] == fmt(result["candidate"][metric]), (metric, cells)
+    body = by_id(browser, "eval-body").text
+    assert f"{result['events']} events from {result['users']} users." in body
+    assert by_id(browser, "messages").text == (
+        f"Evaluation of the draft finished: {result['events']} events from "
+        f"{result['users']} users.")
+    assert by_id(browser, "evaluate").is_enabled()
     shot("evaluated")
+
+    # A saved profile is evaluated by its id; a failed job says why, in words.
+    by_id(browser, "reset").send_keys(Keys.ENTER)  # back to the active profile, saved
+    browser.execute_script("window.__evalFail = 'the event log could not be read'")
+    by_id(browser, "evaluate").send_keys(Keys.ENTER)
+    wait(browser, lambda b: state.text == "Evaluation failed: the event log could not be read",
+         timeout=30)
+    assert "eval-error" in state.get_attribute("class")  # shown as an error
+    assert not bar.is_displayed()  # no half-full bar left behind
+    assert by_id(browser, "eval-panel").get_attribute("data-status") == "failed"
+    said = by_id(browser, "messages")
+    assert said.get_attribute("data-kind") == "error"
+    assert said.text.startswith("Evaluation of ") and said.text.endswith(
+        " failed: the event log could not be read")
+    asked = browser.execute_script("return window.__evalAsked")
+    assert f"POST /v1/fusion/profiles/{active_id(browser)}/evaluations" in asked
+    assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid='metrics']")  # not stale
+    assert by_id(browser, "evaluate").is_enabled()
+    shot("evaluation-failed")
 
 
 def test_save_as_profile_and_start_from_it(browser: Any, live_server: LiveServer,

@@ -402,9 +402,11 @@ const real = window.fetch;
 window.__asked = [];
 window.fetch = function (url, init) {
   const path = String(url).split('?')[0];
-  if (!path.startsWith('/v1/experiments')) return real.apply(this, arguments);
+  if (!path.startsWith('/v1/experiments') && !path.startsWith('/v1/fusion/evaluations/')) {
+    return real.apply(this, arguments);
+  }
   window.__asked.push(path);
-  const body = answers[path];
+  const body = (window.__override || {})[path] ?? answers[path];
   return Promise.resolve(new Response(JSON.stringify(body ?? {error: {code: 'not_found',
     message: 'Not Found'}}), {status: body ? 200 : 404,
     headers: {'content-type': 'application/json'}}));
@@ -420,6 +422,7 @@ def stand_in() -> str:
 
 def test_warnings_and_verdicts_render_as_the_api_says(browser: Any, console_only: str,
                                                      shot: Shot) -> None:
+    browser.get_log("browser")  # drop what earlier tests' pages logged (their refusals)
     open_page(browser, console_only, "mdl_stub_editor", stand_in())
     wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "[data-testid='metrics-table']"))
     steady(browser, verdicts_shown)
@@ -475,7 +478,7 @@ def test_every_control_is_reachable_by_keyboard(browser: Any, console_only: str)
     wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "[data-testid='metrics-table']"))
     wanted = {"skip", "to-editor", "sign-out", "exp-item", "f-name", "f-mode", "add-arm",
               "f-holdout", "f-ramp-every", "f-ramp", "add-guard", "f-note", "create",
-              "do-pause", "do-stop", "do-ship", "t-metric"}
+              "do-pause", "do-stop", "do-ship", "do-offline", "t-metric"}
     reached: set[str] = set()
     outlines: set[str] = set()
     browser.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
@@ -489,3 +492,125 @@ def test_every_control_is_reachable_by_keyboard(browser: Any, console_only: str)
     assert wanted <= reached, wanted - reached
     assert {"surface", "name", "weight", "ranker", "mmr_lambda"} <= reached
     assert outlines == {"solid"}
+
+
+def _evaluation(status: str, progress: float, result: dict[str, Any] | None = None,
+                error: str | None = None) -> dict[str, Any]:
+    return {"id": "ev-7", "subject": "experiment 7", "status": status, "progress": progress,
+            "result": result, "error": error, "created_at": "2026-01-02T12:00:00Z",
+            "finished_at": None if status in ("queued", "running") else "2026-01-02T12:01:00Z"}
+
+
+DASH = "\u2013"  # what the page shows for a figure it could not compute
+
+OFFLINE_RESULT = {
+    "events": 1200, "users": 150, "note": "3 users had too little history to split.",
+    "arm:control": {"ndcg_at_10": 0.3124, "recall_at_10": 0.41, "new_items_recall_at_10": 0.1,
+                    "coverage_at_10": 0.25},
+    "arm:treatment": {"ndcg_at_10": 0.35, "recall_at_10": None,
+                      "new_items_recall_at_10": 0.125, "coverage_at_10": 0.3},
+}
+
+
+def offline_rows(browser: Any) -> dict[str, list[str]]:
+    rows = browser.find_elements(By.CSS_SELECTOR, "[data-testid='offline-table'] tbody tr")
+    return {r.get_attribute("data-arm"): [c.text for c in r.find_elements(By.CSS_SELECTOR, "td")]
+            for r in rows}
+
+
+def test_offline_figures_per_arm_follow_the_job(browser: Any, console_only: str,
+                                               shot: Shot) -> None:
+    browser.get_log("browser")  # drop what earlier tests' pages logged
+    open_page(browser, console_only, "mdl_stub_editor", stand_in())
+    wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "[data-testid='arms-table']"))
+    browser.execute_script("window.__override = arguments[0]", {
+        "/v1/experiments/7/evaluations": _evaluation("queued", 0.0),
+        "/v1/fusion/evaluations/ev-7": _evaluation("running", 0.5)})
+    button = by_id(browser, "do-offline")
+    assert button.text == "Offline figures" and button.is_enabled()
+    assert "Replays each arm's fusion profile" in by_id(
+        browser, button.get_attribute("aria-describedby")).text
+    button.send_keys(Keys.ENTER)
+
+    # Progress, announced politely while the job runs; one job at a time.
+    state = by_id(browser, "offline-state")
+    wait(browser, lambda b: state.text == "Offline figures: 50%")
+    assert state.get_attribute("aria-live") == "polite"
+    bar = by_id(browser, "offline-progress")
+    assert bar.is_displayed() and bar.get_attribute("value") == "50"
+    assert message(browser, "Computing") == "Computing the offline figures of “Interleaved blend”…"
+    assert not button.is_enabled()
+    asked = browser.execute_script("return window.__asked")
+    assert "/v1/experiments/7/evaluations" in asked and "/v1/fusion/evaluations/ev-7" in asked
+    shot("offline-running")
+
+    browser.execute_script("window.__override['/v1/fusion/evaluations/ev-7'] = arguments[0]",
+                           _evaluation("succeeded", 1.0, OFFLINE_RESULT))
+    said = message(browser, "are ready")
+    assert said == "Offline figures of “Interleaved blend” are ready: 1200 events from 150 users."
+    assert state.text == "Offline figures: done — 100%" and bar.get_attribute("value") == "100"
+    table = by_id(browser, "offline").find_element(By.CSS_SELECTOR, "table")
+    assert [h.text for h in table.find_elements(By.CSS_SELECTOR, "thead th")] == [
+        "Arm", "NDCG@10", "Recall@10", "New-items recall@10", "Coverage@10"]
+    assert offline_rows(browser) == {"control": ["0.312", "0.410", "0.100", "0.250"],
+                                     "treatment": ["0.350", DASH, "0.125", "0.300"]}
+    # Beside the online figures: the same arms, in the arm table's order.
+    online = [r.get_attribute("data-arm") for r in browser.find_elements(
+        By.CSS_SELECTOR, "[data-testid='arms-table'] tbody tr")]
+    assert online == list(offline_rows(browser))
+    assert "1200 events from 150 users" in table.find_element(By.TAG_NAME, "caption").text
+    assert by_id(browser, "offline").find_element(
+        By.CSS_SELECTOR, "[data-testid='offline-note']").text == OFFLINE_RESULT["note"]
+    assert button.is_enabled()
+    # The results refresh every few seconds while the experiment runs; the figures stay.
+    asked = browser.execute_script("return window.__asked.length")
+    wait(browser, lambda b: b.execute_script("return window.__asked.length") > asked + 2,
+         timeout=10)
+    assert offline_rows(browser)["control"][0] == "0.312"
+    whole_page(browser, shot, "offline-figures")
+
+    # A failed job says why, in words; the old figures do not linger.
+    browser.execute_script("window.__override['/v1/fusion/evaluations/ev-7'] = arguments[0]",
+                           _evaluation("failed", 0.3, error="arm treatment: profile 3 is gone"))
+    button.send_keys(Keys.ENTER)
+    wait(browser, lambda b: state.text == "Offline figures failed: arm treatment: profile 3 "
+         "is gone")
+    assert "eval-error" in state.get_attribute("class") and not bar.is_displayed()
+    said = message(browser, "failed")
+    assert said == "Offline figures of “Interleaved blend” failed: arm treatment: profile 3 is gone"
+    assert by_id(browser, "messages").get_attribute("data-kind") == "error"
+    assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid='offline-table']")
+    assert button.is_enabled()
+    errors = [e["message"] for e in browser.get_log("browser")
+              if e["level"] == "SEVERE" and "favicon.ico" not in e["message"]]
+    assert errors == []
+
+
+def test_offline_figures_from_the_server(browser: Any, live_server: LiveServer,
+                                         admin: httpx.Client, shot: Shot) -> None:
+    exp = admin.post("/v1/experiments", json={
+        "name": "offline check", "surfaces": ["recommendations"],
+        "arms": [{"name": "control"}, {"name": "wider", "mmr_lambda": 0.4}]}).json()
+    open_page(browser, live_server.url, live_server.editor_key)
+    by_id(browser, "exp-list").find_element(
+        By.CSS_SELECTOR, f"[data-experiment-id='{exp['id']}']").send_keys(Keys.ENTER)
+    wait(browser, lambda b: by_id(b, "detail").get_attribute("data-experiment-id")
+         == str(exp["id"]))
+    by_id(browser, "do-offline").send_keys(Keys.ENTER)
+    message(browser, "“offline check” are ready", timeout=120)
+    job_id = by_id(browser, "offline").get_attribute("data-job-id")
+    job = admin.get(f"/v1/fusion/evaluations/{job_id}").json()
+    assert job["status"] == "succeeded"
+
+    def figure(v: float | None) -> str:
+        return DASH if v is None else f"{v:.3f}"
+
+    keys = ["ndcg_at_10", "recall_at_10", "new_items_recall_at_10", "coverage_at_10"]
+    assert offline_rows(browser) == {
+        arm: [figure(job["result"][f"arm:{arm}"][k]) for k in keys]
+        for arm in ("control", "wider")}
+    note = by_id(browser, "offline").find_elements(By.CSS_SELECTOR,
+                                                   "[data-testid='offline-note']")
+    assert [n.text for n in note] == ([job["result"]["note"]] if job["result"]["note"] else [])
+    assert "null" not in by_id(browser, "offline").text
+    shot("offline-from-server")

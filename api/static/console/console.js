@@ -1,7 +1,8 @@
 // The fusion editor console: draft weights, live preview, save, evaluate, publish, roll back.
 
 import { LABELS, MODALITIES, api, el, percentages, when } from "./api.js";
-import { confirmDialog, follow, labelFor, notStarted, starting } from "./jobs.js";
+import { confirmDialog, evaluationPercent, evaluationText, follow, followEvaluation, labelFor,
+  notStarted, starting } from "./jobs.js";
 import { loadItems, schedulePreview } from "./preview.js";
 import * as render from "./render.js";
 import { initSignIn } from "./signin.js";
@@ -79,20 +80,55 @@ async function save() {
   return profile;
 }
 
+// Evaluate runs as a background job on the server: start it, show its progress, then the
+// figures. A saved profile is evaluated by id; an unsaved draft by its weights.
+function showEvaluation(job) {
+  const bar = $("eval-progress");
+  const pct = evaluationPercent(job);
+  bar.hidden = job.status === "failed"; // the words below say why instead
+  bar.value = pct;
+  bar.setAttribute("aria-valuetext", `${pct}%`);
+  $("eval-panel").dataset.status = job.status;
+  if (job.id) $("eval-panel").dataset.jobId = job.id;
+  $("eval-state").textContent = evaluationText(job, "Evaluation");
+  $("eval-state").classList.toggle("eval-error", job.status === "failed");
+}
+
 async function evaluate() {
   const button = $("evaluate");
+  if (button.disabled) return;
+  const epoch = state.epoch;
+  const saved = state.profiles.find((p) => p.id === state.savedId);
+  const what = saved ? `${saved.name} v${saved.version}` : "the draft";
   button.disabled = true;
   $("eval-panel").hidden = false;
+  delete $("eval-panel").dataset.jobId;
+  $("eval-body").replaceChildren();
+  showEvaluation({ status: "queued", progress: 0 });
   $("eval-panel").scrollIntoView({ block: "nearest" });
-  $("eval-body").textContent = "Evaluating on the recorded events…";
+  say(`Evaluating ${what} on the recorded events…`);
   try {
-    render.evaluation($("eval-body"), await api("POST", "/v1/fusion/evaluate",
-      { weights: { ...state.weights } }));
+    const started = saved
+      ? await api("POST", `/v1/fusion/profiles/${saved.id}/evaluations`)
+      : await api("POST", "/v1/fusion/evaluations", { weights: { ...state.weights } });
+    const job = await followEvaluation(started, showEvaluation, () => epoch !== state.epoch);
+    if (!job) return; // signed out meanwhile: the page is reset already
+    if (job.status === "succeeded" && job.result) {
+      render.evaluation($("eval-body"), job.result);
+      say(`Evaluation of ${what} finished: ${job.result.events} events from ` +
+        `${job.result.users} users.`);
+    } else {
+      say(`Evaluation of ${what} failed: ${job.error || "unknown error"}`, "error");
+    }
   } catch (err) {
-    $("eval-body").textContent = "";
-    fail(err, "evaluate the draft");
+    if (epoch !== state.epoch) return;
+    $("eval-panel").dataset.status = "not-started";
+    $("eval-progress").hidden = true;
+    $("eval-state").textContent = `Evaluation did not finish: ${err.message}`;
+    $("eval-state").classList.add("eval-error");
+    fail(err, `evaluate ${what}`);
   } finally {
-    button.disabled = false;
+    if (epoch === state.epoch) button.disabled = state.offline;
   }
 }
 
@@ -231,7 +267,11 @@ function unload() {
   delete document.body.dataset.ready;
   for (const id of ["history", "results", "item-picker", "eval-body"]) $(id).replaceChildren();
   for (const id of ["save", "evaluate", "publish", "reset"]) $(id).disabled = false;
-  for (const id of ["job-panel", "eval-panel"]) $(id).hidden = true;
+  for (const id of ["job-panel", "eval-panel", "eval-progress"]) $(id).hidden = true;
+  $("eval-state").textContent = "";
+  $("eval-state").classList.remove("eval-error");
+  delete $("eval-panel").dataset.status;
+  delete $("eval-panel").dataset.jobId;
   for (const id of ["users", "query", "item-filter", "profile-name", "profile-note"]) {
     $(id).value = "";
   }

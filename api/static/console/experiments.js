@@ -6,7 +6,7 @@ import { api, el } from "./api.js";
 import { ARM_COLOURS, timelineChart } from "./expchart.js";
 import { METRICS, METRIC_NAMES, initForm, resetForm, showErrors } from "./expform.js";
 import * as view from "./expview.js";
-import { confirmDialog } from "./jobs.js";
+import { confirmDialog, evaluationPercent, evaluationText, followEvaluation } from "./jobs.js";
 import { initSignIn } from "./signin.js";
 import { $, fail, say, state } from "./state.js";
 
@@ -16,7 +16,8 @@ const ALLOWED = { // what each action may follow, as the server rules it
   ship: ["running", "paused"],
 };
 const DONE = { start: "started", pause: "paused", stop: "stopped", ship: "shipped" };
-const page = { list: [], listKey: "", selected: null, exp: null, seq: 0, poll: null };
+const page = { list: [], listKey: "", selected: null, exp: null, seq: 0, poll: null,
+  offlineFor: null }; // offlineFor: the experiment whose offline figures are being computed
 
 // --- the list -------------------------------------------------------------------------------
 function renderList() {
@@ -44,6 +45,56 @@ async function loadList() {
 function buttons(exp) {
   for (const action of Object.keys(ALLOWED)) {
     $(`do-${action}`).disabled = !exp || !ALLOWED[action].includes(exp.status);
+  }
+  $("do-offline").disabled = !exp || page.offlineFor === exp.id;
+}
+
+// --- offline figures: each arm's fusion profile replayed on the recorded events --------------
+function showOffline(job) {
+  const bar = $("offline-progress");
+  const pct = evaluationPercent(job);
+  bar.hidden = job.status === "failed"; // the words beside it say why instead
+  bar.value = pct;
+  bar.setAttribute("aria-valuetext", `${pct}%`);
+  $("offline").dataset.status = job.status;
+  if (job.id) $("offline").dataset.jobId = job.id;
+  $("offline-state").textContent = evaluationText(job, "Offline figures");
+  $("offline-state").classList.toggle("eval-error", job.status === "failed");
+}
+
+async function offlineFigures() {
+  const exp = page.exp;
+  if (!exp || page.offlineFor === exp.id) return;
+  const epoch = state.epoch;
+  const stale = () => epoch !== state.epoch || page.selected !== exp.id;
+  page.offlineFor = exp.id;
+  buttons(exp);
+  $("offline").replaceChildren();
+  delete $("offline").dataset.jobId;
+  showOffline({ status: "queued", progress: 0 });
+  say(`Computing the offline figures of “${exp.name}”…`);
+  try {
+    const started = await api("POST", `/v1/experiments/${exp.id}/evaluations`);
+    if (stale()) return;
+    const job = await followEvaluation(started, showOffline, stale);
+    if (!job) return; // another experiment was picked, or signed out
+    if (job.status === "succeeded" && job.result) {
+      view.offline(exp, job.result);
+      say(`Offline figures of “${exp.name}” are ready: ${job.result.events} events from ` +
+        `${job.result.users} users.`);
+    } else {
+      say(`Offline figures of “${exp.name}” failed: ${job.error || "unknown error"}`, "error");
+    }
+  } catch (err) {
+    if (stale()) return;
+    $("offline").dataset.status = "not-started";
+    $("offline-progress").hidden = true;
+    $("offline-state").textContent = `Offline figures did not finish: ${err.message}`;
+    $("offline-state").classList.add("eval-error");
+    fail(err, `compute the offline figures of “${exp.name}”`);
+  } finally {
+    if (page.offlineFor === exp.id) page.offlineFor = null;
+    if (epoch === state.epoch) buttons(page.exp);
   }
 }
 
@@ -225,6 +276,7 @@ function wire() {
   $("do-pause").addEventListener("click", () => act("pause"));
   $("do-stop").addEventListener("click", stop);
   $("do-ship").addEventListener("click", ship);
+  $("do-offline").addEventListener("click", offlineFigures);
 }
 
 // Everything loads only once a key is accepted, and is dropped again on signing out.
@@ -252,7 +304,8 @@ async function load() {
 function unload() {
   state.epoch += 1;
   clearTimeout(page.poll);
-  Object.assign(page, { list: [], listKey: "", selected: null, exp: null, seq: page.seq + 1 });
+  Object.assign(page, { list: [], listKey: "", selected: null, exp: null, seq: page.seq + 1,
+    offlineFor: null });
   delete document.body.dataset.ready;
   $("exp-list").replaceChildren();
   view.clear();

@@ -97,6 +97,36 @@ export function metrics(exp, results) {
   el("thead", {}, head), el("tbody", {}, body)));
 }
 
+const OFFLINE = [["ndcg_at_10", "NDCG@10"], ["recall_at_10", "Recall@10"],
+  ["new_items_recall_at_10", "New-items recall@10"], ["coverage_at_10", "Coverage@10"]];
+
+// Each arm's offline figures (its fusion profile replayed on the recorded events), one row per
+// arm in the arm table's order and colours; "–" where a figure could not be computed.
+export function offline(exp, result) {
+  const names = exp.arms.map((a) => a.name);
+  for (const key of Object.keys(result)) {
+    if (key.startsWith("arm:") && !names.includes(key.slice(4))) names.push(key.slice(4));
+  }
+  const figure = (v) => (v === null || v === undefined ? "–" : Number(v).toFixed(3));
+  const head = el("tr", {}, el("th", { scope: "col" }, "Arm"),
+    OFFLINE.map(([, label]) => el("th", { scope: "col" }, label)));
+  const body = names.map((name, k) => {
+    const m = result[`arm:${name}`] || {};
+    return el("tr", { "data-arm": name },
+      el("th", { scope: "row" }, el("span", { class: "swatch",
+        style: { background: ARM_COLOURS[k % ARM_COLOURS.length] } }), ` ${name}`),
+      OFFLINE.map(([key]) => el("td", { "data-metric": key }, figure(m[key]))));
+  });
+  const note = result.note ? [el("p", { class: "hint", "data-testid": "offline-note" },
+    result.note)] : [];
+  $("offline").replaceChildren(
+    el("table", { class: "metrics exp-offline", "data-testid": "offline-table" },
+      el("caption", { class: "hint" }, `Offline figures per arm: ${result.events} events ` +
+        `from ${result.users} users (each user's history split 80/20 by time).`),
+      el("thead", {}, head), el("tbody", {}, body)),
+    ...note);
+}
+
 // The sample-ratio check: a warning when users depart from the configured split.
 export function sampleRatio(results) {
   const box = $("srm");
@@ -174,9 +204,15 @@ export function audit(history) {
 }
 
 export function clear() {
-  for (const id of ["arms", "metrics", "srm", "guardrails", "interleaving", "timeline", "audit"]) {
+  for (const id of ["arms", "metrics", "srm", "guardrails", "interleaving", "timeline", "audit",
+    "offline"]) {
     $(id).replaceChildren();
   }
+  $("offline-state").textContent = "";
+  $("offline-state").classList.remove("eval-error");
+  $("offline-progress").hidden = true;
+  delete $("offline").dataset.status;
+  delete $("offline").dataset.jobId;
   delete $("srm").dataset.key;
   $("interleaving").hidden = true;
   $("detail-h").textContent = "No experiment selected";

@@ -4,6 +4,7 @@ import { api } from "./api.js";
 import { state } from "./state.js";
 
 const POLL_MS = 300;
+const EVAL_POLL_MS = 400;
 const FINAL = new Set(["succeeded", "failed"]);
 
 // A modal <dialog>: the browser traps focus inside it and Escape cancels; focus starts on
@@ -84,6 +85,45 @@ export async function follow(job, label, onError) {
     show(job, label);
   }
   return job;
+}
+
+// Polls an offline evaluation job (GET /v1/fusion/evaluations/{id}) until it is final, calling
+// onUpdate with every answer; retries as follow() does. Returns the last job read; `stale()`
+// true (signed out, another experiment picked) ends the wait early and returns null.
+export async function followEvaluation(job, onUpdate, stale = () => false) {
+  onUpdate(job);
+  while (!FINAL.has(job.status)) {
+    await pause(EVAL_POLL_MS);
+    if (stale()) return null;
+    try {
+      job = await api("GET", `/v1/fusion/evaluations/${encodeURIComponent(job.id)}`);
+    } catch (err) {
+      if (err.status === 429) {
+        await pause(1000 * (err.retryAfter || 1));
+        continue;
+      }
+      if (err.status === 0 || err.status >= 500) continue; // the server restarting: ask again
+      throw err;
+    }
+    if (stale()) return null;
+    onUpdate(job);
+  }
+  return job;
+}
+
+// "Evaluation: 40%" — what a progress line says about an evaluation job.
+export function evaluationText(job, label) {
+  const pct = Math.round((job.status === "succeeded" ? 1 : job.progress || 0) * 100);
+  return {
+    queued: `${label}: queued…`,
+    running: `${label}: ${pct}%`,
+    succeeded: `${label}: done — 100%`,
+    failed: `${label} failed: ${job.error || "unknown error"}`,
+  }[job.status] || `${label}: ${job.status}`;
+}
+
+export function evaluationPercent(job) {
+  return Math.round((job.status === "succeeded" ? 1 : job.progress || 0) * 100);
 }
 
 export function labelFor(action) {
