@@ -365,12 +365,14 @@ def bench_refuse(
 @bench_app.command("experiment")
 def bench_experiment(
     seeds: Annotated[int, typer.Option(help="simulated experiments per result")] = 20,
+    live: Annotated[int, typer.Option(help="simulated users per experiment against the live "
+                                      "HTTP service (0: skip)")] = 3000,
     out: Annotated[Path, typer.Option(help="report folder")] = Path("bench"),
 ) -> None:
     """Simulated users against the experiment engine: A/B, A/A, breaker, SRM, interleaving."""
     from medley.bench.experiment import run_experiment_bench
 
-    result = run_experiment_bench(out, seeds=seeds)
+    result = run_experiment_bench(out, seeds=seeds, live_users=live)
     typer.echo(json.dumps({k: v for k, v in result.items() if k not in ("ab", "interleaving")},
                           indent=2, default=str))
 

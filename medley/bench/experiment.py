@@ -154,7 +154,10 @@ def srm(seed: int, leak: float, users: int = 20_000) -> dict[str, Any]:
     return sample_ratio(arms, m)
 
 
-def run_experiment_bench(out: Path, seeds: int = 20, aa_users: int = 4000) -> dict[str, Any]:
+def run_experiment_bench(out: Path, seeds: int = 20, aa_users: int = 4000,
+                         live_users: int = 0) -> dict[str, Any]:
+    """`live_users` > 0: also the A/B and the breaker against the live HTTP service
+    (`medley.bench.experiment_live`), with that many simulated users per experiment."""
     started = time.perf_counter()
     a_b = [ab(s, ("worse", "better")) for s in range(seeds)]
     inter = [interleaved(s, ("worse", "better")) for s in range(seeds)]
@@ -176,6 +179,10 @@ def run_experiment_bench(out: Path, seeds: int = 20, aa_users: int = 4000) -> di
         "median_ratio": round(float(np.median(ratios)), 2) if ratios else None,
         "seconds": round(time.perf_counter() - started, 1),
     }
+    if live_users:
+        from medley.bench.experiment_live import run_live
+
+        result["live"] = run_live(users=live_users)
     write_report(out, "experiment", result, _markdown(result))
     return result
 
@@ -214,6 +221,31 @@ def _markdown(r: dict[str, Any]) -> str:
         "them); and the users' spread that interleaving cancels is one simulated factor "
         "(click propensity), where live traffic has many. The ratio depends on exactly these "
         "assumptions, so it is reported per seed rather than tuned.", "",
+        *_live_markdown(r.get("live")),
         "## Users to a verdict, per seed", "",
         table(["seed", "A/B users", "A/B winner", "interleaving users", "interleaving winner",
                "ratio"], rows)])
+
+
+def _live_markdown(live: dict[str, Any] | None) -> list[str]:
+    if not live:
+        return []
+    ab, cb = live["ab"], live["breaker"]
+    ctr = ab.get("ctr") or {}
+    stopped = f"after {cb['users']} users, {cb['seconds']} s" if cb["users"] else "no"
+    rel = (f"{ctr['relative']:+.1%} [{ctr['relative_low']:+.1%}, {ctr['relative_high']:+.1%}]"
+           if ctr.get("relative") is not None else "-")
+    return [
+        "## Against the live HTTP service (`--live`)", "",
+        f"The embedded default on a local port, {live['items']} text items in "
+        f"{live['topics']} topics enriched by the real text model (ready in "
+        f"{live['catalog_ready_s']} s), up to {live['users_per_phase']} simulated users per "
+        "experiment, every request and event over HTTP (`medley/bench/experiment_live.py`).", "",
+        "| result | value |", "|---|---|",
+        f"| A/B: MMR λ 0 (control) against the configured λ 0.8: winner | "
+        f"{ab.get('winner') or 'none yet'} after {ab['users']} users |",
+        f"| A/B: CTR per arm | {ab.get('arms')} |",
+        f"| A/B: relative CTR difference, always-valid 95% interval | {rel} |",
+        f"| breaker: arm with an artwork-only profile (text-only items) stopped | "
+        f"{stopped} |",
+        f"| breaker: why | {cb.get('why', '-')} |", ""]

@@ -204,3 +204,16 @@ def test_shipping_serves_the_winner_to_everyone_and_erasure_forgets_exposures(
     receipt = ok(client.delete(f"/v1/users/{user}"))
     assert receipt["erased"]["exposures"] == 1
     assert exposures(client, exp["id"]) == 0
+
+
+def test_similar_serves_an_arm_only_to_a_named_user(catalog: Any, stop_all: Any) -> None:
+    client, ids = catalog
+    exp = create(client, name="similar items", surfaces=["similar"])
+    ok(client.post(f"/v1/experiments/{exp['id']}/start"))
+    item = ids["cooking"][0]
+    anonymous = ok(client.get(f"/v1/items/{item}/similar"))
+    assert anonymous["experiment"] is None and anonymous["items"]
+    arms = {ok(client.get(f"/v1/items/{item}/similar", params={"user_id": u}))["arm"]
+            for u in USERS}
+    assert arms == {"control", "blend"}
+    assert exposures(client, exp["id"]) == len(USERS)  # the anonymous answer is not logged
