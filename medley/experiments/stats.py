@@ -81,9 +81,11 @@ def _difference(d: float, v: float, sd: float, base: float | None, alpha: float
     p = _p_value(d, v, tau2)
     if base is None or not base > 0:
         return Difference(d, d - h, d + h, p, None, None, None)
-    # Relative to the control mean, taken as known: its own noise is a second-order term at
-    # the sample sizes where an interval is narrow enough to read.
-    return Difference(d, d - h, d + h, p, d / base, (d - h) / base, (d + h) / base)
+    # Every metric is a non-negative mean, so the treatment's cannot fall below zero: the
+    # interval is cut there (a narrower interval, still valid). Relative to the control mean,
+    # taken as known: its own noise is second-order where an interval is narrow enough to read.
+    low = max(d - h, -base)
+    return Difference(d, low, d + h, p, d / base, low / base, (d + h) / base)
 
 
 def compare(control: Summary, treatment: Summary, alpha: float = ALPHA) -> Difference | None:

@@ -103,6 +103,11 @@ def test_a_real_difference_is_found_and_bounded() -> None:
     assert d.rel_low < 0.3 < d.rel_high
 
 
+def test_a_non_negative_metric_never_drops_by_more_than_everything() -> None:
+    d = stats.compare(stats.Summary.of([0.2, 0.3, 0.1, 0.2]), stats.Summary.of([0.0, 0.01, 0.0]))
+    assert d is not None and d.rel_low == -1.0 and d.low == pytest.approx(-0.2)
+
+
 def test_sample_ratio_mismatch() -> None:
     assert stats.srm([5_000, 5_050], [1, 1]) > stats.SRM_P  # type: ignore[operator]
     assert stats.srm([5_500, 4_500], [1, 1]) < stats.SRM_P  # type: ignore[operator]
