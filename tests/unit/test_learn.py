@@ -213,3 +213,28 @@ def test_the_cold_order_survives_ties_in_the_trees() -> None:
     order = np.argsort(-r.score(q))
     assert list(order) == [1, 2, 3, 0]
     assert len(groups) == 10
+
+
+def test_a_kept_ranker_is_refitted_on_every_group(monkeypatch) -> None:
+    """The users it was checked on are learnt from too, with the trees the check chose, and
+    the ranker scores with the refitted model, not the checked one it had loaded."""
+    names = features.NAMES
+    rng = np.random.default_rng(1)
+    groups = []
+    for u in range(80):
+        x = rng.normal(size=(30, len(names))).astype(np.float32)
+        y = (x[:, names.index("collab")] + x[:, names.index("content")] > 1.5).astype(float)
+        y[0] = 1.0
+        groups.append(ranker.Group(x, y, user=str(u), extra=u >= 60))
+    kept, report = ranker.train(groups, names)
+    assert kept is not None and report["kept"]
+    assert report["refit_groups"] == 80 and report["train_groups"] < 80
+    monkeypatch.setattr(ranker, "REFIT", False)
+    checked, _ = ranker.train(groups, names)
+    assert checked is not None and checked.model != kept.model
+    import lightgbm as lgb
+
+    x = groups[0].x
+    own = lgb.Booster(model_str=kept.model).predict(x)
+    assert np.allclose(kept.score(x), own)
+    assert not np.allclose(kept.score(x), checked.score(x))
