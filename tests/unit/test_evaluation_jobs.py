@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,8 +23,8 @@ def _wait(check: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
-def test_jobs_run_in_turn_and_a_failure_does_not_stop_the_next(tmp_path: Path) -> None:
-    db = Database(f"sqlite:///{tmp_path}/jobs.db")
+def test_jobs_run_in_turn_and_a_failure_does_not_stop_the_next(database_url: str) -> None:
+    db = Database(database_url)  # SQLite, and PostgreSQL (integration)
     db.migrate()
     halfway = threading.Event()
     go_on = threading.Event()
@@ -59,9 +58,9 @@ def test_jobs_run_in_turn_and_a_failure_does_not_stop_the_next(tmp_path: Path) -
         queue.get("no-such-job")
 
 
-def test_a_job_whose_process_stopped_reads_as_failed(tmp_path: Path,
+def test_a_job_whose_process_stopped_reads_as_failed(database_url: str,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    db = Database(f"sqlite:///{tmp_path}/jobs.db")
+    db = Database(database_url)
     db.migrate()
     stuck = threading.Event()
     def run(views: Mapping[str, FusionView], progress: Callable[[float], None]

@@ -210,11 +210,11 @@ def test_the_simulator_finds_the_better_arm_and_stops_an_unrelated_one() -> None
     assert stopped["users"] is not None and stopped["users"] <= 1000
 
 
-def test_a_ramp_steps_once_per_period_even_when_two_guards_race(tmp_path) -> None:
+def test_a_ramp_steps_once_per_period_even_when_two_guards_race(database_url: str) -> None:
     from medley.db import Database
     from medley.experiments import store
 
-    db = Database(f"sqlite:///{tmp_path}/ramp.db")
+    db = Database(database_url)  # SQLite, and PostgreSQL (integration)
     db.migrate()
     spec = Spec("ramped", (Arm("a"), Arm("b")), ramp=(0.1, 0.5, 1.0), ramp_every_s=60)
     with db.session() as s:
@@ -227,6 +227,37 @@ def test_a_ramp_steps_once_per_period_even_when_two_guards_race(tmp_path) -> Non
         assert store.advance_ramp(s, exp.id, "guard", now=1200.0) == 1.0
         assert store.advance_ramp(s, exp.id, "guard", now=9000.0) is None  # the last step
         assert [h.action for h in store.history(s, exp.id)] == ["create", "start", "ramp", "ramp"]
+    db.dispose()
+
+
+def test_exposures_and_credited_clicks_on_every_backend(database_url: str) -> None:
+    """The store's writes and joins as PostgreSQL runs them too: exposures with packed items,
+    clicks per arm, a user's activity, erasure."""
+    from medley.db import Database
+    from medley.db.models import EventRecord
+    from medley.experiments import store
+    from medley.experiments.packing import pack, unpack
+
+    db = Database(database_url)
+    db.migrate()
+    with db.session() as s:
+        exp = store.create(s, Spec("backend", (Arm("a"), Arm("b"))).check(), "test")
+        store.write_exposures(s, [
+            {"recommendation_id": f"r{k}", "experiment_id": exp.id, "arm": "ab"[k % 2],
+             "user_id": f"u{k}", "surface": "recommendations", "ts": 100.0 + k,
+             "items": pack(["0b6e7c3a-2f1d-4c55-9a11-6f1c2d3e4f50", "x"]), "teams": None,
+             "ms": 3.0} for k in range(4)])
+        s.add_all([EventRecord(event_id=f"e{k}", user_id=f"u{k}", item_id="x", type="view",
+                               value=None, ts=200.0 + k, context={}, recommendation_id=f"r{k}",
+                               session_id="s1") for k in range(3)])
+    with db.session() as s:
+        assert store.clicks_by_arm(s, [exp.id]) == {(exp.id, "a"): 2, (exp.id, "b"): 1}
+        assert sorted(c[0] for c in store.credited(s, exp.id)) == ["r0", "r1", "r2"]
+        assert store.activity(s, ["u1"], since=0.0) == {"u1": [(201.0, "view", "s1")]}
+        assert unpack(store.exposures(s, exp.id)[0].items)[1] == "x"
+        assert store.erase_user(s, "u1") == 1
+        assert len(store.exposures(s, exp.id)) == 3
+    db.dispose()
 
 
 @pytest.mark.parametrize("ids", [
