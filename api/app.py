@@ -22,6 +22,7 @@ from api import (
     users,
 )
 from api.auth import Guard, document_roles, route_roles
+from api.contract import typed_contract
 from api.deps import ServiceDep
 from api.edge import Edge
 from api.metrics import RequestMetrics
@@ -103,5 +104,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.state.route_roles = route_roles(app)
     document_roles(app, app.state.route_roles)
+    typed_contract(app)
     logging.getLogger("medley").setLevel(logging.INFO)
     return app
