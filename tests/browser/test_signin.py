@@ -167,7 +167,7 @@ def test_rate_limit_and_forbidden_are_announced(
     assert "try again in 7 s" in box.text and box.get_attribute("data-kind") == "error"
     assert signed_in(browser)  # a busy key is not a refused one
     shot("rate-limited")
-    answer_next(browser, "/v1/fusion/evaluate", 403,
+    answer_next(browser, "/v1/fusion/evaluations", 403,  # the draft's evaluation job
                 "an editor key cannot use this route; it needs an admin key")
     by_id(browser, "evaluate").send_keys(Keys.ENTER)
     wait(browser, lambda b: "(403)" in box.text)
