@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from medley.config import Settings
 from medley.editor import preview
 from medley.editor.service import FusionEditor
 from medley.experiments.spec import Arm
@@ -21,6 +22,7 @@ class ArmRecommenders:
         self.recs = recs
         self.editor = editor
         self._views: dict[int, FusionView] = {}  # profile versions never change: kept
+        self._settings: dict[tuple[float | None, float | None], Settings] = {}
 
     def get(self, arm: Arm | None) -> tuple[Recommender | None, tuple[Any, ...]]:
         """(the recommender, its answer-cache key part); (None, ()) for the live one. Built per
@@ -33,14 +35,22 @@ class ArmRecommenders:
             rec = preview.under(live, self.view(arm.profile_id), self.recs.index_search)
         else:
             rec = copy.copy(live)
-        updates = {k: v for k, v in (("mmr_lambda", arm.mmr_lambda),
-                                     ("exploration_share", arm.exploration_share))
-                   if v is not None}
-        if updates:
-            rec.s = live.s.model_copy(update=updates)
+        if arm.mmr_lambda is not None or arm.exploration_share is not None:
+            rec.s = self._with(live.s, arm.mmr_lambda, arm.exploration_share)
         if arm.ranker is not None:
             rec.use_ranker = arm.ranker == "learned"
         return rec, arm.key
+
+    def _with(self, base: Settings, mmr: float | None, explore: float | None) -> Settings:
+        """The settings with an arm's MMR λ and exploration share, copied once per arm (the
+        settings do not change while a process runs; a copy per request would)."""
+        key = (mmr, explore)
+        found = self._settings.get(key)
+        if found is None:
+            updates = {k: v for k, v in (("mmr_lambda", mmr), ("exploration_share", explore))
+                       if v is not None}
+            found = self._settings[key] = base.model_copy(update=updates)
+        return found
 
     def view(self, profile_id: int) -> FusionView:
         """A fusion profile version's view (kept: versions never change)."""

@@ -229,9 +229,19 @@ class Experiments:
                 log.exception("experiments: %s failed", getattr(step, "__name__", "a step"))
 
     def refresh(self) -> None:
+        """Re-read the running experiments. A row that cannot be read (written by another
+        version, say) is left out and said, so the others still serve."""
         with self.db.session() as s:
             rows = store.live(s)
-        self._live = {surface: Live.of(row) for row in rows for surface in row.surfaces}
+        live: dict[str, Live] = {}
+        for row in rows:
+            try:
+                experiment = Live.of(row)
+            except Exception as exc:
+                log.warning("experiment %s is set aside: %s", row.id, exc)
+                continue
+            live.update(dict.fromkeys(row.surfaces, experiment))
+        self._live = live
 
     def guard(self, now: float | None = None) -> list[tuple[int, str, str]]:
         """Stop every arm a guardrail condemns; advance ramps whose guardrails hold. Returns

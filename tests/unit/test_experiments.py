@@ -279,3 +279,26 @@ def test_uuids_pack_to_their_bytes() -> None:
 
     ids = [str(uuid.uuid4()) for _ in range(10)]
     assert len(pack(ids)) == 170  # 17 bytes each, against 36 characters as text
+
+
+def test_an_unreadable_experiment_is_set_aside_and_the_others_still_serve(
+        tmp_path, caplog: pytest.LogCaptureFixture) -> None:
+    from types import SimpleNamespace
+
+    from medley.db import Database
+    from medley.experiments import store
+    from medley.experiments.service import Experiments
+
+    db = Database(f"sqlite:///{tmp_path}/live.db")
+    db.migrate()
+    with db.session() as s:
+        good = store.create(s, Spec("good", (Arm("a"), Arm("b"))).check(), "test")
+        bad = store.create(s, Spec("bad", (Arm("a"), Arm("b")), surfaces=("similar",)).check(),
+                           "test")
+        store.transition(s, good.id, "start", "test")
+        store.transition(s, bad.id, "start", "test")
+        store.get(s, bad.id).arms = [{"name": "a", "colour": "red"}]  # not an arm any more
+    exps = Experiments(SimpleNamespace(db=db), editor=None)  # type: ignore[arg-type]
+    exps.refresh()
+    assert set(exps._live) == {"recommendations"} and exps._live["recommendations"].id == good.id
+    assert f"experiment {bad.id} is set aside" in caplog.text
