@@ -1,0 +1,75 @@
+"""What an exposure costs to keep: `python -m medley.bench.exposure_size [--rows N] [--out DIR]`
+inserts N exposures of 10 UUID-named items (as `medley.experiments` writes them) into a fresh
+SQLite database, once with the items packed and once with the ids as newline-joined text, and
+reports bytes per row (table and indexes, after a WAL checkpoint) and insert rate ->
+`exposure-size.json` + `exposure-size.md`."""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from medley.bench.report import table, write_report
+from medley.db import Database
+from medley.experiments import store
+from medley.experiments.packing import pack
+
+BATCH = 5000
+
+
+def measure(rows: int, packed: bool, seed: int = 0) -> dict[str, Any]:
+    rng = random.Random(seed)
+    items = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(5000)]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "exposures.db"
+        db = Database(f"sqlite:///{path}")
+        db.migrate()
+        with db.engine.connect() as c:
+            c.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        empty = path.stat().st_size
+        started = time.perf_counter()
+        for k in range(0, rows, BATCH):
+            shown = [rng.sample(items, 10) for _ in range(min(BATCH, rows - k))]
+            with db.session() as s:
+                store.write_exposures(s, [{
+                    "recommendation_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                    "experiment_id": 1, "arm": rng.choice(("control", "treatment")),
+                    "user_id": f"user-{rng.randrange(200_000)}", "surface": "recommendations",
+                    "ts": time.time(), "items": pack(ids) if packed else "\n".join(ids).encode(),
+                    "teams": None, "ms": 12.3} for ids in shown])
+        seconds = time.perf_counter() - started
+        with db.engine.connect() as c:
+            c.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        size = path.stat().st_size - empty
+        db.dispose()
+    return {"items": "packed" if packed else "text", "rows": rows,
+            "bytes_per_row": round(size / rows), "mb_per_million": round(size / rows, 0),
+            "rows_per_s": round(rows / seconds)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--out", type=Path, default=Path("bench"))
+    args = parser.parse_args()
+    runs = [measure(args.rows, packed=True), measure(args.rows, packed=False)]
+    md = "\n".join([
+        "# Exposure storage (`python -m medley.bench.exposure_size`)", "",
+        f"{args.rows:,} exposures of 10 UUID-named items each in a fresh SQLite database "
+        "(table and its three indexes, after a WAL checkpoint); the machine may be busy, so "
+        "read the insert rate as a floor.", "",
+        table(["items stored as", "bytes per exposure", "MB per million answers",
+               "inserts per second"],
+              [[r["items"], r["bytes_per_row"], r["mb_per_million"], r["rows_per_s"]]
+               for r in runs])])
+    write_report(args.out, "exposure-size", {"runs": runs}, md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
