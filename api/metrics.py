@@ -111,6 +111,11 @@ def _live(service: Any) -> Mapping[str, tuple[str, Mapping[Any, float]]]:
                                    {None: 1.0 if status["ready"] else 0.0})
     out["medley_set_aside_items"] = ("Items the serving sync could not load",
                                      {None: float(status["set_aside"]["items"])})
+    log = service.experiments.exposures
+    out["medley_exposures_written"] = ("Experiment exposures written (this process)",
+                                       {None: float(log.written)})
+    out["medley_exposures_dropped"] = ("Experiment exposures lost: buffer full or the database "
+                                       "refused them (this process)", {None: float(log.dropped)})
     clicks = service.experiments.clicks()
     if clicks:
         out["medley_experiment_clicks"] = (

@@ -132,6 +132,7 @@ def test_users_keep_their_arm_and_clicks_are_credited_to_it(catalog: Any, stop_a
     for arm, count in served.items():
         line = f'medley_experiment_exposures_total{{arm="{arm}",experiment="{exp["id"]}"}}'
         assert f"{line} {float(count)}" in scraped
+    assert "medley_exposures_dropped 0.0" in scraped
     clicked = f'medley_experiment_clicks{{arm="control",experiment="{exp["id"]}"}}'
     assert f"{clicked} {float(n_control)}" in scraped  # one click per control user
     assert f'medley_experiment_clicks{{arm="blend",experiment="{exp["id"]}"}}' not in scraped
