@@ -1,8 +1,8 @@
 // The fusion editor console: draft weights, live preview, save, evaluate, publish, roll back.
 
 import { LABELS, MODALITIES, api, el, percentages, when } from "./api.js";
-import { confirmDialog, evaluationPercent, evaluationText, follow, followEvaluation, labelFor,
-  notStarted, starting } from "./jobs.js";
+import { confirmDialog, follow, followEvaluation, labelFor, notStarted, showEvaluationJob,
+  starting } from "./jobs.js";
 import { loadItems, schedulePreview } from "./preview.js";
 import * as render from "./render.js";
 import { initSignIn } from "./signin.js";
@@ -83,15 +83,8 @@ async function save() {
 // Evaluate runs as a background job on the server: start it, show its progress, then the
 // figures. A saved profile is evaluated by id; an unsaved draft by its weights.
 function showEvaluation(job) {
-  const bar = $("eval-progress");
-  const pct = evaluationPercent(job);
-  bar.hidden = job.status === "failed"; // the words below say why instead
-  bar.value = pct;
-  bar.setAttribute("aria-valuetext", `${pct}%`);
-  $("eval-panel").dataset.status = job.status;
-  if (job.id) $("eval-panel").dataset.jobId = job.id;
-  $("eval-state").textContent = evaluationText(job, "Evaluation");
-  $("eval-state").classList.toggle("eval-error", job.status === "failed");
+  showEvaluationJob(job, { bar: "eval-progress", panel: "eval-panel", line: "eval-state" },
+                    "Evaluation");
 }
 
 async function evaluate() {

@@ -6,7 +6,7 @@ import { api, el } from "./api.js";
 import { ARM_COLOURS, timelineChart } from "./expchart.js";
 import { METRICS, METRIC_NAMES, initForm, resetForm, showErrors } from "./expform.js";
 import * as view from "./expview.js";
-import { confirmDialog, evaluationPercent, evaluationText, followEvaluation } from "./jobs.js";
+import { confirmDialog, followEvaluation, showEvaluationJob } from "./jobs.js";
 import { initSignIn } from "./signin.js";
 import { $, fail, say, state } from "./state.js";
 
@@ -51,15 +51,8 @@ function buttons(exp) {
 
 // --- offline figures: each arm's fusion profile replayed on the recorded events --------------
 function showOffline(job) {
-  const bar = $("offline-progress");
-  const pct = evaluationPercent(job);
-  bar.hidden = job.status === "failed"; // the words beside it say why instead
-  bar.value = pct;
-  bar.setAttribute("aria-valuetext", `${pct}%`);
-  $("offline").dataset.status = job.status;
-  if (job.id) $("offline").dataset.jobId = job.id;
-  $("offline-state").textContent = evaluationText(job, "Offline figures");
-  $("offline-state").classList.toggle("eval-error", job.status === "failed");
+  showEvaluationJob(job, { bar: "offline-progress", panel: "offline", line: "offline-state" },
+                    "Offline figures");
 }
 
 async function offlineFigures() {

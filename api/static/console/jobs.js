@@ -111,9 +111,25 @@ export async function followEvaluation(job, onUpdate, stale = () => false) {
   return job;
 }
 
+// An evaluation job's progress bar, panel state and progress line (both console pages):
+// `ids` names the bar, the panel and the line; `label` starts the line.
+export function showEvaluationJob(job, ids, label) {
+  const bar = document.getElementById(ids.bar);
+  const panel = document.getElementById(ids.panel);
+  const line = document.getElementById(ids.line);
+  const pct = evaluationPercent(job);
+  bar.hidden = job.status === "failed"; // the words beside it say why instead
+  bar.value = pct;
+  bar.setAttribute("aria-valuetext", `${pct}%`);
+  panel.dataset.status = job.status;
+  if (job.id) panel.dataset.jobId = job.id;
+  line.textContent = evaluationText(job, label);
+  line.classList.toggle("eval-error", job.status === "failed");
+}
+
 // "Evaluation: 40%" — what a progress line says about an evaluation job.
 export function evaluationText(job, label) {
-  const pct = Math.round((job.status === "succeeded" ? 1 : job.progress || 0) * 100);
+  const pct = evaluationPercent(job);
   return {
     queued: `${label}: queued…`,
     running: `${label}: ${pct}%`,
