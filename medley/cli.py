@@ -348,6 +348,32 @@ def bench_drain(
     typer.echo(json.dumps(result, indent=2))
 
 
+@bench_app.command("ingest")
+def bench_ingest(
+    items: Annotated[int, typer.Option(help="catalog items (70% image, 20% speech, 1% video, "
+                                       "the rest text only)")] = 2000,
+    seed: Annotated[int, typer.Option(help="catalog seed")] = 0,
+    broker: Annotated[str, typer.Option(help="Redis database for the distributed run "
+                                        "(flushed before and after)")] = "redis://127.0.0.1:6379/11",
+    database: Annotated[str, typer.Option(help="the distributed run's database: postgresql "
+                                          "(a fresh one) or sqlite")] = "postgresql",
+    pg_admin: Annotated[str, typer.Option(help="PostgreSQL URL allowed to create databases")] = (
+        "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
+    out: Annotated[Path, typer.Option(help="report folder")] = Path("bench"),
+) -> None:
+    """A catalog import through `medley ingest`: the embedded default beside Redis + workers."""
+    from medley.bench.ingest import run_ingest_bench
+    from medley.config import get_settings
+
+    if database not in ("postgresql", "sqlite"):
+        raise typer.BadParameter("--database is postgresql or sqlite")
+    result = run_ingest_bench(out, get_settings().data_dir / "bench-ingest", items=items,
+                              seed=seed, broker=broker, database=database, pg_admin=pg_admin,
+                              say=lambda s: typer.echo(s, err=True))
+    typer.echo(json.dumps({k: result[k] for k in ("ratio_embedded_to_distributed",
+                                                  "model_only", "runtime_s")}, indent=2))
+
+
 @bench_app.command("refuse")
 def bench_refuse(
     items: Annotated[int, typer.Option(help="synthetic items")] = 100_000,
