@@ -48,6 +48,12 @@ LATER_SHARE = 0.2  # of each user's events: what the ranker learns to predict
 CUTS = (1.0 - LATER_SHARE, 0.7, 0.6, 0.5, 0.4)
 MIN_USER_EVENTS = 5  # fewer: the whole history is history
 MAX_USERS = 2000  # users the ranker trains on (seeded sample): enough, and bounded in time
+# The earlier cuts exist to give a small platform's trees more groups; each one replays the
+# events and fits ALS and the content map again. Once the cuts so far hold this many groups
+# the rest are skipped: at 100k items and 1M events all five cuts took the training task 44
+# minutes here (`medley bench serve`'s preparation), where the task runs every 10 minutes.
+# MovieLens (610 users, at most ~3,000 groups) keeps all five.
+MAX_GROUPS = 2 * MAX_USERS
 DROPOUT = 0.25  # share of candidate rows shown as brand-new items
 ESTABLISHED = 3  # interactions an item needs to teach the content map
 LIKED_WEIGHT = 2.0  # a later event at least this strong (like, complete, share) is a positive
@@ -206,6 +212,8 @@ def train_ranker(stream: Sequence[tuple[int, Event]], table: ItemTable, settings
     rng = np.random.default_rng(seed)
     train: list[ranker.Group] = []
     for k, cut in enumerate(CUTS):
+        if len(train) >= MAX_GROUPS:
+            break  # enough to learn from: the earlier cuts would only cost time
         found = _cut_groups(stream, table, settings, cut, rng, seed)
         if found is None and k == 0:
             return None, {"kept": False, "why": "no user has later events to learn from"}
