@@ -9,6 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 from enrich.registry import Family
+from index import process as index_process
+from index.process import IndexProcess
 from index.remote import OPERATIONS as INDEX_OPERATIONS
 from index.remote import RemoteIndex
 from medley import owner
@@ -38,8 +40,15 @@ class Service:
         self._claim = owner.claim(settings.data_dir) if self.owns_index else None
         self.peer = owner.OwnerClient(settings.data_dir) \
             if self.owns_index and self._claim is None else None
-        remote = RemoteIndex(self.peer.call) \
-            if self.peer is not None and settings.qdrant_url is None else None
+        # The embedded shard: in the owner's index process (every process calls it), else
+        # in the owner itself (peers call through the owner).
+        self.index_process = IndexProcess(settings) \
+            if self.embedded_index and settings.index_process and self.peer is None else None
+        remote = None
+        if self.embedded_index and settings.index_process:
+            remote = index_process.remote(settings)
+        elif self.peer is not None and self.embedded_index:
+            remote = RemoteIndex(self.peer.call)
         with owner.one_at_a_time(settings.data_dir, "migrate"):
             self.runtime = Runtime.build(settings, index=remote)
         self.dispatch: CeleryDispatcher | ForwardingDispatcher = CeleryDispatcher()
@@ -68,6 +77,10 @@ class Service:
         return self.settings.qdrant_url is None or self.settings.embedded_broker
 
     @property
+    def embedded_index(self) -> bool:
+        return self.settings.qdrant_url is None
+
+    @property
     def role(self) -> str:
         """"owner", "peer", or "equal" (external index and broker: nothing to own)."""
         return "equal" if not self.owns_index else "peer" if self.peer else "owner"
@@ -89,6 +102,10 @@ class Service:
         if self.settings.bootstrap_admin_key is not None:
             self.keys.ensure_bootstrap(self.settings.bootstrap_admin_key.get_secret_value())
         app = celery_setup.configure(self.settings)
+        if self.index_process is not None:
+            # Raises, plainly, if the index cannot be opened.
+            self.index_process.start(self.runtime.named_dims())
+            self._spawn(self.index_process.watch, "medley-index-watch")
         if self.owns_index and self.peer is None:
             self.runtime.index()  # fail at start, plainly, if the index cannot be opened
             self._server = owner.OwnerServer(self.settings.data_dir, self._owner_handlers())
@@ -164,6 +181,7 @@ class Service:
         if time.monotonic() - at < 1.0:
             return state
         backend = "qdrant" if self.settings.qdrant_url is not None else \
+            "embedded, in its own process" if self.settings.index_process else \
             "embedded, through the owner process" if self.peer else "embedded"
         try:
             self.runtime.index().count()
@@ -198,6 +216,8 @@ class Service:
         if self.peer is not None:
             self.peer.close()
         self.runtime.close()
+        if self.index_process is not None:
+            self.index_process.stop()
         set_runtime(None)
         if self._claim is not None:
             self._claim.close()  # the next process to start here owns the folder

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     database_url: str | None = None  # default: SQLite file under data_dir
     broker_url: str | None = None  # default: in-process Celery worker on an in-memory broker
     qdrant_url: str | None = None  # default: embedded Qdrant Edge shard under data_dir
+    # The embedded shard in a child process of the owner, called by every serving process
+    # (index/process.py): its searches then do not hold the serving processes' GIL.
+    index_process: bool = True
     qdrant_api_key: str | None = None
     collection: str = "items"
     host: str = "127.0.0.1"

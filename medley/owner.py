@@ -70,25 +70,26 @@ def one_at_a_time(data_dir: Path, what: str) -> Iterator[None]:
         yield  # closing the file releases the lock
 
 
-def _address(data_dir: Path) -> str:
+def _address(data_dir: Path, name: str) -> str:
     # Unix socket paths are limited to ~107 bytes, and data folders can be deep: the socket
     # lives in the temp folder under a name derived from the data folder.
     digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
-    return str(Path(tempfile.gettempdir()) / f"medley-owner-{digest}.sock")
+    return str(Path(tempfile.gettempdir()) / f"medley-{name}-{digest}.sock")
 
 
-def _key_path(data_dir: Path) -> Path:
-    return data_dir / "owner.key"
+def _key_path(data_dir: Path, name: str) -> Path:
+    return data_dir / f"{name}.key"
 
 
 class OwnerServer:
-    """The owner's side: one thread accepts, one thread per peer connection answers."""
+    """The owner's side: one thread accepts, one thread per peer connection answers. `name`:
+    which channel of the data folder ("owner"; "index" for the index process, index/process.py)."""
 
-    def __init__(self, data_dir: Path, handlers: Handlers) -> None:
+    def __init__(self, data_dir: Path, handlers: Handlers, name: str = "owner") -> None:
         self.handlers = handlers
-        self.address = _address(data_dir)
+        self.address = _address(data_dir, name)
         self._key = secrets.token_bytes(32)
-        key_path = _key_path(data_dir)
+        key_path = _key_path(data_dir, name)
         fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(self._key)
@@ -167,9 +168,10 @@ class OwnerServer:
 class OwnerClient:
     """A peer's side: calls on pooled connections, one caller at a time on each."""
 
-    def __init__(self, data_dir: Path, timeout_s: float = 10.0) -> None:
-        self.address = _address(data_dir)
-        self._key_path = _key_path(data_dir)
+    def __init__(self, data_dir: Path, timeout_s: float = 10.0, name: str = "owner") -> None:
+        self.name = name
+        self.address = _address(data_dir, name)
+        self._key_path = _key_path(data_dir, name)
         self.timeout_s = timeout_s
         self._idle: list[Connection] = []
         self._lock = threading.Lock()
@@ -179,7 +181,7 @@ class OwnerClient:
             key = self._key_path.read_bytes()  # re-read: a restarted owner writes a new one
             return Client(self.address, family="AF_UNIX", authkey=key)
         except (OSError, EOFError, AuthenticationError) as exc:
-            raise OwnerUnavailable(f"the owner process is not answering: {exc}") from exc
+            raise OwnerUnavailable(f"the {self.name} process is not answering: {exc}") from exc
 
     def call(self, op: str, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
@@ -210,7 +212,7 @@ class OwnerClient:
             return reply
         except (OSError, EOFError) as exc:  # TimeoutError is an OSError
             conn.close()
-            raise OwnerUnavailable(f"the owner process is not answering: {exc}") from exc
+            raise OwnerUnavailable(f"the {self.name} process is not answering: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:

@@ -20,6 +20,10 @@ REDIS_URL = os.environ.get("MEDLEY_TEST_REDIS", "redis://127.0.0.1:6379/0")
 # per test through the app's key store.
 ADMIN_KEY = "mdl_testadmin_0123456789abcdef0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
+# Test apps (and the servers tests start as subprocesses, which inherit this) open the embedded
+# shard in their own process, where index faults can be injected; tests/integration/
+# test_index_process.py runs the default, the shard in a process of its own.
+os.environ.setdefault("MEDLEY_INDEX_PROCESS", "false")
 
 
 @pytest.fixture(scope="session")

@@ -66,11 +66,15 @@ class Runtime:
         with self._lock:
             if self._index is None:
                 idx = open_index(self.settings)
-                named = {m.value: d for m, d in self.dims.items()}
-                named.update({slot: fusion.fused_dim(self.dims) for slot in FUSED_SLOTS})
-                idx.ensure(named)
+                idx.ensure(self.named_dims())
                 self._index = idx
             return self._index
+
+    def named_dims(self) -> dict[str, int]:
+        """The index's named vectors and their sizes: one per modality, and the fused slots."""
+        named = {m.value: d for m, d in self.dims.items()}
+        named.update({slot: fusion.fused_dim(self.dims) for slot in FUSED_SLOTS})
+        return named
 
     def close(self) -> None:
         with self._lock:
