@@ -2,7 +2,8 @@
 
 The dataset of `medley bench serve`. For each process count the same server starts with
 `MEDLEY_API_PROCESSES=N` (`medley serve --workers N`): the first process owns the index and the
-worker, the others call it for index searches (medley/owner.py). Once every process reports
+worker; index calls go to the index process it starts (index/process.py), or, with
+MEDLEY_INDEX_PROCESS=false, to the owner itself (medley/owner.py). Once every process reports
 ready, each read endpoint is driven at 16 clients (and, on one process, at one client: the
 unloaded latency). CPU is the server processes' together;
 memory is their proportional set size (PSS) together, so what they share counts once.
@@ -112,8 +113,9 @@ def render(data: dict[str, Any]) -> str:
         f"{data['duration_s']:g} s per run; {data['machine']['cores']} cores; "
         f"{data['measured_at']}; commit {data['code']['commit']}.",
         "Each process count is the same server started with `MEDLEY_API_PROCESSES=N`; the "
-        "first process owns the embedded index and the worker, the others call it for index "
-        "searches over a local socket. The answer cache is off (each process would have "
+        "first process owns the embedded index and the worker; index searches go over a "
+        "local socket to the index process it starts (or, with MEDLEY_INDEX_PROCESS=false, "
+        "to the owner). The answer cache is off (each process would have "
         "its own), so these are the costs of computing answers.", "",
         "## Requests per second (gain over one process)", "",
         table(["endpoint", *[f"{n} process{'es' if n > 1 else ''}" for n in counts]],
