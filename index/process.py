@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                                name=CHANNEL)
     server.start()
     print("ready", flush=True)
+    os.dup2(2, 1)  # nobody reads the pipe after this line: anything printed goes to the log
     try:
         while os.getppid() == int(parent):  # re-parented: the server that started us is gone
             time.sleep(WATCH_S)
