@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import pytest
 from index.base import IndexPoint, IndexUnavailable
 from index.process import IndexProcess
 from medley.config import Settings
+from tests.api.conftest import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -36,15 +36,6 @@ def _points(n: int) -> list[IndexPoint]:
             for k in range(n)]
 
 
-def _wait(check, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError("timed out")
-
-
 def test_calls_are_answered_by_the_child_and_survive_its_restart(tmp_path: Path) -> None:
     proc = IndexProcess(_settings(tmp_path))
     proc.start({"text": DIM})
@@ -57,14 +48,14 @@ def test_calls_are_answered_by_the_child_and_survive_its_restart(tmp_path: Path)
         assert proc.pid() not in (None, os.getpid())
 
         os.kill(proc.pid() or 0, signal.SIGKILL)  # the child dies: an outage, not a hang
-        _wait(lambda: not _answers(idx), 10)
+        wait_until(lambda: not _answers(idx), 10)
         with pytest.raises(IndexUnavailable):
             idx.count()
 
         import threading
 
         threading.Thread(target=proc.watch, daemon=True).start()
-        _wait(lambda: _answers(idx))  # the watcher started a new child on the same shard
+        wait_until(lambda: _answers(idx), 60)  # the watcher started a new child on the same shard
         assert proc.restarts == 1
         assert idx.count() == 20
         hits = idx.search("text", list(points[7].vectors["text"]), 1, with_payload=False)
@@ -102,7 +93,7 @@ def test_a_killed_server_leaves_no_index_process_holding_the_shard(tmp_path: Pat
         child = int(parent.stdout.readline())
         parent.kill()
         parent.wait(10)
-        _wait(lambda: not _alive(child), 15)
+        wait_until(lambda: not _alive(child), 15)
     finally:
         parent.kill()
     proc = IndexProcess(_settings(tmp_path))
@@ -142,7 +133,8 @@ def test_a_serving_app_answers_through_the_index_process(tmp_path: Path,
         for item_id in ids:
             wait_for(client, item_id, timeout=120)
         # The serving table loads the vectors a moment after "ready" (its next pass).
-        _wait(lambda: not client.get(f"/v1/items/{ids[0]}/similar").json()["fallback"])
+        wait_until(lambda: not client.get(f"/v1/items/{ids[0]}/similar").json()["fallback"],
+                   60)
         similar = client.get(f"/v1/items/{ids[0]}/similar").json()
         assert [i["item_id"] for i in similar["items"]][:1] == [ids[1]]
         found = client.get("/v1/search", params={"q": "lava"}).json()
