@@ -24,6 +24,12 @@ AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 # shard in their own process, where index faults can be injected; tests/integration/
 # test_index_process.py runs the default, the shard in a process of its own.
 os.environ.setdefault("MEDLEY_INDEX_PROCESS", "false")
+# anyio imports its file module on the first `anyio.open_file` (a FileResponse), and pytest
+# rewrites anyio's modules as it imports them (anyio is a pytest plugin). Done on a request
+# thread while another thread compiles, that rewrite hit CPython 3.11's "AST constructor
+# recursion depth mismatch" SystemError in one full run (the console test); imported here,
+# once, before any thread starts.
+import anyio._core._fileio  # noqa: E402, F401
 
 
 @pytest.fixture(scope="session")
