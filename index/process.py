@@ -76,10 +76,6 @@ class IndexProcess:
         self._stop = threading.Event()
         self.restarts = 0
 
-    def client(self) -> RemoteIndex:
-        """An index that calls the child (any process on this data folder may make one)."""
-        return remote(self.settings)
-
     def start(self, dims: Mapping[str, int] | None = None) -> None:
         """Start the child with these named vectors (a restart: those of the last start) and
         wait until it answers (raises if it dies or takes too long). A plain subprocess, not
@@ -103,9 +99,6 @@ class IndexProcess:
 
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
-
-    def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def watch(self) -> None:
         """Restart the child whenever it dies (a thread's loop, until `stop`)."""

@@ -46,7 +46,7 @@ def _time(idx: Any, using: str, queries: list[list[float]], pid: int | None) -> 
 
 def measure(data_dir: Path) -> dict[str, Any]:
     from index.base import FUSED
-    from index.process import IndexProcess
+    from index.process import IndexProcess, remote
     from medley.bench.serve_data import bench_settings
     from workers.runtime import Runtime
 
@@ -65,10 +65,10 @@ def measure(data_dir: Path) -> dict[str, Any]:
     proc = IndexProcess(settings)
     proc.start(dims)
     try:
-        remote = proc.client()
+        through = remote(settings)
         for using, qs in queries.items():
             out["rows"].append({"how": "through the index process", "using": using,
-                                **_time(remote, using, qs, proc.pid())})
+                                **_time(through, using, qs, proc.pid())})
     finally:
         proc.stop()
     return out

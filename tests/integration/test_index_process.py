@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from index.base import IndexPoint, IndexUnavailable
-from index.process import IndexProcess
+from index.process import IndexProcess, remote
 from medley.config import Settings
 from tests.api.conftest import wait_until
 
@@ -40,7 +40,7 @@ def test_calls_are_answered_by_the_child_and_survive_its_restart(tmp_path: Path)
     proc = IndexProcess(_settings(tmp_path))
     proc.start({"text": DIM})
     try:
-        idx = proc.client()
+        idx = remote(_settings(tmp_path))
         points = _points(20)
         idx.upsert(points)
         hits = idx.search("text", list(points[3].vectors["text"]), 3, with_payload=False)
@@ -78,7 +78,7 @@ def test_a_killed_server_leaves_no_index_process_holding_the_shard(tmp_path: Pat
     script = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from index.process import IndexProcess\n"
+        "from index.process import IndexProcess, remote\n"
         "from medley.config import Settings\n"
         "p = IndexProcess(Settings(data_dir=Path(sys.argv[1]), index_process=True))\n"
         "p.start({'text': 8})\n"
@@ -99,7 +99,7 @@ def test_a_killed_server_leaves_no_index_process_holding_the_shard(tmp_path: Pat
     proc = IndexProcess(_settings(tmp_path))
     proc.start({"text": DIM})  # the shard's lock was released with the child
     try:
-        assert proc.client().count() == 0
+        assert remote(_settings(tmp_path)).count() == 0
     finally:
         proc.stop()
 
