@@ -407,6 +407,8 @@ class RecSync:
         # first requests under the new model then find them all (~0.3 s at 100k items).
         predicted = Predicted(model)
         predicted.warm(self.table)
+        if model.ranker is not None:
+            model.ranker.load()  # parses the trees and compiles their walk (~1 s the first time)
         self.rec.use_model(model, predicted)
         self.model_id = latest
         log.info("serving collaborative model %s (events up to %s)", latest, model.last_seq)

@@ -229,6 +229,7 @@ def test_a_kept_ranker_is_refitted_on_every_group(monkeypatch) -> None:
     kept, report = ranker.train(groups, names)
     assert kept is not None and report["kept"]
     assert report["refit_groups"] == 80 and report["train_groups"] < 80
+    assert kept.meta["cascade"] == {}  # 30 candidates a user: no shortlist to cut
     monkeypatch.setattr(ranker, "REFIT", False)
     checked, _ = ranker.train(groups, names)
     assert checked is not None and checked.model != kept.model
