@@ -12,11 +12,11 @@ import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
 
 from enrich.base import MediaDecodeError, ModelUnavailable
-from index.base import UNRATED_AGE, IndexPoint, IndexUnavailable
-from medley import dates, fusion, metrics, repo
+from index.base import IndexUnavailable
+from medley import fusion, indexing, metrics, repo
 from medley.catalog import text_hash, text_input
 from medley.db.models import Item, utcnow
-from medley.domain import MediaKind, Modality, ModalityStatus, age_min
+from medley.domain import MediaKind, Modality, ModalityStatus
 from medley.editor import profiles
 from workers.extractors import EXTRACTORS, Extracted, model_key
 from workers.runtime import Runtime
@@ -139,24 +139,6 @@ def _copy_transcript(s: Any, item: Item, src: str) -> None:
         )
 
 
-def payload_of(item: Item) -> dict[str, Any]:
-    ts = dates.epoch  # naive columns are UTC
-
-    return {
-        "title": item.title,
-        "tags": list(item.tags or []),
-        "language": item.language,
-        "age_rating": item.age_rating,
-        "external_id": item.external_id,
-        "published_at": ts(item.published_at),
-        "created_at": ts(item.created_at),
-        "age_min": UNRATED_AGE if (age := age_min(item.age_rating)) is None else age,
-        "published_ts": ts(item.published_at) or ts(item.created_at),
-        "modalities": sorted(r.modality for r in item.modalities
-                             if r.status == ModalityStatus.READY.value),
-    }
-
-
 # One index write at a time in this process, so an older read can never overwrite a newer one
 # (re-fusion batches take it too).
 index_lock = threading.Lock()
@@ -172,19 +154,13 @@ def write_index(rt: Runtime, item_id: str) -> None:
         if item is None:
             index.delete([item_id])
             return
-        vectors = repo.vectors(s, item_id)
-        dims = rt.dims
-        usable = fusion.usable(vectors, dims)
+        usable = fusion.usable(repo.vectors(s, item_id), rt.dims)
         if not usable:
             return  # nothing extracted yet; a later extraction will dispatch again
-        named: dict[str, Any] = {m.value: v.tolist() for m, v in usable.items()}
         # Both fused slots, each under the weights of the profile it holds: the standby slot
         # stays current for an instant rollback, or fills in during a re-fusion job.
-        for slot, weights in profiles.slot_weights(s, rt.settings.fusion_weights).items():
-            fused = fusion.fuse(usable, weights, dims)
-            if fused is not None:
-                named[slot] = fused.tolist()
-        index.upsert([IndexPoint(item_id, named, payload_of(item))])
+        slots = profiles.slot_weights(s, rt.settings.fusion_weights)
+        index.upsert([indexing.point(item_id, usable, slots, rt.dims, indexing.payload_of(item))])
         repo.mark_indexed(s, item_id, as_of)
 
 

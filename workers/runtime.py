@@ -13,8 +13,7 @@ import numpy as np
 from enrich.batching import MicroBatcher
 from enrich.registry import Models
 from index import VectorIndex, open_index
-from index.base import FUSED_SLOTS
-from medley import fusion
+from medley import indexing
 from medley.config import Settings, get_settings
 from medley.db import Database
 from medley.domain import Modality
@@ -72,9 +71,7 @@ class Runtime:
 
     def named_dims(self) -> dict[str, int]:
         """The index's named vectors and their sizes: one per modality, and the fused slots."""
-        named = {m.value: d for m, d in self.dims.items()}
-        named.update({slot: fusion.fused_dim(self.dims) for slot in FUSED_SLOTS})
-        return named
+        return indexing.named_dims(self.dims)
 
     def close(self) -> None:
         with self._lock:

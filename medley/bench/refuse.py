@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 from sqlalchemy import func, select
 
-from index.base import FUSED_SLOTS, IndexPoint, VectorIndex
-from medley import fusion
+from index.base import VectorIndex
+from medley import fusion, indexing
 from medley.bench.report import table, write_report
 from medley.db import Database
-from medley.db.models import Item, ModalityRecord
+from medley.db.models import Item, ModalityRecord, utcnow
 from medley.domain import Modality, ModalityStatus
 from medley.editor import profiles
 from medley.editor.profiles import Action
@@ -57,8 +57,7 @@ def open_catalog(folder: Path, items: int, *, seed: int = 0) -> tuple[Catalog, b
     db.migrate()
     profiles.ensure(db, DEFAULT)
     index = EdgeIndex(folder / "index")
-    named = {m.value: d for m, d in DIMS.items()} | {s: fusion.fused_dim(DIMS) for s in FUSED_SLOTS}
-    index.ensure(named)
+    index.ensure(indexing.named_dims(DIMS))
     with db.session() as s:
         have = int(s.scalar(select(func.count()).select_from(Item)) or 0)
     if have != items:
@@ -69,25 +68,27 @@ def open_catalog(folder: Path, items: int, *, seed: int = 0) -> tuple[Catalog, b
 
 
 def seed_catalog(db: Database, index: VectorIndex, items: int, rng: np.random.Generator) -> None:
-    """Items with stored modality vectors, indexed under the default weights in both slots."""
+    """Items with stored modality vectors, indexed as ingestion indexes them (`medley.indexing`)
+    under the default weights, which a fresh catalog's two slots both hold."""
+    slots = indexing.every_slot(DEFAULT)
     for start in range(0, items, SEED_BATCH):
         n = min(SEED_BATCH, items - start)
         ids = [str(uuid.UUID(int=start + k + 1)) for k in range(n)]
         has = {m: rng.random(n) < share for m, share in MIX.items()}
         vecs = {m: rng.standard_normal((n, d)).astype(np.float32) for m, d in DIMS.items()}
         points = []
+        created = utcnow()
         with db.session() as s:
             for k, item_id in enumerate(ids):
-                s.add(Item(id=item_id, title=f"Item {start + k}", status="ready", indexed=True))
                 mine = {m: vecs[m][k] for m in Modality if has[m][k]}
-                for m, v in mine.items():
-                    s.add(ModalityRecord(item_id=item_id, modality=m.value, dim=len(v),
-                                         status=ModalityStatus.READY.value, vector=v.tobytes()))
-                fused = fusion.fuse(mine, DEFAULT, DIMS)
-                named: dict[str, Any] = {m.value: v.tolist() for m, v in mine.items()}
-                if fused is not None:
-                    named.update({slot: fused.tolist() for slot in FUSED_SLOTS})
-                points.append(IndexPoint(item_id, named, {"title": f"Item {start + k}"}))
+                item = Item(id=item_id, title=f"Item {start + k}", status="ready", indexed=True,
+                            created_at=created, modalities=[
+                                ModalityRecord(modality=m.value, dim=len(v), vector=v.tobytes(),
+                                               status=ModalityStatus.READY.value)
+                                for m, v in mine.items()])
+                s.add(item)
+                points.append(indexing.point(item_id, mine, slots, DIMS,
+                                             indexing.payload_of(item)))
         index.upsert(points)
 
 

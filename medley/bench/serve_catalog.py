@@ -1,5 +1,6 @@
 """The synthetic catalog of `medley bench serve`: topic, metadata and per-modality vectors,
-written into the database (as enrichment leaves it) and the index (as `write_index` does)."""
+written into the database (as enrichment leaves it) and the index (as ingestion writes it:
+`medley.indexing`)."""
 
 from __future__ import annotations
 
@@ -66,13 +67,11 @@ class Catalog:
 
     def write(self, db: Any, settings: Settings, timings: dict[str, float],
               say: Callable[[str], None]) -> dict[str, Any]:
-        from index.base import FUSED
         from index.edge import EdgeIndex
-        from medley import fusion
+        from medley import indexing
 
         index = EdgeIndex(settings.index_dir / settings.collection)
-        named = {m.value: d for m, d in self.dims.items()}
-        index.ensure({**named, FUSED: fusion.fused_dim(self.dims)})
+        index.ensure(indexing.named_dims(self.dims))
         timings["items_db_s"] = timings["index_upsert_s"] = 0.0
         for start in range(0, self.spec.items, ITEM_BATCH):
             rows = range(start, min(start + ITEM_BATCH, self.spec.items))
@@ -150,31 +149,19 @@ class Catalog:
 
 def _points(rows: range, ids: list[str], vectors: dict[Modality, np.ndarray],
             meta: list[dict[str, Any]], settings: Settings, dims: dict[Modality, int]) -> list[Any]:
-    """Index points as `workers.pipeline.write_index` builds them: named vectors, fused,
-    payload."""
-    from index.base import FUSED, UNRATED_AGE, IndexPoint
-    from medley import fusion
-    from medley.domain import age_min
+    """Index points as ingestion writes them (`medley.indexing`): both fused slots under the
+    settings' weights, which a fresh catalog's two slots both hold."""
+    from medley import indexing
 
+    slots = indexing.every_slot(settings.fusion_weights)
+    fields = ("title", "tags", "language", "age_rating", "external_id", "published_at",
+              "created_at")
     out = []
     for k, r in enumerate(rows):
-        usable = {m: v[k] for m, v in vectors.items() if not np.isnan(v[k, 0])}
-        named: dict[str, Any] = {m.value: v.tolist() for m, v in usable.items()}
-        fused = fusion.fuse(usable, settings.fusion_weights, dims)
-        if fused is not None:
-            named[FUSED] = fused.tolist()
-        item = meta[k]
-        created = item["created_at"].timestamp()
-        published = item["published_at"].timestamp() if item["published_at"] else None
-        age = age_min(item["age_rating"])
-        payload = {
-            "title": item["title"], "tags": item["tags"], "language": item["language"],
-            "age_rating": item["age_rating"], "external_id": item["external_id"],
-            "published_at": published, "created_at": created,
-            "age_min": UNRATED_AGE if age is None else age,
-            "published_ts": published or created, "modalities": sorted(m.value for m in usable),
-        }
-        out.append(IndexPoint(ids[r], named, payload))
+        mine = {m: v[k] for m, v in vectors.items() if not np.isnan(v[k, 0])}
+        payload = indexing.payload(**{f: meta[k][f] for f in fields},
+                                   modalities=(m.value for m in mine))
+        out.append(indexing.point(ids[r], mine, slots, dims, payload))
     return out
 
 

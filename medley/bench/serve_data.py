@@ -25,7 +25,7 @@ from medley.config import Settings, get_settings
 
 MANIFEST = "bench-manifest.json"
 INPUTS = "loadgen-inputs.json"
-FORMAT = 1
+FORMAT = 2  # 2: both fused slots in the index (a dataset of format 1 has only the first)
 DAY = 86400.0
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from sqlalchemy import select
 
 from index.base import IndexUnavailable, VectorIndex
-from medley import fusion, repo
+from medley import indexing, repo
 from medley.db import Database
 from medley.db.models import Item, utcnow
 from medley.domain import Modality
@@ -29,19 +29,6 @@ from medley.editor.profiles import JobStatus
 log = logging.getLogger(__name__)
 
 BATCH = 1000
-
-
-def fuse_batch(vectors: Mapping[str, Mapping[Modality, np.ndarray]], ids: list[str],
-               weights: Mapping[Modality, float], dims: Mapping[Modality, int]
-               ) -> dict[str, np.ndarray]:
-    """Fused vectors of these items (those with at least one weighted modality)."""
-    blocks = {m: np.zeros((len(ids), d), dtype=np.float32) for m, d in dims.items()}
-    for k, item in enumerate(ids):
-        for m, v in fusion.usable(vectors.get(item, {}), dims).items():
-            blocks[m][k] = v
-    fused = fusion.fuse_many(blocks, weights, dims)
-    keep = np.flatnonzero(np.abs(fused).sum(axis=1) > 0)
-    return {ids[k]: fused[k] for k in keep}
 
 
 def write_batch(index: VectorIndex, slot: str, fused: Mapping[str, np.ndarray]
@@ -114,7 +101,7 @@ def run_job(db: Database, index: VectorIndex, dims: Mapping[Modality, int], job_
                 if not rows:
                     break
                 with _timed(spent, "fuse_s"):
-                    fused = fuse_batch(vectors, ids, weights, dims)
+                    fused = indexing.fuse_batch(vectors, ids, weights, dims)
                 with _timed(spent, "write_s"):
                     refused = write_batch(index, slot, fused)
                 job = profiles.job(s, job_id)

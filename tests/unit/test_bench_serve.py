@@ -18,9 +18,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:OpenBLAS is configured:RuntimeWa
 
 def test_tiny_dataset_is_loadable_and_reused(tmp_path: Path) -> None:
     from enrich.registry import Models
-    from index.base import FUSED
+    from index.base import FUSED, FUSED_SLOTS
     from index.edge import EdgeIndex
-    from medley import fusion
+    from medley import fusion, indexing
     from medley.db import Database
     from medley.db.models import CollabModelRecord, EventRecord, Item, ModalityRecord
 
@@ -48,7 +48,7 @@ def test_tiny_dataset_is_loadable_and_reused(tmp_path: Path) -> None:
 
     dims = Models(settings).dims()
     index = EdgeIndex(settings.index_dir / settings.collection)
-    index.ensure({**{m.value: d for m, d in dims.items()}, FUSED: fusion.fused_dim(dims)})
+    index.ensure(indexing.named_dims(dims))  # the loader writes both fused slots, as ingestion
     try:
         assert index.count() == 300
         points = index.retrieve(ids, with_vectors=True)
@@ -56,6 +56,7 @@ def test_tiny_dataset_is_loadable_and_reused(tmp_path: Path) -> None:
         index.close()
     assert {p.id for p in points} == set(ids)
     assert all(len(p.vectors[FUSED]) == fusion.fused_dim(dims) for p in points)
+    assert all(len(p.vectors[FUSED_SLOTS[1]]) == fusion.fused_dim(dims) for p in points)
     assert all({"tags", "age_min", "published_ts"} <= set(p.payload) for p in points)
 
     inputs = json.loads((tmp_path / INPUTS).read_text())
