@@ -15,6 +15,17 @@ INDEX_QUEUE = "index"
 TRAIN_QUEUE = "train"  # scheduled model training (collaborative filtering)
 ALL_QUEUES = (MEDIA_QUEUE, TEXT_QUEUE, INDEX_QUEUE, TRAIN_QUEUE)
 
+# Task names. The dispatcher sends tasks by name (workers/dispatch.py), so it never imports the
+# task module, which imports it; a worker runs them (workers/tasks.py).
+EXTRACT_TASK = "medley.extract"
+INDEX_TASK = "medley.index_item"
+TRAIN_TASK = "medley.train_collab"
+REFUSE_TASK = "medley.refuse"
+# Re-fusion's limits, longer than an extraction's: a million items take minutes. A delivery
+# stopped by the limit is redelivered and resumes from the job's cursor.
+REFUSE_SOFT_TIME_LIMIT_S = 3600
+REFUSE_TIME_LIMIT_S = 3660
+
 QUEUE_OF: dict[Modality, str] = {
     Modality.IMAGE: MEDIA_QUEUE,
     Modality.VIDEO: MEDIA_QUEUE,

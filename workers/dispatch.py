@@ -9,7 +9,17 @@ from typing import Any
 
 from medley.catalog import DispatchFailed
 from medley.domain import Modality
-from workers.app import INDEX_QUEUE, QUEUE_OF, TRAIN_QUEUE
+from workers.app import (
+    EXTRACT_TASK,
+    INDEX_QUEUE,
+    INDEX_TASK,
+    QUEUE_OF,
+    REFUSE_SOFT_TIME_LIMIT_S,
+    REFUSE_TASK,
+    REFUSE_TIME_LIMIT_S,
+    TRAIN_QUEUE,
+    TRAIN_TASK,
+)
 
 log = logging.getLogger(__name__)
 
@@ -26,31 +36,32 @@ def _broker() -> Iterator[None]:
         raise DispatchFailed(f"the broker did not take the task: {exc}") from exc
 
 
-class CeleryDispatcher:
-    def extract(self, item_id: str, modality: Modality) -> None:
-        from workers.tasks import extract
+def _send(name: str, args: tuple[Any, ...], **options: Any) -> None:
+    """The message `apply_async` on the task sends: results ignored (`task_ignore_result`),
+    the task's own time limits if it has any."""
+    from celery import current_app
 
-        with _broker():
-            extract.apply_async((item_id, modality.value), queue=QUEUE_OF[modality])
+    with _broker():
+        current_app.send_task(name, args, ignore_result=True, **options)
+
+
+class CeleryDispatcher:
+    """Sends each task by its name: this module never imports the task module (which imports
+    this one), and the API process need not load the workers' code to queue their work."""
+
+    def extract(self, item_id: str, modality: Modality) -> None:
+        _send(EXTRACT_TASK, (item_id, modality.value), queue=QUEUE_OF[modality])
 
     def index(self, item_id: str) -> None:
-        from workers.tasks import index_item
-
-        with _broker():
-            index_item.apply_async((item_id,), queue=INDEX_QUEUE)
+        _send(INDEX_TASK, (item_id,), queue=INDEX_QUEUE)
 
     def train(self) -> None:
-        from workers.tasks import train_collab
-
-        with _broker():
-            train_collab.apply_async(queue=TRAIN_QUEUE)
+        _send(TRAIN_TASK, (), queue=TRAIN_QUEUE)
 
     def refuse(self, job_id: str) -> None:
-        from workers.tasks import refuse
-
         # The index owner consumes "index": the job writes the index like any item write.
-        with _broker():
-            refuse.apply_async((job_id,), queue=INDEX_QUEUE)
+        _send(REFUSE_TASK, (job_id,), queue=INDEX_QUEUE,
+              soft_time_limit=REFUSE_SOFT_TIME_LIMIT_S, time_limit=REFUSE_TIME_LIMIT_S)
 
     def backlog(self, queue: str) -> int | None:
         """Messages waiting in `queue` (not those a worker holds), or None when the broker

@@ -9,6 +9,14 @@ from sqlalchemy.exc import OperationalError
 
 from medley.domain import Modality
 from workers import pipeline
+from workers.app import (
+    EXTRACT_TASK,
+    INDEX_TASK,
+    REFUSE_SOFT_TIME_LIMIT_S,
+    REFUSE_TASK,
+    REFUSE_TIME_LIMIT_S,
+    TRAIN_TASK,
+)
 from workers.dispatch import CeleryDispatcher, safely
 from workers.runtime import get_runtime
 
@@ -19,7 +27,7 @@ TRANSIENT = (OperationalError, ConnectionError, TimeoutError)
 
 
 @shared_task(
-    name="medley.extract",
+    name=EXTRACT_TASK,
     autoretry_for=TRANSIENT,
     retry_backoff=2,
     retry_backoff_max=60,
@@ -33,7 +41,7 @@ def extract(item_id: str, modality: str) -> None:
 
 
 @shared_task(
-    name="medley.index_item",
+    name=INDEX_TASK,
     autoretry_for=(*TRANSIENT, pipeline.IndexUnavailable),
     retry_backoff=2,
     retry_backoff_max=60,
@@ -44,7 +52,7 @@ def index_item(item_id: str) -> None:
 
 
 @shared_task(
-    name="medley.train_collab",
+    name=TRAIN_TASK,
     autoretry_for=TRANSIENT,
     retry_backoff=5,
     retry_backoff_max=120,
@@ -60,15 +68,13 @@ def train_collab() -> None:
 
 
 @shared_task(
-    name="medley.refuse",
+    name=REFUSE_TASK,
     autoretry_for=TRANSIENT,
     retry_backoff=2,
     retry_backoff_max=60,
     max_retries=5,
-    # Longer than an extraction's limit: a million items take minutes. A delivery stopped by
-    # the limit is redelivered and resumes from the cursor.
-    soft_time_limit=3600,
-    time_limit=3660,
+    soft_time_limit=REFUSE_SOFT_TIME_LIMIT_S,
+    time_limit=REFUSE_TIME_LIMIT_S,
 )
 def refuse(job_id: str) -> None:
     """Re-fuse every item under a profile's weights, then switch serving to them. Resumes from
