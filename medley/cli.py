@@ -260,7 +260,7 @@ def evaluate(
 ) -> None:
     """Offline evaluation on MovieLens: Medley's blend beside popularity, ALS and content-only."""
     from medley.bench.eval_report import results_table
-    from medley.bench.evaluate import run_eval
+    from medley.bench.eval_run import run_eval
     from medley.config import get_settings
 
     report = run_eval(data, out, cache_dir=get_settings().data_dir / "eval", tune_settings=tune)

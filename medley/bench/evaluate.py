@@ -4,24 +4,21 @@ Every system is measured in the same run, on the same split, by the same metric 
 peers read the same fitted state as Medley: popularity from `Behavior`, ALS from the same
 `CollabModel`; content-only (raw and centred), the tuned z-score blend and LightFM live in
 `medley.bench.peers` and read the same item table, behaviour and ALS model. The protocol is in
-`medley.bench.movielens`; the report (bench/eval.md) states it.
+`medley.bench.movielens`; the run (`medley.bench.eval_run`) writes the report (bench/eval.md),
+which states it.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from index.base import FUSED, Where
-from medley.bench import movielens as ml
 from medley.bench import peers
 from medley.bench.movielens import K, Movie, Split, coverage, events, ndcg_at_k, recall_at_k
-from medley.bench.report import write_report
 from medley.config import Settings
 from medley.domain import Modality
 from medley.recs.behavior import Behavior
@@ -29,7 +26,7 @@ from medley.recs.collab import CollabModel, train
 from medley.recs.engine import Recommender
 from medley.recs.events import Event
 from medley.recs.items import ItemInfo, ItemTable
-from medley.recs.learn import describe, learn
+from medley.recs.learn import learn
 
 SYSTEMS = ("medley", "medley_explore", "popularity", "als", "als_recent", "content",
            *peers.PEER_SYSTEMS)
@@ -193,7 +190,7 @@ def rank_overall(w: World, system: str, user: str, popular: list[str]) -> list[s
         if w.collab is None or uv is None:
             return []
         return [i for i in w.collab.top_for_user(uv, K + len(consumed)) if i not in skip][:K]
-    return peers.rank(_peers(w), w, system, user, skip)  # content-only and the new peers
+    return peers.rank(peers_of(w), w, system, user, skip)  # content-only and the new peers
 
 
 def rank_new(w: World, system: str, user: str, items: list[str],
@@ -211,14 +208,14 @@ def rank_new(w: World, system: str, user: str, items: list[str],
         if w.collab is not None and uv is not None:
             scores = w.collab.scores(uv, items)
     else:  # content-only and the new peers
-        found = peers.peer_scores(_peers(w), w, system, user, w.table.rows(items))
+        found = peers.peer_scores(peers_of(w), w, system, user, w.table.rows(items))
         scores = scores if found is None else found
     s = np.where(np.isfinite(scores), scores, -np.inf)
     order = np.lexsort((rng.random(len(items)), -s))[:K]
     return [items[i] for i in order]
 
 
-def _peers(w: World) -> peers.PeerState:
+def peers_of(w: World) -> peers.PeerState:
     """The peers' state on `w`; prepared here with the blend's defaults if the run did not
     prepare it (the run chooses the blend on validation)."""
     if w.peers is None:
@@ -314,55 +311,3 @@ def tune(split: Split, table: ItemTable, settings: Settings) -> tuple[dict[str, 
             if ndcg + new > best_value:
                 best, best_value, best_slice = params, ndcg + new, new
     return best, trail
-
-
-# --- the run -------------------------------------------------------------------------------------
-def _with_peers(w: World, settings: Settings) -> World:
-    """`w` with its peers prepared; the blend is chosen on a validation split of its training
-    ratings, with ALS alone trained there."""
-    w.peers = peers.prepare(w, settings, lambda s: train_collab(s, settings))
-    return w
-
-
-def run_eval(data: Path, out: Path | None, *, embed: ml.Embed | None = None,
-             cache_dir: Path | None = Path("data/eval"), tune_settings: bool = False,
-             overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The whole evaluation with Medley's settings as it ships (or, with `tune_settings`, the
-    settings one pass of tuning on a validation split chooses); writes out/eval.json and
-    out/eval.md unless `out` is None. `embed` replaces the packaged text model (tests); only
-    the packaged model's vectors are cached under `cache_dir`."""
-    from threadpoolctl import threadpool_limits
-
-    from medley.bench.eval_report import report
-
-    t0 = time.perf_counter()
-    ratings, movies = ml.load(data)
-    test = ml.split(ratings, list(movies))
-    cut = ml.split(ratings, list(movies), per_user=False)
-    texts = [movies.get(i, Movie(i, ())).text for i in test.catalog]
-    cache = cache_dir if embed is None else None
-    matrix = ml.embed_catalog(texts, embed or ml.default_embedder(), cache, "minilm-int8")
-    vectors = dict(zip(test.catalog, matrix, strict=True))
-    settings = Settings(data_dir=cache_dir or Path("data/eval"),
-                        **{**EVAL_OVERRIDES, **dict(overrides or {})})
-    trail: list[Any] = []
-    with threadpool_limits(1, "blas"):  # small matrices: a second BLAS thread only spins
-        on_val = None
-        if tune_settings:
-            val = ml.split(test.train, test.candidates, test_share=0.1, seed=1)
-            val_table = build_table(val, movies, vectors)
-            best, trail = tune(val, val_table, settings)
-            settings = settings.model_copy(update=best)
-            on_val = (val, measure(fit(val, val_table, settings)))
-        worlds = [_with_peers(fit(s, build_table(s, movies, vectors), settings), settings)
-                  for s in (test, cut)]
-        results, at_cut = (measure(w) for w in worlds)
-    splits = ("per_user", "global_cut")
-    peer_info = {name: _peers(w).describe() for name, w in zip(splits, worlds, strict=True)}
-    model_info = {name: describe(w.collab) for name, w in zip(splits, worlds, strict=True)}
-    data_out = report(test, results, cut, at_cut, settings, trail, on_val,
-                      time.perf_counter() - t0, peer_info, ml.about(data), model_info)
-    if out is not None:
-        write_report(out, "eval", {k: v for k, v in data_out.items() if k != "markdown"},
-                     data_out["markdown"])
-    return data_out

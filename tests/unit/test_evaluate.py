@@ -16,6 +16,7 @@ import pytest
 from index.base import FUSED, Where
 from medley.bench import movielens as ml
 from medley.bench import peers
+from medley.bench.eval_run import run_eval
 from medley.bench.evaluate import (
     PEERS,
     SYSTEMS,
@@ -23,7 +24,6 @@ from medley.bench.evaluate import (
     build_table,
     fit,
     rank_overall,
-    run_eval,
 )
 from medley.config import Settings
 
