@@ -26,8 +26,8 @@ from api.fusion_schemas import (
     comparison_out,
     side,
 )
-from medley.editor.profiles import Action
 from medley.editor.service import Candidate, FusionEditor
+from medley.fusion_state import Action
 from medley.keys import Principal, Role
 
 router = APIRouter(prefix="/v1/fusion", tags=["fusion editor"], dependencies=[allow(Role.EDITOR)])

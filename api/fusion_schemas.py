@@ -12,7 +12,8 @@ from api.schemas import utc
 from medley.db.models import Evaluation, FusionAudit, FusionJob, FusionProfile
 from medley.domain import Modality
 from medley.editor.preview import Comparison, Row
-from medley.editor.profiles import SURFACES, Serving
+from medley.editor.profiles import SURFACES
+from medley.fusion_state import Serving
 from medley.recs.items import ItemTable
 
 Weights = dict[Modality, float]

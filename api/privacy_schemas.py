@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
+from medley.controls import Controls
 from medley.privacy.analytics import ItemCounts
-from medley.privacy.controls import Controls
 from medley.privacy.users import Receipt
 
 

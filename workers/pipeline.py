@@ -13,11 +13,10 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from enrich.base import MediaDecodeError, ModelUnavailable
 from index.base import IndexUnavailable
-from medley import fusion, indexing, metrics, repo
+from medley import fusion, fusion_state, indexing, metrics, repo
 from medley.catalog import text_hash, text_input
 from medley.db.models import Item, utcnow
 from medley.domain import MediaKind, Modality, ModalityStatus
-from medley.editor import profiles
 from workers.extractors import EXTRACTORS, Extracted, model_key
 from workers.runtime import Runtime
 
@@ -159,7 +158,7 @@ def write_index(rt: Runtime, item_id: str) -> None:
             return  # nothing extracted yet; a later extraction will dispatch again
         # Both fused slots, each under the weights of the profile it holds: the standby slot
         # stays current for an instant rollback, or fills in during a re-fusion job.
-        slots = profiles.slot_weights(s, rt.settings.fusion_weights)
+        slots = fusion_state.slot_weights(s, rt.settings.fusion_weights)
         index.upsert([indexing.point(item_id, usable, slots, rt.dims, indexing.payload_of(item))])
         repo.mark_indexed(s, item_id, as_of)
 

@@ -13,11 +13,10 @@ import numpy as np
 from enrich.batching import MicroBatcher
 from enrich.registry import Models
 from index import VectorIndex, open_index
-from medley import indexing
+from medley import fusion_state, indexing
 from medley.config import Settings, get_settings
 from medley.db import Database
 from medley.domain import Modality
-from medley.editor import profiles
 from medley.media import MediaStore
 
 
@@ -39,7 +38,7 @@ class Runtime:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.resolved_database_url)
         db.migrate()
-        profiles.ensure(db, settings.fusion_weights)
+        fusion_state.ensure(db, settings.fusion_weights)
         return cls(settings, db, MediaStore(settings.media_dir, settings.max_upload_bytes),
                    Models(settings), _index=index)
 

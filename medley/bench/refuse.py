@@ -20,14 +20,14 @@ import numpy as np
 from sqlalchemy import func, select
 
 from index.base import VectorIndex
-from medley import fusion, indexing
+from medley import fusion, fusion_state, indexing
 from medley.bench.report import table, write_report
 from medley.db import Database
 from medley.db.models import Item, ModalityRecord, utcnow
 from medley.domain import Modality, ModalityStatus
 from medley.editor import profiles
-from medley.editor.profiles import Action
 from medley.editor.refuse import run_job
+from medley.fusion_state import Action
 
 # The default models' sizes: CLIP ViT-B-32 (image, video, CLIP text), MiniLM (text, speech).
 DIMS = {Modality.IMAGE: 512, Modality.VIDEO: 512, Modality.SPEECH: 384, Modality.TEXT: 384,
@@ -55,7 +55,7 @@ def open_catalog(folder: Path, items: int, *, seed: int = 0) -> tuple[Catalog, b
     folder.mkdir(parents=True, exist_ok=True)
     db = Database(f"sqlite:///{folder / 'medley.db'}")
     db.migrate()
-    profiles.ensure(db, DEFAULT)
+    fusion_state.ensure(db, DEFAULT)
     index = EdgeIndex(folder / "index")
     index.ensure(indexing.named_dims(DIMS))
     with db.session() as s:
@@ -121,7 +121,7 @@ def run_refuse_bench(out: Path, data_dir: Path, items: int = 100_000) -> dict[st
     for k, weights in enumerate((DIALOGUE_FIRST, DEFAULT)):  # publish, then back again
         status, seconds, phases = publish_once(cat, weights, f"bench-{k}-{uuid.uuid4().hex[:6]}")
         with cat.db.session() as s:
-            live = profiles.serving(s, DEFAULT)
+            live = fusion_state.serving(s, DEFAULT)
         runs.append({
             "weights": {m.value: w for m, w in weights.items()}, "status": status,
             "seconds": round(seconds, 2), "items_per_s": round(items / seconds),

@@ -19,7 +19,7 @@ import numpy as np
 from sqlalchemy import select
 
 from index.base import IndexUnavailable, VectorIndex
-from medley import indexing, repo
+from medley import fusion_state, indexing, repo
 from medley.db import Database
 from medley.db.models import Item, utcnow
 from medley.domain import Modality
@@ -86,7 +86,7 @@ def run_job(db: Database, index: VectorIndex, dims: Mapping[Modality, int], job_
             return job.status if job else "missing"
         job.status = JobStatus.RUNNING.value
         job.started_at = job.started_at or utcnow()
-        weights = profiles.weights_of(profiles.get(s, job.profile_id).weights)
+        weights = fusion_state.weights_of(profiles.get(s, job.profile_id).weights)
         slot, cursor = job.slot, job.cursor
     try:
         while True:

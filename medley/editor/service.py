@@ -9,12 +9,14 @@ from typing import Any
 
 from sqlalchemy import select
 
+from medley import fusion_state
 from medley.db.models import Evaluation, FusionAudit, FusionJob, FusionProfile, Media, Transcript
 from medley.domain import MediaKind, Modality
 from medley.editor import preview, profiles
 from medley.editor.jobs import EvaluationJobs
-from medley.editor.profiles import Action, JobStatus, Serving
+from medley.editor.profiles import JobStatus
 from medley.errors import InvalidInput
+from medley.fusion_state import Action, Serving
 from medley.recs import store
 from medley.recs.items import FusionView
 from medley.recs.service import Recommendations
@@ -53,7 +55,7 @@ class FusionEditor:
     # --- profiles ---------------------------------------------------------------------------
     def overview(self) -> tuple[Serving, list[FusionProfile], FusionJob | None]:
         with self.db.session() as s:
-            return (profiles.serving(s, self.defaults), profiles.listing(s),
+            return (fusion_state.serving(s, self.defaults), profiles.listing(s),
                     profiles.open_job(s))
 
     def create(self, name: str, weights: Mapping[Modality, float],
@@ -63,7 +65,7 @@ class FusionEditor:
         for surface, w in surfaces.items():
             check_weights(w, f"surfaces.{surface}")
         with self.db.session() as s:
-            profiles.state(s, self.defaults)
+            fusion_state.state(s, self.defaults)
             return profiles.create(s, name, weights, surfaces, note, actor)
 
     def profile(self, profile_id: int) -> FusionProfile:
@@ -72,12 +74,12 @@ class FusionEditor:
 
     def candidate(self, profile_id: int) -> Candidate:
         p = self.profile(profile_id)
-        return Candidate(profiles.weights_of(p.weights), profiles.surfaces_of(p.surfaces or {}),
-                         p)
+        return Candidate(fusion_state.weights_of(p.weights),
+                         fusion_state.surfaces_of(p.surfaces or {}), p)
 
     def live(self) -> Serving:
         with self.db.session() as s:
-            return profiles.serving(s, self.defaults)
+            return fusion_state.serving(s, self.defaults)
 
     # --- preview and evaluation -------------------------------------------------------------
     def preview(self, cand: Candidate, items: Sequence[str], users: Sequence[str],

@@ -16,7 +16,6 @@ from typing import Any
 from index.base import Where
 from medley import metrics
 from medley.db.models import Evaluation, Experiment, ExperimentAudit
-from medley.editor.profiles import Action
 from medley.editor.service import FusionEditor
 from medley.errors import Conflict, InvalidInput, NotFound
 from medley.experiments import arms as arm_recs
@@ -26,6 +25,7 @@ from medley.experiments.exposures import ExposureLog
 from medley.experiments.interleave import team_draft
 from medley.experiments.readout import Readout
 from medley.experiments.spec import Arm, Mode, Spec, Status, arms_of, guardrails_of
+from medley.fusion_state import Action
 from medley.recs.answers import Answer, Scored
 from medley.recs.service import Recommendations
 

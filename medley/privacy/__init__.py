@@ -1,5 +1,6 @@
 """Privacy: users' own controls, erasure and history reset, differentially private analytics.
 
-Modules here import the recommendation store and model, never the serving classes, so the
-serving code can call into them without an import cycle.
+It sits above the recommendations (`medley.recs`): what serving honours and reads lives below
+both, the users' controls in `medley.controls` and the erasure notices in `medley.erasures`, so
+serving never imports privacy.
 """

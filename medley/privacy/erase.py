@@ -2,40 +2,36 @@
 
 Both delete the user's events (and with them every recommendation id they reported) and their
 trace in every stored collaborative model; erasure also deletes their stated preferences and
-controls. Each writes a notice (`erasures`, also the receipt): serving processes poll it, drop
-the user's state and rebuild the aggregates the deleted events fed (`RecSync.apply_erasures`);
-training reads it to retrain a model that learnt from them (`retrain_due`).
+controls. Each writes a notice (`erasures`, also the receipt; read through `medley.erasures`):
+serving processes poll it, drop the user's state and rebuild the aggregates the deleted events
+fed (`RecSync.apply_erasures`); training reads it to retrain a model that learnt from them
+(`retrain_due`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from medley import controls
 from medley.db.models import CollabModelRecord, Erasure, EventRecord, UserPreferences, utcnow
+from medley.erasures import serialize, user_hash
 from medley.experiments import store as experiments_store
-from medley.privacy import controls
 from medley.recs.collab import CollabModel
 from medley.recs.events import WEIGHTS
 
 POSITIVE = [t.value for t, w in WEIGHTS.items() if w > 0]  # the events ALS learns from
 CHUNK = 500  # ids per IN (...) list
-LOCK_KEY = 0x6D65646C  # PostgreSQL advisory lock: erasures and model saves take turns
 
 
 class Kind(StrEnum):
     ERASE = "erase"  # everything about the user
     RESET = "reset"  # their history and what was learnt from it; stated wishes stay
-
-
-def user_hash(user_id: str) -> str:
-    return hashlib.sha256(b"medley-erasure\0" + user_id.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -44,21 +40,6 @@ class Scrubbed:
     at: datetime
     counts: dict[str, int | bool]
     retrain: bool  # a stored model learnt from the deleted events
-
-
-@dataclass(frozen=True)
-class Notice:
-    id: int
-    user_hash: str | None  # None once `erasure_notice_s` passed
-    rebuild: bool  # the erasure deleted something serving state was built from
-
-
-def serialize(s: Session) -> None:
-    """Hold the erasure lock until this transaction ends, so a model saved by training is
-    either seen (and scrubbed) by an erasure, or sees its notice (and is discarded). SQLite
-    serializes writers already."""
-    if s.get_bind().dialect.name == "postgresql":
-        s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK_KEY})
 
 
 def scrub(s: Session, user_id: str, kind: Kind, notice_s: float) -> Scrubbed:
@@ -134,20 +115,3 @@ def forget_hashes(s: Session, notice_s: float) -> None:
     cutoff = utcnow() - timedelta(seconds=notice_s)
     s.execute(update(Erasure).where(Erasure.at < cutoff, Erasure.user_hash.is_not(None))
               .values(user_hash=None))
-
-
-# --- what serving processes and training read ------------------------------------------------
-def notices_after(s: Session, after_id: int) -> list[Notice]:
-    rows = s.execute(select(Erasure.id, Erasure.user_hash, Erasure.counts)
-                     .where(Erasure.id > after_id).order_by(Erasure.id)).all()
-    return [Notice(r.id, r.user_hash, bool(r.counts.get("events") or r.counts.get("collab_factors")
-                                           or r.counts.get("collab_items"))) for r in rows]
-
-
-def latest_notice(s: Session) -> int:
-    return int(s.scalar(select(func.max(Erasure.id))) or 0)
-
-
-def retrain_due(s: Session, model_id: int) -> bool:
-    """Whether an erasure deleted events this model (or a newer one) learnt from."""
-    return s.scalar(select(Erasure.id).where(Erasure.model_id >= model_id).limit(1)) is not None

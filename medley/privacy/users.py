@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from medley import controls
+from medley.controls import Controls
 from medley.errors import InvalidInput
-from medley.privacy import controls, erase
-from medley.privacy.controls import Controls
+from medley.privacy import erase
 from medley.privacy.erase import Kind
 from medley.recs import store
 

@@ -16,12 +16,12 @@ from sqlalchemy.orm import Session
 from enrich.base import ModelUnavailable
 from enrich.registry import Family, Models
 from index.base import FUSED, IndexUnavailable, VectorIndex, Where
+from medley import controls
 from medley.config import Settings
+from medley.controls import Controls
 from medley.db import Database
 from medley.db.models import Transcript
 from medley.errors import InvalidInput, NotFound, PayloadTooLarge
-from medley.privacy import controls
-from medley.privacy.controls import Controls
 from medley.recs import audience, store
 from medley.recs.answers import Answer, Preferences
 from medley.recs.behavior import Behavior

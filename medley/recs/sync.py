@@ -23,13 +23,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from index.base import Where
-from medley import dates, fusion, repo
+from medley import dates, erasures, fusion, fusion_state, repo
 from medley.config import Settings
 from medley.db import Database
 from medley.db.models import Item
 from medley.domain import Modality, age_min
-from medley.editor import profiles
-from medley.privacy import erase
 from medley.recs import snapshot, store
 from medley.recs.answers import Editorial
 from medley.recs.behavior import Behavior
@@ -223,16 +221,16 @@ class RecSync:
         """Erasures and resets recorded by any process: drop those users' state at once, then
         rebuild what their deleted events fed (decayed sums cannot be unwound exactly)."""
         with self.db.session() as s:
-            notices = erase.notices_after(s, self.erasures_seen)
+            notices = erasures.notices_after(s, self.erasures_seen)
         if not notices:
             return 0
         self.drop_snapshot()  # the file on disk may hold them: gone before anything else
         hashes = {n.user_hash for n in notices if n.user_hash}
         if hashes:
-            self.behavior.drop_users(lambda u: erase.user_hash(u) in hashes)
+            self.behavior.drop_users(lambda u: erasures.user_hash(u) in hashes)
         if self.answers is not None:  # nothing derived from them may outlive the erasure
             if all(n.user_hash for n in notices):
-                self.answers.forget(lambda u: erase.user_hash(u) in hashes)
+                self.answers.forget(lambda u: erasures.user_hash(u) in hashes)
             else:  # a notice past its hash's lifetime: whose it was is unknown
                 self.answers.clear()
         if any(n.rebuild for n in notices):
@@ -279,8 +277,8 @@ class RecSync:
         if restored is None:
             return None
         with self.db.session() as s:
-            latest_notice = erase.latest_notice(s)
-            since = erase.notices_after(s, restored.erasures_seen)
+            latest_notice = erasures.latest_notice(s)
+            since = erasures.notices_after(s, restored.erasures_seen)
             newest_seq = store.max_seq(s)
             has_model = store.latest_model_id(s) is not None
         if any(n.rebuild for n in since):
@@ -379,9 +377,9 @@ class RecSync:
         """Serve the published fusion profile: its weights for the table, its slot for index
         searches, in one assignment (requests see the old view or the new, never a mix)."""
         with self.db.session() as s:
-            live = profiles.serving(s, self.settings.fusion_weights)
-            view = FusionView(profiles.weights_of(live.profile.weights),
-                              profiles.surfaces_of(live.profile.surfaces or {}),
+            live = fusion_state.serving(s, self.settings.fusion_weights)
+            view = FusionView(fusion_state.weights_of(live.profile.weights),
+                              fusion_state.surfaces_of(live.profile.surfaces or {}),
                               live.slot, live.profile.id)
         current = self.table.view
         if (current.profile_id, current.slot) == (view.profile_id, view.slot):
@@ -427,7 +425,7 @@ class RecSync:
         """Everything at once (start-up)."""
         started = time.perf_counter()
         with self.db.session() as s:  # events read below already lack anything erased so far
-            self.erasures_seen = erase.latest_notice(s)
+            self.erasures_seen = erasures.latest_notice(s)
         restored = self.restore_snapshot()
         self.load_fusion()
         n_items = self.load_items()

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from medley.config import Settings
 from medley.db import Database
 from medley.domain import Modality
-from medley.privacy import erase
+from medley.erasures import latest_notice, retrain_due, serialize
 from medley.recs import store
 from medley.recs.items import ItemTable
 from medley.recs.learn import learn
@@ -54,9 +54,9 @@ def train_and_store(db: Database, settings: Settings,
             latest = store.latest_model_id(s)
             if latest is not None:
                 found = store.load_model_blob(s, latest)
-                if found is not None and found[1] >= last and not erase.retrain_due(s, latest):
+                if found is not None and found[1] >= last and not retrain_due(s, latest):
                     return None  # no event since the newest model, and no erasure either
-            erasures = erase.latest_notice(s)
+            erasures = latest_notice(s)
             started = time.perf_counter()
             rows = [(q, e) for q, e in store.events_after(s, 0) if q <= last]
         if dims is None:
@@ -67,10 +67,10 @@ def train_and_store(db: Database, settings: Settings,
         if model is None:
             return None
         with db.session() as s:
-            erase.serialize(s)
+            serialize(s)
             # The rows may hold events an erasure deleted meanwhile: such a model must not
             # be stored (it would bring the erased user's factors back).
-            if erase.latest_notice(s) != erasures:
+            if latest_notice(s) != erasures:
                 log.info("an erasure landed during training; training again without it")
                 continue
             model_id = store.save_model(s, model.to_bytes(), last, len(rows))

@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
+from medley import controls, erasures
 from medley.config import Settings
 from medley.db import Database
 from medley.db.models import CollabModelRecord, Erasure, EventRecord, UserPreferences
 from medley.domain import Modality
 from medley.errors import BudgetExhausted
-from medley.privacy import analytics, controls, erase
+from medley.privacy import analytics, erase
 from medley.privacy.erase import Kind
 from medley.recs import store
 from medley.recs.behavior import Behavior
@@ -81,14 +82,14 @@ def test_erasure_deletes_every_row_and_takes_the_user_out_of_stored_models(
         assert "solo" not in model.user_ids
         assert "item-7" not in model.item_ids and "item-0" in model.item_ids  # only theirs goes
         notice = s.scalars(select(Erasure)).one()
-        assert notice.user_hash == erase.user_hash("solo") and "solo" not in str(notice.counts)
+        assert notice.user_hash == erasures.user_hash("solo") and "solo" not in str(notice.counts)
         latest = store.latest_model_id(s)
-        assert latest is not None and erase.retrain_due(s, latest)
+        assert latest is not None and erasures.retrain_due(s, latest)
     # No new event, yet the model learnt from erased events: it is retrained, then not again.
     retrained = train_and_store(db, settings(tmp_path))
     assert retrained is not None
     with db.session() as s:
-        assert not erase.retrain_due(s, retrained)
+        assert not erasures.retrain_due(s, retrained)
     assert train_and_store(db, settings(tmp_path)) is None
     with db.session() as s:  # a second erasure of the same user: a receipt of zeros
         again = erase.scrub(s, "solo", Kind.ERASE, 3600)
@@ -108,10 +109,10 @@ def test_a_reset_keeps_what_the_user_stated_and_notices_lose_the_hash_in_time(
     with db.session() as s:
         assert s.get(UserPreferences, "solo") is not None
         assert controls.get(s, "solo").items == ("item-2",)
-        assert [n.rebuild for n in erase.notices_after(s, 0)] == [True]
+        assert [n.rebuild for n in erasures.notices_after(s, 0)] == [True]
         erase.forget_hashes(s, 0.0)
     with db.session() as s:
-        assert [n.user_hash for n in erase.notices_after(s, 0)] == [None]
+        assert [n.user_hash for n in erasures.notices_after(s, 0)] == [None]
 
 
 def test_controls_are_idempotent_and_leave_no_row_once_undone(db: Database) -> None:

@@ -12,15 +12,15 @@ import pytest
 from sqlalchemy import select
 
 from index.base import FUSED_SLOTS, VectorIndex
-from medley import fusion, repo
+from medley import fusion, fusion_state, repo
 from medley.bench import refuse as bench
 from medley.db import Database
 from medley.db.models import Item
 from medley.domain import Modality
 from medley.editor import profiles
-from medley.editor.profiles import Action
 from medley.editor.refuse import run_job
 from medley.errors import Conflict
+from medley.fusion_state import Action
 
 ITEMS = 35
 SPEECH = {m: 0.0 for m in Modality} | {Modality.SPEECH: 1.0, Modality.TEXT: 0.1}
@@ -32,7 +32,7 @@ def cat(database_url: str, tmp_path: Path) -> Iterator[bench.Catalog]:
 
     db = Database(database_url)
     db.migrate()
-    profiles.ensure(db, bench.DEFAULT)
+    fusion_state.ensure(db, bench.DEFAULT)
     index = EdgeIndex(tmp_path / "index")
     index.ensure({m.value: d for m, d in bench.DIMS.items()}
                  | {s: fusion.fused_dim(bench.DIMS) for s in FUSED_SLOTS})
@@ -52,7 +52,7 @@ def start(cat: bench.Catalog, weights: Mapping[Modality, float], action: Action 
 
 def live(cat: bench.Catalog) -> tuple[int, str]:
     with cat.db.session() as s:
-        got = profiles.serving(s, bench.DEFAULT)
+        got = fusion_state.serving(s, bench.DEFAULT)
         return got.profile.id, got.slot
 
 
@@ -79,7 +79,7 @@ def test_publish_fills_the_standby_slot_and_then_switches(cat: bench.Catalog) ->
     before_id, before_slot = live(cat)
     profile_id, job_id = start(cat, SPEECH)
     with cat.db.session() as s:  # single-item index writes now fill standby the new way
-        weights = profiles.slot_weights(s, bench.DEFAULT)
+        weights = fusion_state.slot_weights(s, bench.DEFAULT)
     standby = next(x for x in FUSED_SLOTS if x != before_slot)
     assert weights[standby][Modality.SPEECH] == 1.0 and weights[before_slot] == bench.DEFAULT
     assert live(cat) == (before_id, before_slot)  # nothing switched yet

@@ -1,7 +1,8 @@
 """Users' own controls: "not interested" in an item or a tag, and pausing their history.
 
 Stored per user in `user_controls`; serving reads them per request (a primary-key lookup, like
-preferences), so a change holds at once in every process.
+preferences), so a change holds at once in every process. Users set them through
+`medley.privacy.users`; they sit below both, so serving reads them without importing privacy.
 """
 
 from __future__ import annotations
