@@ -46,9 +46,11 @@ test:
 test-fast:
 	$(BIN)/python -m pytest -q -m "not heavy and not integration"
 
+# ruff, mypy, and the layers (import-linter: the contracts in pyproject.toml)
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/mypy enrich index api workers medley
+	$(BIN)/lint-imports
 
 bench:
 	$(BIN)/medley bench enrich

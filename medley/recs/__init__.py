@@ -1,0 +1,2 @@
+"""Recommendations: the serving item table, collaborative model, ranking and the sync that keeps
+them current."""
