@@ -82,9 +82,11 @@ def measure(data_dir: Path, calls: int, blend_only: bool = False) -> dict[str, A
                 runs[surface][mode].append(round(_cpu_ms(call, users), 3))
     if model is not None:
         model.ranker = ranker
+    trees = None if blend_only or ranker is None else \
+        _tree_cost(ranker, surfaces["recommendations"], users)
     rt.close()
     out: dict[str, Any] = {"calls_per_run": calls, "rounds": ROUNDS, "runs_ms": runs,
-                           "features": list(ranker.names) if ranker else []}
+                           "features": list(ranker.names) if ranker else [], "trees": trees}
     for surface, r in runs.items():
         blended = statistics.median(r["blend"])
         out[surface] = {"blend_ms": blended}
@@ -92,6 +94,42 @@ def measure(data_dir: Path, calls: int, blend_only: bool = False) -> dict[str, A
             ranked = statistics.median(r["ranker"])
             out[surface] |= {"ranker_ms": ranked, "added_ms": round(ranked - blended, 3)}
     return out
+
+
+def _tree_cost(ranker: Any, call: Callable[[str], Any], users: list[str]) -> dict[str, Any]:
+    """The trees alone, on the feature matrices of these for-you requests: LightGBM's own
+    predict, the compiled walk over the whole forest, and what the ranker serves (the cascade,
+    where its model chose one), in CPU ms per request."""
+    import numpy as np
+
+    seen: list[np.ndarray] = []
+    own = ranker._predict
+
+    def recording(x: np.ndarray) -> np.ndarray:
+        seen.append(x)
+        return own(x)
+
+    ranker._predict = recording
+    try:
+        for u in users:
+            call(u)
+    finally:
+        del ranker._predict
+    ranker.load()
+    booster, forest = ranker._booster, ranker._forest
+    ways: dict[str, Callable[[np.ndarray], Any]] = {
+        "lightgbm": lambda x: booster.predict(x, num_threads=1), "served": ranker._predict}
+    if forest is not None:
+        ways["compiled, every tree"] = forest.predict
+    ms: dict[str, float] = {}
+    for name, way in ways.items():
+        started = time.process_time()
+        for x in seen:
+            way(x)
+        ms[name] = round((time.process_time() - started) / max(1, len(seen)) * 1000, 3)
+    return {"requests": len(seen), "rows_mean": round(float(np.mean([len(x) for x in seen])), 1),
+            "trees": forest.trees if forest is not None else None,
+            "cascade": ranker.meta.get("cascade") or {}, "ms": ms}
 
 
 def blend_report(result: dict[str, Any], commit: str) -> str:
@@ -119,6 +157,18 @@ def report(result: dict[str, Any], commit: str) -> str:
         lines.append(f"| {surface} | {r['ranker_ms']} | {r['blend_ms']} | {r['added_ms']} | "
                      f"{runs['ranker']} / {runs['blend']} |")
     lines += ["", f"Features ({len(result['features'])}): {', '.join(result['features'])}."]
+    trees = result.get("trees")
+    if trees:
+        stages = trees["cascade"]
+        how = (f"a cascade: every candidate through the first {stages['trees']} trees, the best "
+               f"{stages['shortlist']} through the rest (validation NDCG@10 {stages['ndcg@10']}"
+               f" against {stages['full_ndcg@10']} for the whole forest)") if stages else \
+            "every candidate through every tree (the model chose no cascade)"
+        lines += ["", f"The trees alone, on the {trees['requests']} for-you requests' feature "
+                  f"matrices ({trees['rows_mean']} candidates each on average, "
+                  f"{trees['trees']} trees); the ranker serves {how}:", "",
+                  "| scoring | CPU ms per request |", "|---|---|"]
+        lines += [f"| {name} | {v} |" for name, v in trees["ms"].items()]
     return "\n".join(lines) + "\n"
 
 
