@@ -7,7 +7,7 @@ BIN     := $(VENV)/bin
 TORCH   := torch==2.14.1 torchvision==0.29.1
 APT     := ffmpeg espeak-ng chromium chromium-driver
 
-.PHONY: setup system-packages run worker test test-fast lint bench eval bench-serve bench-refuse bench-trust demo clean
+.PHONY: setup system-packages run worker test test-fast lint bench eval bench-serve bench-refusion bench-trust demo clean
 
 setup: system-packages $(BIN)/medley
 	$(BIN)/medley prepare
@@ -61,8 +61,8 @@ eval:
 bench-serve:
 	$(BIN)/medley bench serve
 
-bench-refuse:
-	$(BIN)/medley bench refuse
+bench-refusion:
+	$(BIN)/medley bench refusion
 
 bench-trust:
 	$(BIN)/medley bench trust

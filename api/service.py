@@ -60,7 +60,7 @@ class Service:
         self.catalog = Catalog(self.runtime.db, self.runtime.store, self.dispatch)
         self.recs = Recommendations(settings, self.runtime.db, self.runtime.models,
                                     self.runtime.index, self.dispatch.train)
-        self.editor = FusionEditor(self.recs, self.dispatch.refuse)
+        self.editor = FusionEditor(self.recs, self.dispatch.re_fuse)
         self.experiments = Experiments(self.recs, self.editor)
         # In-process workers: the text queue on one of its own with many threads (they mostly
         # wait on a shared batch, enrich/batching.py), the other queues on two threads.

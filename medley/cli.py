@@ -374,17 +374,17 @@ def bench_ingest(
                                                   "model_only", "runtime_s")}, indent=2))
 
 
-@bench_app.command("refuse")
-def bench_refuse(
+@bench_app.command("refusion")
+def bench_refusion(
     items: Annotated[int, typer.Option(help="synthetic items")] = 100_000,
     out: Annotated[Path, typer.Option(help="report folder")] = Path("bench"),
     data_dir: Annotated[Path, typer.Option(help="catalog folder, reused when it matches")] = Path(
-        "data/bench-refuse"),
+        "data/bench-refusion"),
 ) -> None:
     """Publishing a fusion profile: every item re-fused from stored vectors, no model called."""
-    from medley.bench.refuse import run_refuse_bench
+    from medley.bench.refusion import run_refusion_bench
 
-    result = run_refuse_bench(out, data_dir, items=items)
+    result = run_refusion_bench(out, data_dir, items=items)
     typer.echo(json.dumps(result["runs"], indent=2, default=str))
 
 

@@ -4,7 +4,7 @@ An item's point is one named vector per modality it has (those that fit the curr
 a fused vector in each fused slot under that slot's weights (`medley.fusion`: the active slot
 serves, the standby one stays current for an instant rollback or is re-fused under new
 weights), and the payload that answers filter on. Every writer builds its points here:
-ingestion (`workers.pipeline.write_index`), re-fusion (`medley.editor.refuse`, one slot for
+ingestion (`workers.pipeline.write_index`), re-fusion (`medley.editor.refusion`, one slot for
 many items) and the benchmarks' synthetic catalogs, so all of them fill both slots the same way.
 """
 

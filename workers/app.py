@@ -20,11 +20,15 @@ ALL_QUEUES = (MEDIA_QUEUE, TEXT_QUEUE, INDEX_QUEUE, TRAIN_QUEUE)
 EXTRACT_TASK = "medley.extract"
 INDEX_TASK = "medley.index_item"
 TRAIN_TASK = "medley.train_collab"
-REFUSE_TASK = "medley.refuse"
+RE_FUSE_TASK = "medley.re_fuse"
+# Re-fusion's name until this release ("refuse" reads as "deny"). Messages an older version
+# queued under it still run after an upgrade (workers/tasks.py routes it to the same task);
+# nothing sends it any more. Remove it in the next release.
+RE_FUSE_TASK_OLD_NAME = "medley.refuse"
 # Re-fusion's limits, longer than an extraction's: a million items take minutes. A delivery
 # stopped by the limit is redelivered and resumes from the job's cursor.
-REFUSE_SOFT_TIME_LIMIT_S = 3600
-REFUSE_TIME_LIMIT_S = 3660
+RE_FUSE_SOFT_TIME_LIMIT_S = 3600
+RE_FUSE_TIME_LIMIT_S = 3660
 
 QUEUE_OF: dict[Modality, str] = {
     Modality.IMAGE: MEDIA_QUEUE,

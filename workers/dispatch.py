@@ -14,9 +14,9 @@ from workers.app import (
     INDEX_QUEUE,
     INDEX_TASK,
     QUEUE_OF,
-    REFUSE_SOFT_TIME_LIMIT_S,
-    REFUSE_TASK,
-    REFUSE_TIME_LIMIT_S,
+    RE_FUSE_SOFT_TIME_LIMIT_S,
+    RE_FUSE_TASK,
+    RE_FUSE_TIME_LIMIT_S,
     TRAIN_QUEUE,
     TRAIN_TASK,
 )
@@ -58,10 +58,10 @@ class CeleryDispatcher:
     def train(self) -> None:
         _send(TRAIN_TASK, (), queue=TRAIN_QUEUE)
 
-    def refuse(self, job_id: str) -> None:
+    def re_fuse(self, job_id: str) -> None:
         # The index owner consumes "index": the job writes the index like any item write.
-        _send(REFUSE_TASK, (job_id,), queue=INDEX_QUEUE,
-              soft_time_limit=REFUSE_SOFT_TIME_LIMIT_S, time_limit=REFUSE_TIME_LIMIT_S)
+        _send(RE_FUSE_TASK, (job_id,), queue=INDEX_QUEUE,
+              soft_time_limit=RE_FUSE_SOFT_TIME_LIMIT_S, time_limit=RE_FUSE_TIME_LIMIT_S)
 
     def backlog(self, queue: str) -> int | None:
         """Messages waiting in `queue` (not those a worker holds), or None when the broker
@@ -106,8 +106,8 @@ class ForwardingDispatcher:
     def train(self) -> None:
         self._send("train")
 
-    def refuse(self, job_id: str) -> None:
-        self._send("refuse", job_id)
+    def re_fuse(self, job_id: str) -> None:
+        self._send("re_fuse", job_id)
 
     def backlog(self, queue: str) -> int | None:
         try:
@@ -120,7 +120,10 @@ def owner_handlers(dispatch: CeleryDispatcher) -> dict[str, Callable[..., Any]]:
     """What the owner answers for `ForwardingDispatcher`."""
     return {"dispatch.extract": lambda item_id, m: dispatch.extract(item_id, Modality(m)),
             "dispatch.index": dispatch.index, "dispatch.train": dispatch.train,
-            "dispatch.refuse": dispatch.refuse, "dispatch.backlog": dispatch.backlog}
+            "dispatch.re_fuse": dispatch.re_fuse, "dispatch.backlog": dispatch.backlog,
+            # Re-fusion's name until this release: a peer process still on the older version
+            # forwards it under that name during an upgrade. Remove it in the next release.
+            "dispatch.refuse": dispatch.re_fuse}
 
 
 def safely(send: Callable[[], None], what: str) -> bool:

@@ -163,9 +163,9 @@ def write_index(rt: Runtime, item_id: str) -> None:
         repo.mark_indexed(s, item_id, as_of)
 
 
-def refuse(rt: Runtime, job_id: str) -> str:
-    """Run a re-fusion job in the index owner (see `medley.editor.refuse`)."""
-    from medley.editor.refuse import run_job
+def re_fuse(rt: Runtime, job_id: str) -> str:
+    """Run a re-fusion job in the index owner (see `medley.editor.refusion`)."""
+    from medley.editor.refusion import run_job
 
     return run_job(rt.db, rt.index(), rt.dims, job_id, rt.settings.fusion_weights,
                    lock=lambda: index_lock)

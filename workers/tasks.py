@@ -12,9 +12,10 @@ from workers import pipeline
 from workers.app import (
     EXTRACT_TASK,
     INDEX_TASK,
-    REFUSE_SOFT_TIME_LIMIT_S,
-    REFUSE_TASK,
-    REFUSE_TIME_LIMIT_S,
+    RE_FUSE_SOFT_TIME_LIMIT_S,
+    RE_FUSE_TASK,
+    RE_FUSE_TASK_OLD_NAME,
+    RE_FUSE_TIME_LIMIT_S,
     TRAIN_TASK,
 )
 from workers.dispatch import CeleryDispatcher, safely
@@ -67,16 +68,23 @@ def train_collab() -> None:
     train_and_store(rt.db, rt.settings, rt.dims)
 
 
-@shared_task(
-    name=REFUSE_TASK,
-    autoretry_for=TRANSIENT,
-    retry_backoff=2,
-    retry_backoff_max=60,
-    max_retries=5,
-    soft_time_limit=REFUSE_SOFT_TIME_LIMIT_S,
-    time_limit=REFUSE_TIME_LIMIT_S,
-)
-def refuse(job_id: str) -> None:
+RE_FUSE_OPTIONS = {
+    "autoretry_for": TRANSIENT,
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "max_retries": 5,
+    "soft_time_limit": RE_FUSE_SOFT_TIME_LIMIT_S,
+    "time_limit": RE_FUSE_TIME_LIMIT_S,
+}
+
+
+def _re_fuse(job_id: str) -> None:
     """Re-fuse every item under a profile's weights, then switch serving to them. Resumes from
     the job's cursor when delivered again."""
-    pipeline.refuse(get_runtime(), job_id)
+    pipeline.re_fuse(get_runtime(), job_id)
+
+
+re_fuse = shared_task(name=RE_FUSE_TASK, **RE_FUSE_OPTIONS)(_re_fuse)
+# The same task under its name before this release, so that re-fusion jobs an older version
+# queued still run after an upgrade. Remove it in the next release (see workers/app.py).
+re_fuse_by_old_name = shared_task(name=RE_FUSE_TASK_OLD_NAME, **RE_FUSE_OPTIONS)(_re_fuse)

@@ -1,8 +1,8 @@
-"""`medley bench refuse`: how long publishing a fusion profile takes on a large catalog.
+"""`medley bench refusion`: how long publishing a fusion profile takes on a large catalog.
 
 A synthetic catalog (the default models' vector sizes, a realistic mix of modalities) is written
 to the database and the embedded index once and kept; then a real re-fusion job runs exactly as
-a publish runs it (`medley.editor.refuse.run_job`, the same batches, the same index writes),
+a publish runs it (`medley.editor.refusion.run_job`, the same batches, the same index writes),
 with no model loaded. Reported: the job's wall time, items per second, where the time went,
 and the index's search time on the freshly written slot.
 """
@@ -26,7 +26,7 @@ from medley.db import Database
 from medley.db.models import Item, ModalityRecord, utcnow
 from medley.domain import Modality, ModalityStatus
 from medley.editor import profiles
-from medley.editor.refuse import run_job
+from medley.editor.refusion import run_job
 from medley.fusion_state import Action
 
 # The default models' sizes: CLIP ViT-B-32 (image, video, CLIP text), MiniLM (text, speech).
@@ -113,7 +113,7 @@ def search_ms(index: VectorIndex, slot: str, probes: int = 20) -> float:
     return (time.perf_counter() - started) / probes * 1000
 
 
-def run_refuse_bench(out: Path, data_dir: Path, items: int = 100_000) -> dict[str, Any]:
+def run_refusion_bench(out: Path, data_dir: Path, items: int = 100_000) -> dict[str, Any]:
     built = time.perf_counter()
     cat, was_built = open_catalog(data_dir, items)
     prepare_s = time.perf_counter() - built
@@ -137,7 +137,7 @@ def run_refuse_bench(out: Path, data_dir: Path, items: int = 100_000) -> dict[st
         "machine": {"cpus": _cpus(), "python": platform.python_version()},
         "models_called": 0,
     }
-    write_report(out, "refuse", result, markdown(result))
+    write_report(out, "refusion", result, markdown(result))
     return result
 
 
@@ -153,7 +153,7 @@ def markdown(r: dict[str, Any]) -> str:
              run["phases_s"].get("fuse_s"), run["phases_s"].get("write_s"),
              run["search_ms_after"]] for run in r["runs"]]
     return "\n".join([
-        "# Re-fusion on publish (`medley bench refuse`)",
+        "# Re-fusion on publish (`medley bench refusion`)",
         "",
         f"{r['items']:,} items (synthetic vectors at the default models' sizes; modalities per "
         f"item: {', '.join(f'{m} {s:.0%}' for m, s in r['mix'].items())}), SQLite and the "

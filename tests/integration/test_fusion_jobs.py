@@ -13,12 +13,12 @@ from sqlalchemy import select
 
 from index.base import FUSED_SLOTS, VectorIndex
 from medley import fusion, fusion_state, repo
-from medley.bench import refuse as bench
+from medley.bench import refusion as bench
 from medley.db import Database
 from medley.db.models import Item
 from medley.domain import Modality
 from medley.editor import profiles
-from medley.editor.refuse import run_job
+from medley.editor.refusion import run_job
 from medley.errors import Conflict
 from medley.fusion_state import Action
 
