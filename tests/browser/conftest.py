@@ -7,12 +7,9 @@ import importlib.util
 import json
 import os
 import shutil
-import socket
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +20,7 @@ from pydantic import SecretStr
 
 from medley.config import Precision, Settings
 from tests.conftest import ADMIN_KEY, AUTH
+from tests.support.live import serving
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -111,14 +109,6 @@ def _mint(client: httpx.Client, role: str, name: str) -> tuple[str, str]:
     return str(r.json()["id"]), str(r.json()["key"])
 
 
-def _free_socket() -> socket.socket:
-    # Handing uvicorn a bound socket avoids the race of picking a port and binding it later.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
 def _speak(text: str, out: Path) -> Path:
     subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "--stdin", "-w", str(out)],
                    input=text, text=True, check=True, capture_output=True, timeout=60)
@@ -169,24 +159,6 @@ def _loaded(client: httpx.Client, ids: dict[str, str]) -> bool:
         assert body["modalities"]["speech"]["status"] == "ready", body["modalities"]["speech"]
     health = client.get("/healthz").json()["recommendations"]
     return bool(health["ready"] and health["items"] == len(ids))
-
-
-@contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """Run an ASGI app under uvicorn in a thread; yields its base URL."""
-    import uvicorn
-
-    sock = _free_socket()
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
-                              name="console-uvicorn")
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
 
 
 @pytest.fixture(scope="session")
