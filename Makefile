@@ -24,12 +24,12 @@ $(BIN)/medley: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -e ".[dev]"
-	# LightFM 1.17, a peer in `medley eval` only (dev/eval, not serving): its setup.py builds
-	# only through pip's legacy path (removed in pip 25.3) and without build isolation. If it
-	# fails, setup goes on and the eval reports the peer as skipped.
+	# LightFM 1.17, a peer in `python -m benchmarks eval` only (dev/eval, not serving): its
+	# setup.py builds only through pip's legacy path (removed in pip 25.3) and without build
+	# isolation. If it fails, setup goes on and the eval reports the peer as skipped.
 	$(BIN)/pip install -q cython "pip<25.3" && \
 	  $(BIN)/pip install -q --no-build-isolation --no-use-pep517 lightfm==1.17 || \
-	  echo "lightfm did not build: medley eval will skip its LightFM peer" >&2
+	  echo "lightfm did not build: the eval benchmark will skip its LightFM peer" >&2
 	touch $(BIN)/medley
 
 # Two API processes: the first owns the embedded index and worker, the other serves beside it
@@ -49,23 +49,23 @@ test-fast:
 # ruff, mypy, and the layers (import-linter: the contracts in pyproject.toml)
 lint:
 	$(BIN)/ruff check .
-	$(BIN)/mypy enrich index api workers medley
+	$(BIN)/mypy enrich index api workers medley benchmarks
 	$(BIN)/lint-imports
 
 bench:
-	$(BIN)/medley bench enrich
+	$(BIN)/python -m benchmarks enrich
 
 eval:
-	$(BIN)/medley eval --data ../shared/data/movielens-small
+	$(BIN)/python -m benchmarks eval --data ../shared/data/movielens-small
 
 bench-serve:
-	$(BIN)/medley bench serve
+	$(BIN)/python -m benchmarks serve
 
 bench-refusion:
-	$(BIN)/medley bench refusion
+	$(BIN)/python -m benchmarks refusion
 
 bench-trust:
-	$(BIN)/medley bench trust
+	$(BIN)/python -m benchmarks trust
 
 demo:
 	$(BIN)/medley ingest --demo --wait

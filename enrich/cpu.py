@@ -2,7 +2,7 @@
 
 Machines of one kind differ: one has AMX, another AVX-512-BF16 without AMX, another only AVX2.
 `MEDLEY_CLIP_PRECISION` / `MEDLEY_TEXT_PRECISION` = `auto` (the default) picks per machine and
-model family, from what `medley bench enrich` measured (bench/enrich.md, and issue 13's AMX
+model family, from what `python -m benchmarks enrich` measured (bench/enrich.md, and issue 13's AMX
 figures):
 
 - AMX: bf16 for both (ViT-B-32 106.6 images/s in bf16 against 42.9 int8; MiniLM 944 against

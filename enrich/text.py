@@ -3,8 +3,8 @@
 INT8 (the default) exports the encoder to ONNX once per process and runs it with dynamic int8
 MatMuls in ONNX Runtime; the model's own pooling and normalisation modules still run in torch.
 On this 2-core box that is ~1.7x the sentences/s of sentence-transformers fp32 with cosine
->= 0.99 to its embeddings (see `medley bench enrich`). If the export cannot be done (e.g. the
-`onnx` package is missing or the architecture does not export) the embedder says so in the log
+>= 0.99 to its embeddings (see `python -m benchmarks enrich`). If the export cannot be done (e.g.
+the `onnx` package is missing or the architecture does not export) the embedder says so in the log
 and in `info.version`, and serves fp32: slower, never wrong.
 """
 

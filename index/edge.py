@@ -35,7 +35,7 @@ class EdgeIndex:
         # Every search here finds candidate ids; ranking re-scores them from the serving
         # table's own vectors. So the graph is walked on int8 copies kept in memory (a quarter
         # of the bytes) with no rescoring, and the float originals stay on disk. At 100,000
-        # items (`medley bench serve`): 3.9 -> 1.1 ms per fused query, HNSW build 1,278 ->
+        # items (`python -m benchmarks serve`): 3.9 -> 1.1 ms per fused query, HNSW build 1,278 ->
         # 291 s, 0.99 of the exact top 100 found. A shard made before this loads with the
         # new config and keeps its data.
         config = qe.EdgeConfig(

@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     # let the in-process worker take about one task per second per slot, however fast the
     # models were (a catalog import drained at ~1.3 tasks/s with the CPU idle). At 10 ms a
     # freed slot waits 5 ms on average for its next task, for ~0.4% of a core while idle
-    # (`medley bench drain`).
+    # (`python -m benchmarks drain`).
     embedded_poll_interval_s: float = Field(default=0.01, gt=0, le=5)
     stale_sweep_interval_s: float = 30.0
     # Queued work whose broker message was lost (a broker restarted without persistence, a

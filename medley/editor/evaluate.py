@@ -1,12 +1,12 @@
 """Offline metrics of fusion views on the platform's own event log (a profile's "evaluate").
 
-The protocol is `medley eval`'s main table (`medley.bench.movielens`, `medley.bench.evaluate`)
-with the event log in place of MovieLens ratings: each user's first positive event per item (a
-type with a positive weight in `medley.recs.events.WEIGHTS`: view, complete, like, share) is
-one "rating" (liked when the user's summed weight on the item is positive, else only seen),
-15% of the items with >= 5 raters are held out as new items, and each user's history is cut
-80/20 by time. Behaviour and ALS are fitted once on the training events; every view then ranks
-with the same state, its own fused vectors, and an exact search over the table.
+The protocol is `medley.recs.evaluation`'s (the MovieLens benchmark's main table, `python -m
+benchmarks eval`) with the event log in place of MovieLens ratings: each user's first positive
+event per item (a type with a positive weight in `medley.recs.events.WEIGHTS`: view, complete,
+like, share) is one "rating" (liked when the user's summed weight on the item is positive, else
+only seen), 15% of the items with >= 5 raters are held out as new items, and each user's
+history is cut 80/20 by time. Behaviour and ALS are fitted once on the training events; every
+view then ranks with the same state, its own fused vectors, and an exact search over the table.
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from medley.bench import evaluate as bench
-from medley.bench import movielens as ml
 from medley.config import Settings
+from medley.recs import evaluation as ev
 from medley.recs.events import Event
 from medley.recs.items import FusionView, ItemTable
 
@@ -42,7 +41,7 @@ def evaluate_views(events: Sequence[tuple[int, Event]], table: ItemTable,
     Events later than `now` (clock skew) and on items the table no longer holds are left out:
     the latter could never be recommended, so they would only lower every view alike. At most
     `max_users` users with both a past and a future are ranked, a sample drawn with `seed`.
-    The ranking clock is the split's (the last training event), as in `medley eval`.
+    The ranking clock is the split's (the last training event), as in the MovieLens benchmark.
     `progress` hears the share done after the split and after each view."""
     if clash := RESERVED & set(views):
         raise ValueError(f"view names {sorted(clash)} are reserved keys of the result")
@@ -51,7 +50,7 @@ def evaluate_views(events: Sequence[tuple[int, Event]], table: ItemTable,
     known = set(alive)
     usable = sorted(((q, e) for q, e in events if e.ts <= now and e.item_id in known),
                     key=lambda p: p[0])
-    split = ml.split(_ratings(usable), alive, seed=seed)
+    split = ev.split(_ratings(usable), alive, seed=seed)
     relevant = split.relevant()
     out: dict[str, Any] = {"events": len(events), "users": 0}
     if len(relevant) < MIN_USERS:
@@ -68,7 +67,7 @@ def evaluate_views(events: Sequence[tuple[int, Event]], table: ItemTable,
         split = replace(split, test=[r for r in split.test if r.user in keep])
         notes.append(f"Ranked a seeded sample of {max_users} of the {len(relevant)} users "
                      "with both a past and a future.")
-    # A replay can only punish slots spent exploring new items (as in `medley eval`).
+    # A replay can only punish slots spent exploring new items (as in the MovieLens benchmark).
     settings = settings.model_copy(update={"exploration_share": 0.0})
     # A slice nobody liked a held-out item in would average recall over no one (0.0).
     new_items = bool(split.held_out) and bool(split.relevant_new())
@@ -78,18 +77,18 @@ def evaluate_views(events: Sequence[tuple[int, Event]], table: ItemTable,
     out["users"] = min(len(relevant), max_users)
     tick = progress or (lambda share: None)
     tick(0.05)
-    base: bench.World | None = None
+    base: ev.World | None = None
     # One-row products over ~1k items: a second BLAS thread only spins (5x slower here). The
     # API process already runs with one, so this changes nothing for its other requests.
     with threadpool_limits(1, "blas"):
         for k, (name, view) in enumerate(views.items(), 1):
             # Behaviour and ALS are fitted once and lent on; each view gets its own exact
             # search and neighbour priors, since both read the fused vectors.
-            world = bench.fit(split, table.viewed(view), settings, base=base,
-                              collab=base.collab if base else None, stream=stream)
+            world = ev.fit(split, table.viewed(view), settings, base=base,
+                           collab=base.collab if base else None, stream=stream)
             base = base or world
-            got = bench.measure(world, ("medley",), seed, new_items=new_items,
-                                new_users=max_users)["medley"]
+            got = ev.measure(world, ("medley",), seed, new_items=new_items,
+                             new_users=max_users)["medley"]
             out[name] = {k: None if got[v] is None else float(got[v]) for k, v in METRICS.items()}
             tick(0.05 + 0.95 * k / len(views))
     out["note"] = " ".join(notes) or None
@@ -119,7 +118,7 @@ def _snapshot(table: ItemTable) -> ItemTable:
     return snap
 
 
-def _ratings(events: Sequence[tuple[int, Event]]) -> list[ml.Rating]:
+def _ratings(events: Sequence[tuple[int, Event]]) -> list[ev.Rating]:
     """One rating per (user, item) at its first positive event; "liked" (relevant when in the
     future) if the user's weights on it sum positive, so a view later disliked is only seen."""
     first: dict[tuple[str, str], float] = {}
@@ -129,11 +128,11 @@ def _ratings(events: Sequence[tuple[int, Event]]) -> list[ml.Rating]:
         net[key] = net.get(key, 0.0) + e.weight
         if e.weight > 0 and e.ts < first.get(key, np.inf):
             first[key] = e.ts
-    return [ml.Rating(u, i, ml.LIKE_RATING if net[(u, i)] > 0 else 0.0, ts)
+    return [ev.Rating(u, i, ev.LIKE_RATING if net[(u, i)] > 0 else 0.0, ts)
             for (u, i), ts in first.items()]
 
 
-def _training(events: Sequence[tuple[int, Event]], split: ml.Split) -> list[tuple[int, Event]]:
+def _training(events: Sequence[tuple[int, Event]], split: ev.Split) -> list[tuple[int, Event]]:
     """The events each user had sent by their cut (negatives and impressions too), minus
     those on held-out items and on the items of their future, renumbered from 1 in log order
     (`fit` and the ALS cut assume the stream's seq numbers are its positions)."""

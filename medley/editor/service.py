@@ -106,7 +106,8 @@ class FusionEditor:
 
     def evaluate_views(self, views: Mapping[str, FusionView],
                        progress: Callable[[float], None] | None = None) -> dict[str, Any]:
-        """`medley eval`'s protocol on the newest EVAL_EVENTS events, under each view."""
+        """The evaluation protocol (`medley.recs.evaluation`) on the newest EVAL_EVENTS events,
+        under each view."""
         from medley.editor.evaluate import evaluate_views
 
         with self.db.session() as s:

@@ -127,7 +127,7 @@ class Experiments:
         return self._readout(experiment_id).timeline(metric, points, now)
 
     def evaluate(self, experiment_id: int, actor: str) -> Evaluation:
-        """Each arm's offline figures (`medley eval`'s protocol on the event log, as the
+        """Each arm's offline figures (the evaluation protocol on the event log, as the
         fusion editor's evaluate), as a background job. The replay ranks under each arm's
         fusion profile; its ranker, MMR and exploration settings are for live traffic only."""
         with self.db.session() as s:

@@ -11,7 +11,7 @@ content and the predicted appeal): DropoutNet's trick (Volkovs et al., NeurIPS 2
 teaches the model where such items belong among established ones.
 
 How new items are ordered among themselves is checked apart (`held_out_groups`): some
-established items are removed from the events altogether, as `medley eval` holds out new
+established items are removed from the events altogether, as the evaluation protocol holds out new
 items, and the cold scorer's weights are those that rank them best for the users who liked
 them.
 """
@@ -51,7 +51,7 @@ MAX_USERS = 2000  # users the ranker trains on (seeded sample): enough, and boun
 # The earlier cuts exist to give a small platform's trees more groups; each one replays the
 # events and fits ALS and the content map again. Once the cuts so far hold this many groups
 # the rest are skipped: at 100k items and 1M events all five cuts took the training task 44
-# minutes here (`medley bench serve`'s preparation), where the task runs every 10 minutes.
+# minutes here (`python -m benchmarks serve`'s preparation), where the task runs every 10 minutes.
 # MovieLens (610 users, at most ~3,000 groups) keeps all five.
 MAX_GROUPS = 2 * MAX_USERS
 DROPOUT = 0.25  # share of candidate rows shown as brand-new items
@@ -61,7 +61,7 @@ FOR_YOU = "recommendations"
 MAX_USER_SKIP = 50  # popular items a user may already have consumed
 USER_BATCH = 512  # users scored together in one pass over the catalog
 # The cold check: this share of the items that at least this many users engaged with (at
-# most this many items) is held out of the events, as `medley eval` holds out new items.
+# most this many items) is held out of the events, as the evaluation protocol holds out new items.
 # Every user's held-out items are scored, so items x users bounds its cost (~2 min at 100k
 # items and 1M events with 1,000 x 2,000; MovieLens stays under both caps).
 HOLD_SHARE, HOLD_MIN_AUDIENCE, HOLD_MAX_ITEMS, HOLD_MAX_USERS = 0.15, 5, 500, 1000

@@ -5,7 +5,7 @@ Unicode) pushed through upload -> extraction -> index -> sync -> the answer endp
 Invariants: no 5xx; every refusal is a readable JSON error; nothing accepted is lost; and no
 stall: an ordinary item uploaded afterwards is searchable within 5 s of being indexed.
 Schemathesis (tests/api/test_fuzz.py) covers the HTTP surface from the OpenAPI schema; this
-covers what the schema cannot say. `medley bench trust` runs longer fuzz campaigns.
+covers what the schema cannot say. `python -m benchmarks trust` runs longer fuzz campaigns.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from medley.bench.trust_fuzz import asgi_schema, fuzz_schema, server_error_report
+from benchmarks.trust_fuzz import asgi_schema, fuzz_schema, server_error_report
 from medley.config import Settings
 from tests.conftest import AUTH
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
+from benchmarks import refusion as bench
 from index.base import FUSED_SLOTS, VectorIndex
 from medley import fusion, fusion_state, repo
-from medley.bench import refusion as bench
 from medley.db import Database
 from medley.db.models import Item
 from medley.domain import Modality

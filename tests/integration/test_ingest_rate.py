@@ -1,6 +1,6 @@
 """A bulk import through the embedded default drains at a rate within a factor of Redis + one
 `medley worker`'s, both measured in this test run with the bench's own code
-(`medley.bench.ingest`): `medley serve` subprocesses on free ports, `medley ingest --wait` over
+(`benchmarks.ingest`): `medley serve` subprocesses on free ports, `medley ingest --wait` over
 HTTP. A test of the plumbing (the in-memory broker's polling, prefetch, the in-process worker),
 not of a timing target: the issue found the embedded default 28x slower than its own
 distributed mode, its worker idle between tasks."""
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from medley.bench.ingest import deployment_run
+from benchmarks.ingest import deployment_run
 from tests.conftest import REDIS_URL
 
 pytestmark = [pytest.mark.integration, pytest.mark.heavy]

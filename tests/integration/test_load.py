@@ -1,4 +1,4 @@
-"""A short version of `medley bench trust`'s load: 16 clients with their own client keys ask
+"""A short version of `python -m benchmarks trust`'s load: 16 clients with their own client keys ask
 for recommendations and post event batches (with duplicates on purpose) against a real
 `medley serve` process. No request may fail, and the events stored must equal the sum of
 `accepted` in the answers: nothing lost, nothing stored twice."""
@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from medley.bench.serve_data import DataSpec
-from medley.bench.trust import Live, start_live
-from medley.bench.trust_load import run_load
+from benchmarks.serve_data import DataSpec
+from benchmarks.trust import Live, start_live
+from benchmarks.trust_load import run_load
 
 pytestmark = pytest.mark.heavy
 

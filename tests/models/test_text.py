@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.enrich import catalog_descriptions
 from enrich.base import ModelUnavailable
 from enrich.hub import hub_unreachable
 from enrich.text import SentenceEmbedder
-from medley.bench.enrich import catalog_descriptions
 from medley.config import Precision, Settings
 
 pytestmark = pytest.mark.heavy

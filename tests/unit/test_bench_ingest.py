@@ -1,5 +1,5 @@
-"""`medley bench ingest`'s pieces that need no server: the catalog's shares and distinct media,
-the busy-time arithmetic, and the report's verdicts."""
+"""`python -m benchmarks ingest`'s pieces that need no server: the catalog's shares and distinct
+media, the busy-time arithmetic, and the report's verdicts."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from medley.bench.ingest_catalog import kinds
-from medley.bench.ingest_deploy import _union, percentile
-from medley.bench.ingest_report import render, targets
+from benchmarks.ingest_catalog import kinds
+from benchmarks.ingest_deploy import _union, percentile
+from benchmarks.ingest_report import render, targets
 
 
 def test_catalog_shares_follow_the_issue() -> None:
@@ -23,7 +23,7 @@ def test_catalog_media_are_all_distinct(tmp_path: Path) -> None:
     import hashlib
     import json
 
-    from medley.bench.ingest_catalog import build_catalog
+    from benchmarks.ingest_catalog import build_catalog
 
     catalog = build_catalog(tmp_path, 25)
     rows = [json.loads(line) for line in catalog.manifest.read_text().splitlines()]

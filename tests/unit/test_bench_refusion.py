@@ -1,11 +1,12 @@
-"""`medley bench refusion` on a small catalog: real publish jobs, a report a reader can trust."""
+"""`python -m benchmarks refusion` on a small catalog: real publish jobs, a report a reader can
+trust."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from medley.bench.refusion import run_refusion_bench
+from benchmarks.refusion import run_refusion_bench
 
 
 def test_the_bench_publishes_twice_and_writes_both_reports(tmp_path: Path) -> None:

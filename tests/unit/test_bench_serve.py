@@ -1,5 +1,5 @@
-"""`medley bench serve`: the synthetic dataset is loadable as the server loads it, and the load
-generator's latency summary is right."""
+"""`python -m benchmarks serve`: the synthetic dataset is loadable as the server loads it, and
+the load generator's latency summary is right."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from medley.bench.loadgen import Requests, summarize
-from medley.bench.serve_data import INPUTS, DataSpec, bench_settings, prepare, restore
+from benchmarks.loadgen import Requests, summarize
+from benchmarks.serve_data import INPUTS, DataSpec, bench_settings, prepare, restore
 
 pytestmark = pytest.mark.filterwarnings("ignore:OpenBLAS is configured:RuntimeWarning")
 
@@ -108,7 +108,7 @@ def test_server_accounting_covers_every_api_process() -> None:
     import sys
     import time
 
-    from medley.bench.serve_proc import cpu_seconds, pss_mib, tree
+    from benchmarks.serve_proc import cpu_seconds, pss_mib, tree
 
     parent = subprocess.Popen([sys.executable, "-c", (
         "import subprocess, sys, time\n"

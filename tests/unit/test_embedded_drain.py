@@ -3,7 +3,7 @@ in-memory broker's polling) must not bound a catalog import."""
 
 from __future__ import annotations
 
-from medley.bench.drain import drain_rate
+from benchmarks.drain import drain_rate
 from medley.config import Settings
 
 

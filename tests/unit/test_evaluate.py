@@ -1,4 +1,5 @@
-"""`medley eval`: the MovieLens protocol, the metrics, and the run on a tiny synthetic dataset."""
+"""The evaluation protocol (`medley.recs.evaluation`) on MovieLens, the metrics, and
+`python -m benchmarks eval`'s run on a tiny synthetic dataset."""
 
 from __future__ import annotations
 
@@ -13,19 +14,14 @@ from typing import Any
 import numpy as np
 import pytest
 
+from benchmarks import movielens as ml
+from benchmarks import peers
+from benchmarks.eval_run import run_eval
+from benchmarks.evaluate import PEERS, SYSTEMS, Peers, build_table, fit
 from index.base import FUSED, Where
-from medley.bench import movielens as ml
-from medley.bench import peers
-from medley.bench.eval_run import run_eval
-from medley.bench.evaluate import (
-    PEERS,
-    SYSTEMS,
-    ExactSearch,
-    build_table,
-    fit,
-    rank_overall,
-)
 from medley.config import Settings
+from medley.recs import evaluation as ev
+from medley.recs.evaluation import ExactSearch, rank_overall
 
 GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi"]
 REAL_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "movielens-small"
@@ -70,20 +66,20 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def split(dataset: Path) -> ml.Split:
+def split(dataset: Path) -> ev.Split:
     ratings, movies = ml.load(dataset)
-    return ml.split(ratings, list(movies))
+    return ev.split(ratings, list(movies))
 
 
 def test_events_view_every_rating_like_from_four() -> None:
-    events = ml.events([ml.Rating("u", "1", 3.5, 10.0), ml.Rating("u", "2", 4.0, 20.0)])
+    events = ev.events([ev.Rating("u", "1", 3.5, 10.0), ev.Rating("u", "2", 4.0, 20.0)])
     assert [(e.item_id, e.type.value, e.ts) for _, e in events] == [
         ("1", "view", 10.0), ("2", "view", 20.0), ("2", "like", 20.0)]
     assert [seq for seq, _ in events] == [1, 2, 3]
     assert all(e.value is None for _, e in events)
 
 
-def test_held_out_items_have_no_training_events(split: ml.Split, dataset: Path) -> None:
+def test_held_out_items_have_no_training_events(split: ev.Split, dataset: Path) -> None:
     ratings, movies = ml.load(dataset)
     eligible = {i for i in movies if sum(r.item == i for r in ratings) >= 5}
     assert len(split.held_out) == round(0.15 * len(eligible)) > 0
@@ -96,10 +92,10 @@ def test_held_out_items_have_no_training_events(split: ml.Split, dataset: Path) 
     assert w.collab is not None and not set(w.collab.item_ids) & split.held_out
     assert not set(w.behavior.interactions) & split.held_out
     assert all(split.created[i] == split.now for i in split.held_out)
-    assert ml.split(ratings, list(movies)).held_out == split.held_out  # seeded
+    assert ev.split(ratings, list(movies)).held_out == split.held_out  # seeded
 
 
-def test_split_is_by_time_within_each_users_history(split: ml.Split) -> None:
+def test_split_is_by_time_within_each_users_history(split: ev.Split) -> None:
     by_user: dict[str, tuple[list[float], list[float]]] = {}
     for r in split.train:
         by_user.setdefault(r.user, ([], []))[0].append(r.ts)
@@ -113,12 +109,12 @@ def test_split_is_by_time_within_each_users_history(split: ml.Split) -> None:
 
 def test_a_global_cut_splits_all_ratings_at_one_moment(dataset: Path) -> None:
     ratings, movies = ml.load(dataset)
-    cut = ml.split(ratings, list(movies), per_user=False)
+    cut = ev.split(ratings, list(movies), per_user=False)
     assert max(r.ts for r in cut.train) <= min(r.ts for r in cut.test)
     assert len(cut.train) == round(0.8 * (len(cut.train) + len(cut.test)))
 
 
-def test_items_are_created_at_their_first_training_rating(split: ml.Split) -> None:
+def test_items_are_created_at_their_first_training_rating(split: ev.Split) -> None:
     first: dict[str, float] = {}
     for r in sorted(split.train, key=lambda r: r.ts):
         first.setdefault(r.item, r.ts)
@@ -127,7 +123,7 @@ def test_items_are_created_at_their_first_training_rating(split: ml.Split) -> No
         assert split.created[item] == first.get(item, start)
 
 
-def test_relevant_sets_follow_the_protocol(split: ml.Split) -> None:
+def test_relevant_sets_follow_the_protocol(split: ev.Split) -> None:
     seen = split.train_items()
     for user, items in split.relevant().items():
         assert user in seen and not items & seen[user]
@@ -139,30 +135,30 @@ def test_relevant_sets_follow_the_protocol(split: ml.Split) -> None:
 
 def test_ndcg() -> None:
     rel = {"a", "b", "c"}
-    assert ml.ndcg_at_k(["a", "b", "c", "x"], rel) == pytest.approx(1.0)
-    assert ml.ndcg_at_k(["c", "a", "b"], rel) == pytest.approx(1.0)
-    assert ml.ndcg_at_k(["x", "y", "z"], rel) == 0.0
-    assert ml.ndcg_at_k([], rel) == 0.0
+    assert ev.ndcg_at_k(["a", "b", "c", "x"], rel) == pytest.approx(1.0)
+    assert ev.ndcg_at_k(["c", "a", "b"], rel) == pytest.approx(1.0)
+    assert ev.ndcg_at_k(["x", "y", "z"], rel) == 0.0
+    assert ev.ndcg_at_k([], rel) == 0.0
     ideal = 1 + 1 / math.log2(3) + 1 / math.log2(4)
-    assert ml.ndcg_at_k(["x", "a"], rel) == pytest.approx((1 / math.log2(3)) / ideal)
+    assert ev.ndcg_at_k(["x", "a"], rel) == pytest.approx((1 / math.log2(3)) / ideal)
     many = {str(i) for i in range(20)}  # more relevant items than k: ideal is 10 hits
-    assert ml.ndcg_at_k([str(i) for i in range(10)], many) == pytest.approx(1.0)
-    assert ml.ndcg_at_k([*"xxxxxxxxxx", "a"], rel) == 0.0  # only the top 10 count
+    assert ev.ndcg_at_k([str(i) for i in range(10)], many) == pytest.approx(1.0)
+    assert ev.ndcg_at_k([*"xxxxxxxxxx", "a"], rel) == 0.0  # only the top 10 count
 
 
 def test_recall_is_hits_over_min_k_relevant() -> None:
-    assert ml.recall_at_k(["a", "x", "b"], {"a", "b", "c"}) == pytest.approx(2 / 3)
+    assert ev.recall_at_k(["a", "x", "b"], {"a", "b", "c"}) == pytest.approx(2 / 3)
     many = {str(i) for i in range(20)}
-    assert ml.recall_at_k([str(i) for i in range(10)], many) == 1.0
-    assert ml.recall_at_k([str(i) for i in range(5)] + list("vwxyz"), many) == 0.5
-    assert ml.recall_at_k(["x"], {"a"}) == 0.0
-    assert ml.recall_at_k(["a"], set()) == 0.0
+    assert ev.recall_at_k([str(i) for i in range(10)], many) == 1.0
+    assert ev.recall_at_k([str(i) for i in range(5)] + list("vwxyz"), many) == 0.5
+    assert ev.recall_at_k(["x"], {"a"}) == 0.0
+    assert ev.recall_at_k(["a"], set()) == 0.0
 
 
 def test_coverage_counts_distinct_top10_items_over_catalog() -> None:
-    assert ml.coverage([["a", "b"], ["b", "c"]], 10) == pytest.approx(0.3)
-    assert ml.coverage([[str(i) for i in range(12)]], 100) == pytest.approx(0.1)
-    assert ml.coverage([], 10) == 0.0
+    assert ev.coverage([["a", "b"], ["b", "c"]], 10) == pytest.approx(0.3)
+    assert ev.coverage([[str(i) for i in range(12)]], 100) == pytest.approx(0.1)
+    assert ev.coverage([], 10) == 0.0
 
 
 def test_paired_interval_brackets_a_constant_difference() -> None:
@@ -170,7 +166,7 @@ def test_paired_interval_brackets_a_constant_difference() -> None:
     assert lo == pytest.approx(0.2) and hi == pytest.approx(0.2)
 
 
-def test_exact_search_agrees_with_the_table(split: ml.Split, dataset: Path) -> None:
+def test_exact_search_agrees_with_the_table(split: ev.Split, dataset: Path) -> None:
     _, movies = ml.load(dataset)
     vecs = stub_embed([movies[i].text for i in split.catalog])
     table = build_table(split, movies, dict(zip(split.catalog, vecs, strict=True)))
@@ -193,8 +189,8 @@ def test_recbole_atomic_files_load_like_movielens(tmp_path: Path) -> None:
         "242\tKolya\t1996\tComedy\n302\tL.A. Confidential\t1997\tCrime Film-Noir\n"
         "303\tMystery \"Film\"\t\tunknown\n")
     ratings, movies = ml.load(tmp_path)
-    assert ratings == [ml.Rating("196", "242", 3.0, 881250949.0),
-                       ml.Rating("186", "302", 4.5, 891717742.0)]
+    assert ratings == [ev.Rating("196", "242", 3.0, 881250949.0),
+                       ev.Rating("186", "302", 4.5, 891717742.0)]
     assert movies["302"] == ml.Movie("L.A. Confidential (1997)", ("Crime", "Film-Noir"))
     assert movies["303"] == ml.Movie('Mystery "Film"', ())
     assert ml.about(tmp_path)[1] == ml.ML100K_CITATION
@@ -214,7 +210,7 @@ def test_embeddings_are_cached_by_text(tmp_path: Path) -> None:
     assert np.allclose(np.linalg.norm(a, axis=1), 1.0)
 
 
-def test_run_eval_on_a_tiny_dataset(dataset: Path, tmp_path: Path, split: ml.Split) -> None:
+def test_run_eval_on_a_tiny_dataset(dataset: Path, tmp_path: Path, split: ev.Split) -> None:
     report = run_eval(dataset, tmp_path, embed=stub_embed, cache_dir=None,
                       overrides={"collab_factors": 8}, tune_settings=True)
     saved = json.loads((tmp_path / "eval.json").read_text())
@@ -246,16 +242,16 @@ def test_run_eval_on_a_tiny_dataset(dataset: Path, tmp_path: Path, split: ml.Spl
         assert z["variant"] in peers.VARIANTS and z["weight"] in peers.BLEND_WEIGHTS
 
 
-def test_medley_overall_answers_never_hold_held_out_items(split: ml.Split, dataset: Path) -> None:
+def test_medley_overall_answers_never_hold_held_out_items(split: ev.Split, dataset: Path) -> None:
     _, movies = ml.load(dataset)
     vecs = dict(zip(split.catalog, stub_embed([movies[i].text for i in split.catalog]),
                     strict=True))
     w = fit(split, build_table(split, movies, vecs), Settings(data_dir=Path("unused"),
                                                              collab_factors=8))
-    popular = w.behavior.popularity.top(1000)
+    others = Peers(w)
     for user in split.relevant():
         for system in SYSTEMS:
-            ranked = rank_overall(w, system, user, popular)
+            ranked = rank_overall(w, system, user, others)
             assert not set(ranked) & split.held_out
             assert not set(ranked) & split.train_items()[user]
 

@@ -201,7 +201,7 @@ def test_latency_guardrail_and_sample_ratio() -> None:
 
 
 def test_the_simulator_finds_the_better_arm_and_stops_an_unrelated_one() -> None:
-    from medley.bench.experiment import ab, breaker, interleaved
+    from benchmarks.experiment import ab, breaker, interleaved
 
     assert ab(0, ("worse", "better"))["winner"] == "treatment"
     assert ab(1, ("better", "better"), max_users=1000)["winner"] is None

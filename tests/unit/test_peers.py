@@ -1,5 +1,5 @@
-"""The stronger peers of `medley eval`: z-score blend maths, centred content, the blend's choice
-on validation and LightFM's item features, on tiny controlled catalogs."""
+"""The stronger peers of `python -m benchmarks eval`: z-score blend maths, centred content, the
+blend's choice on validation and LightFM's item features, on tiny controlled catalogs."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from medley.bench import movielens as ml
-from medley.bench import peers
-from medley.bench.evaluate import build_table, train_collab
+from benchmarks import movielens as ml
+from benchmarks import peers
+from benchmarks.evaluate import build_table
 from medley.config import Settings
 from medley.domain import Modality
+from medley.recs import evaluation as ev
 from medley.recs.behavior import Behavior
+from medley.recs.evaluation import train_collab
 from medley.recs.events import Event, EventType
 from medley.recs.items import ItemInfo, ItemTable
 from tests.unit.test_evaluate import stub_embed, write_dataset
@@ -78,7 +80,7 @@ def controlled_world(catalog: dict[str, list[float]], liked: list[str],
     behavior = Behavior(365 * 86400.0, 3600.0)
     behavior.apply([(k + 1, Event(f"e{k}", "u", item, EventType.LIKE, None, 100.0))
                     for k, item in enumerate(liked)])
-    split = ml.Split([], [], held_out, [], 100.0, list(catalog))
+    split = ev.Split([], [], held_out, [], 100.0, list(catalog))
     return peers._Fitted(split, table, behavior, None)
 
 
@@ -112,11 +114,11 @@ SETTINGS = Settings(data_dir=Path("unused"), collab_factors=8)
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> peers._Fitted:
     """The synthetic MovieLens of test_evaluate, with behaviour and ALS (no Recommender)."""
     ratings, movies = ml.load(write_dataset(tmp_path_factory.mktemp("ml")))
-    split = ml.split(ratings, list(movies))
+    split = ev.split(ratings, list(movies))
     vecs = stub_embed([movies[i].text for i in split.catalog])
     table = build_table(split, movies, dict(zip(split.catalog, vecs, strict=True)))
     behavior = Behavior(365 * 86400.0, 3600.0)
-    behavior.apply(ml.events(split.train))
+    behavior.apply(ev.events(split.train))
     return peers._Fitted(split, table, behavior, train_collab(split, SETTINGS))
 
 
@@ -172,7 +174,7 @@ def _results(scale: dict[str, tuple[float, float]]) -> dict[str, dict[str, Any]]
 ])
 def test_targets_compare_with_the_best_peers(medley: tuple[float, float],
                                              targets: dict[str, bool]) -> None:
-    from medley.bench.eval_report import _verdict
+    from benchmarks.eval_report import _verdict
 
     peers_now = {"popularity": (0.05, 0.02), "als": (0.09, 0.02), "als_recent": (0.08, 0.02),
                  "content": (0.01, 0.15), "content_centred": (0.02, 0.2), "zblend": (0.1, 0.2)}

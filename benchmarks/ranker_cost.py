@@ -1,0 +1,196 @@
+"""What the learned ranker costs a request: the serving state built in this process as
+`medley serve` builds it, on a prepared `python -m benchmarks serve` dataset, then the same
+for-you and new-items requests answered with the stored model's ranker and with the hand-set
+blend (the ranker taken off the model), in alternating rounds, measured in CPU time of this
+process.
+The answer cache is off: every request is ranked.
+
+    python -m benchmarks.ranker_cost --data-dir data/bench-serve --out bench
+
+writes `ranker-cost.json` and `ranker-cost.md`. `--blend-only` times the hand blend alone (any
+model, any code version: how two commits compare on one dataset) into `blend-cost.*`. Run it
+with the server stopped (one process at a time may open the embedded index).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks.serve_data import INPUTS, bench_settings
+
+ROUNDS = 3  # ranker, blend, ranker, blend...: drift on a noisy machine hits both alike
+
+
+def _serving(data_dir: Path) -> tuple[Any, Any]:
+    from threadpoolctl import threadpool_limits
+
+    from medley.recs.service import Recommendations
+    from workers.runtime import Runtime
+
+    threadpool_limits(1, user_api="blas")  # as `api.service.Service.start` does
+    settings = bench_settings(data_dir)
+    rt = Runtime.build(settings)
+    rt.index()
+    recs = Recommendations(settings.model_copy(update={"answer_cache_size": 0}), rt.db,
+                           rt.models, rt.index, lambda: None)
+    recs.sync.catch_up()  # as a server starts: its state then frozen out of the collector
+    return rt, recs
+
+
+def _cpu_ms(call: Callable[[str], Any], users: list[str]) -> float:
+    for u in users[:10]:
+        call(u)  # warm: lazy imports, the booster's first load
+    started = time.process_time()
+    for u in users:
+        call(u)
+    return (time.process_time() - started) / len(users) * 1000
+
+
+def measure(data_dir: Path, calls: int, blend_only: bool = False) -> dict[str, Any]:
+    from api.rec_schemas import answer_out
+    from index.base import Where
+    from medley.recs import features
+
+    rt, recs = _serving(data_dir)
+    model = recs.rec.collab
+    ranker = model.ranker if model is not None else None
+    if not blend_only and (ranker is None or tuple(ranker.names) != features.NAMES):
+        rt.close()
+        raise SystemExit("the dataset's model has no ranker this code can serve: train it again")
+    inputs = json.loads((data_dir / INPUTS).read_text())
+    rng = random.Random(3)
+    users = [str(rng.choice(inputs["users"])) for _ in range(calls)]
+    surfaces: dict[str, Callable[[str], Any]] = {
+        "recommendations": lambda u: answer_out(
+            recs.for_user(u, 10, Where(), {"surface": "home"}), recs.table).model_dump_json(),
+        "new-items": lambda u: answer_out(
+            recs.for_user(u, 10, Where(), {}, only_new=True), recs.table).model_dump_json(),
+    }
+    modes = ("blend",) if blend_only else ("ranker", "blend")
+    runs: dict[str, dict[str, list[float]]] = {s: {m: [] for m in modes} for s in surfaces}
+    for _ in range(ROUNDS):
+        for surface, call in surfaces.items():
+            for mode in modes:
+                model.ranker = ranker if mode == "ranker" else None
+                runs[surface][mode].append(round(_cpu_ms(call, users), 3))
+    if model is not None:
+        model.ranker = ranker
+    trees = None if blend_only or ranker is None else \
+        _tree_cost(ranker, surfaces["recommendations"], users)
+    rt.close()
+    out: dict[str, Any] = {"calls_per_run": calls, "rounds": ROUNDS, "runs_ms": runs,
+                           "features": list(ranker.names) if ranker else [], "trees": trees}
+    for surface, r in runs.items():
+        blended = statistics.median(r["blend"])
+        out[surface] = {"blend_ms": blended}
+        if not blend_only:
+            ranked = statistics.median(r["ranker"])
+            out[surface] |= {"ranker_ms": ranked, "added_ms": round(ranked - blended, 3)}
+    return out
+
+
+def _tree_cost(ranker: Any, call: Callable[[str], Any], users: list[str]) -> dict[str, Any]:
+    """The trees alone, on the feature matrices of these for-you requests: LightGBM's own
+    predict, the compiled walk over the whole forest, and what the ranker serves (the cascade,
+    where its model chose one), in CPU ms per request."""
+    import numpy as np
+
+    seen: list[np.ndarray] = []
+    own = ranker._predict
+
+    def recording(x: np.ndarray) -> np.ndarray:
+        seen.append(x)
+        return own(x)
+
+    ranker._predict = recording
+    try:
+        for u in users:
+            call(u)
+    finally:
+        del ranker._predict
+    ranker.load()
+    booster, forest = ranker._booster, ranker._forest
+    ways: dict[str, Callable[[np.ndarray], Any]] = {
+        "lightgbm": lambda x: booster.predict(x, num_threads=1), "served": ranker._predict}
+    if forest is not None:
+        ways["compiled, every tree"] = forest.predict
+    ms: dict[str, float] = {}
+    for name, way in ways.items():
+        started = time.process_time()
+        for x in seen:
+            way(x)
+        ms[name] = round((time.process_time() - started) / max(1, len(seen)) * 1000, 3)
+    return {"requests": len(seen), "rows_mean": round(float(np.mean([len(x) for x in seen])), 1),
+            "trees": forest.trees if forest is not None else None,
+            "cascade": ranker.meta.get("cascade") or {}, "ms": ms}
+
+
+def blend_report(result: dict[str, Any], commit: str) -> str:
+    lines = ["# The hand blend's cost per request (`python -m benchmarks.ranker_cost "
+             "--blend-only`)", "", f"CPU time per request, answer cache off, "
+             f"{result['calls_per_run']} requests per run, {result['rounds']} runs (median); "
+             f"commit {commit}.", "", "| surface | hand blend (ms) | runs |", "|---|---|---|"]
+    for surface in ("recommendations", "new-items"):
+        lines.append(f"| {surface} | {result[surface]['blend_ms']} | "
+                     f"{result['runs_ms'][surface]['blend']} |")
+    return "\n".join(lines) + "\n"
+
+
+def report(result: dict[str, Any], commit: str) -> str:
+    lines = ["# What the learned ranker costs a request (`python -m benchmarks.ranker_cost`)", "",
+             f"CPU time of the serving process per request, answer cache off, "
+             f"{result['calls_per_run']} requests per run, {result['rounds']} alternating runs "
+             f"per mode (median shown); commit {commit}. The blend is the hand-set blend the "
+             "service falls back to (the same request with the ranker taken off the model).", "",
+             "| surface | with the ranker (ms) | hand blend (ms) | the ranker adds (ms) "
+             "| runs (ranker / blend) |",
+             "|---|---|---|---|---|"]
+    for surface in ("recommendations", "new-items"):
+        r, runs = result[surface], result["runs_ms"][surface]
+        lines.append(f"| {surface} | {r['ranker_ms']} | {r['blend_ms']} | {r['added_ms']} | "
+                     f"{runs['ranker']} / {runs['blend']} |")
+    lines += ["", f"Features ({len(result['features'])}): {', '.join(result['features'])}."]
+    trees = result.get("trees")
+    if trees:
+        stages = trees["cascade"]
+        how = (f"a cascade: every candidate through the first {stages['trees']} trees, the best "
+               f"{stages['shortlist']} through the rest (validation NDCG@10 {stages['ndcg@10']}"
+               f" against {stages['full_ndcg@10']} for the whole forest)") if stages else \
+            "every candidate through every tree (the model chose no cascade)"
+        lines += ["", f"The trees alone, on the {trees['requests']} for-you requests' feature "
+                  f"matrices ({trees['rows_mean']} candidates each on average, "
+                  f"{trees['trees']} trees); the ranker serves {how}:", "",
+                  "| scoring | CPU ms per request |", "|---|---|"]
+        lines += [f"| {name} | {v} |" for name, v in trees["ms"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.ranker_cost", description=__doc__)
+    p.add_argument("--data-dir", type=Path, required=True, help="a prepared bench-serve dataset")
+    p.add_argument("--out", type=Path, default=Path("bench"), help="report folder")
+    p.add_argument("--calls", type=int, default=200)
+    p.add_argument("--blend-only", action="store_true", help="time the hand blend alone")
+    a = p.parse_args(argv)
+    result = measure(a.data_dir, a.calls, a.blend_only)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, check=False).stdout.strip() or "unknown"
+    name, text = (("blend-cost", blend_report(result, commit)) if a.blend_only
+                  else ("ranker-cost", report(result, commit)))
+    a.out.mkdir(parents=True, exist_ok=True)
+    (a.out / f"{name}.json").write_text(json.dumps({**result, "commit": commit}, indent=2))
+    (a.out / f"{name}.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
