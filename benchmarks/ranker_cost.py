@@ -54,6 +54,35 @@ def _cpu_ms(call: Callable[[str], Any], users: list[str]) -> float:
     return (time.process_time() - started) / len(users) * 1000
 
 
+def _paired(call: Callable[[str], Any], users: list[str], model: Any, ranker: Any
+            ) -> dict[str, Any]:
+    """Each user's request with the ranker and with the hand blend back to back (the order
+    alternating), CPU time of each: the machine's drift hits both halves of a pair alike, so
+    the per-request difference is steadier than the difference of two runs' medians. The
+    interval is a 95% bootstrap of its mean over the requests."""
+    import numpy as np
+
+    both: list[tuple[float, float]] = []
+    for k, u in enumerate(users):
+        got = {}
+        for mode in (("ranker", "blend") if k % 2 == 0 else ("blend", "ranker")):
+            model.ranker = ranker if mode == "ranker" else None
+            started = time.process_time()
+            call(u)
+            got[mode] = (time.process_time() - started) * 1000
+        both.append((got["ranker"], got["blend"]))
+    model.ranker = ranker
+    r, b = np.array(both).T
+    diff = r - b
+    rng = np.random.default_rng(0)
+    means = diff[rng.integers(0, len(diff), (2000, len(diff)))].mean(axis=1)
+    return {"requests": len(diff), "ranker_ms": round(float(r.mean()), 3),
+            "blend_ms": round(float(b.mean()), 3), "added_ms": round(float(diff.mean()), 3),
+            "added_ms_median": round(float(np.median(diff)), 3),
+            "added_ci95": [round(float(np.percentile(means, 2.5)), 3),
+                           round(float(np.percentile(means, 97.5)), 3)]}
+
+
 def measure(data_dir: Path, calls: int, blend_only: bool = False) -> dict[str, Any]:
     from api.rec_schemas import answer_out
     from index.base import Where
@@ -83,11 +112,14 @@ def measure(data_dir: Path, calls: int, blend_only: bool = False) -> dict[str, A
                 runs[surface][mode].append(round(_cpu_ms(call, users), 3))
     if model is not None:
         model.ranker = ranker
+    paired = {} if blend_only else {surface: _paired(call, users * ROUNDS, model, ranker)
+                                    for surface, call in surfaces.items()}
     trees = None if blend_only or ranker is None else \
         _tree_cost(ranker, surfaces["recommendations"], users)
     rt.close()
     out: dict[str, Any] = {"calls_per_run": calls, "rounds": ROUNDS, "runs_ms": runs,
-                           "features": list(ranker.names) if ranker else [], "trees": trees}
+                           "features": list(ranker.names) if ranker else [], "trees": trees,
+                           "paired": paired}
     for surface, r in runs.items():
         blended = statistics.median(r["blend"])
         out[surface] = {"blend_ms": blended}
@@ -157,6 +189,19 @@ def report(result: dict[str, Any], commit: str) -> str:
         r, runs = result[surface], result["runs_ms"][surface]
         lines.append(f"| {surface} | {r['ranker_ms']} | {r['blend_ms']} | {r['added_ms']} | "
                      f"{runs['ranker']} / {runs['blend']} |")
+    paired = result.get("paired")
+    if paired:
+        lines += ["", "Paired: each user's request with the ranker and with the blend back to back "
+                  "(order alternating), so drift hits both; mean CPU ms per request and a 95% "
+                  "bootstrap interval of the mean difference:", "",
+                  "| surface | requests | with the ranker | hand blend | the ranker adds "
+                  "(mean) | 95% interval | median of the differences |",
+                  "|---|---|---|---|---|---|---|"]
+        for surface in ("recommendations", "new-items"):
+            p = paired[surface]
+            lo, hi = p["added_ci95"]
+            lines.append(f"| {surface} | {p['requests']} | {p['ranker_ms']} | {p['blend_ms']} | "
+                         f"{p['added_ms']} | [{lo}, {hi}] | {p['added_ms_median']} |")
     lines += ["", f"Features ({len(result['features'])}): {', '.join(result['features'])}."]
     trees = result.get("trees")
     if trees:
