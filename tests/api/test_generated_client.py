@@ -12,9 +12,8 @@ import os
 import re
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from pydantic import SecretStr
 
 from medley.config import Precision, Settings
 from tests.conftest import ADMIN_KEY
-from tests.support.live import serving
+from tests.support.live import serving, wait
 
 pytestmark = pytest.mark.heavy  # real text model, a live server, a generator run
 
@@ -59,7 +58,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_clip: dict[str, Any]) 
     from api.app import create_app
 
     with serving(create_app(settings)) as url:
-        _wait(lambda: _healthy(url), 120, "/healthz answering with models loaded")
+        wait(lambda: _healthy(url), 120, "/healthz answering with models loaded")
         yield url
 
 
@@ -102,17 +101,6 @@ def api(server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 def _op(api: Any, tag: str, name: str) -> Any:
     """An operation's module, as the client team imports it (`medley_client.api.<tag>.<op>`)."""
     return importlib.import_module(f"{api.__name__}.api.{tag}.{name}")
-
-
-def _wait(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not reached in {timeout:.0f}s (last: {last!r})")
 
 
 def _photo() -> bytes:
@@ -166,12 +154,12 @@ def test_a_generated_client_runs_the_readme_loop(api: Any, server: str) -> None:
         assert isinstance(item, models.ItemOut), item
         return item if item.status in ("ready", "partial", "failed") and item.indexed else None
 
-    items = {name: _wait(lambda i=item_id: done(i), 180, f"{name} enriched and indexed")
+    items = {name: wait(lambda i=item_id: done(i), 180, f"{name} enriched and indexed")
              for name, item_id in ids.items()}
     assert {name: item.status for name, item in items.items()} == dict.fromkeys(ids, "ready")
     photo = items["coffee"]
     assert photo.modalities["image"].status == "ready" and photo.media["image"].size > 0
-    _wait(lambda: _served(server) == len(ids), 30, "every item served")
+    wait(lambda: _served(server) == len(ids), 30, "every item served")
 
     # Events: typed, each validated on its own; the one naming no item comes back with a reason.
     now = datetime.now(UTC)
@@ -202,7 +190,7 @@ def test_a_generated_client_runs_the_readme_loop(api: Any, server: str) -> None:
         reasons = [r for i in answer.items for r in i.reasons]
         return answer if any(r.startswith("because you liked") for r in reasons) else None
 
-    answer = _wait(personal, 30, "a for-you answer from Ana's events")
+    answer = wait(personal, 30, "a for-you answer from Ana's events")
     assert answer.fallback is False and answer.recommendation_id
     got = [i.item_id for i in answer.items]
     assert got and set(got) <= set(ids.values()) - {ids["rocket"], ids["hubble"]}

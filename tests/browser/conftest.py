@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from pydantic import SecretStr
 
 from medley.config import Precision, Settings
 from tests.conftest import ADMIN_KEY, AUTH
-from tests.support.live import serving
+from tests.support.live import serving, wait
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -115,17 +114,6 @@ def _speak(text: str, out: Path) -> Path:
     return out
 
 
-def _wait(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"{what} not reached in {timeout:.0f}s (last: {last!r})")
-
-
 def _photo(name: str) -> Path:
     # The sample photos ship inside scikit-image and scikit-learn; nothing is downloaded.
     from medley.samples import PHOTO_SOURCES
@@ -175,11 +163,11 @@ def live_server(tmp_path_factory: pytest.TempPathFactory,
                         **tiny_clip)
     with serving(create_app(settings)) as url, \
             httpx.Client(base_url=url, timeout=60, headers=AUTH) as c:
-        _wait(lambda: _healthy(c), 120, "/healthz answering with models loaded")
+        wait(lambda: _healthy(c), 120, "/healthz answering with models loaded")
         media = tmp_path_factory.mktemp("console-speech")
         ids = {e.key: _upload(c, e, media) for e in CATALOG}
         editor_id, editor_key = _mint(c, "editor", EDITOR)
-        _wait(lambda: _loaded(c, ids), 180, "every item ready and served")
+        wait(lambda: _loaded(c, ids), 180, "every item ready and served")
         yield LiveServer(url=url, settings=settings, ids=ids, editor_key=editor_key,
                          editor_id=editor_id)
 
