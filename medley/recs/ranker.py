@@ -9,6 +9,7 @@ serving uses the hand-set blend (`medley.recs.ranking.blend`).
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ import numpy as np
 from medley.recs.features import COLD
 from medley.recs.knn import ItemKnn
 from medley.recs.trees import Forest, Unsupported
+
+log = logging.getLogger(__name__)
 
 # "Enough data": users whose later events give the ranker something to learn, in all, and of
 # those held out to check it. Below these the hand blend serves.
@@ -126,12 +129,16 @@ class Ranker:
                 import lightgbm as lgb
 
                 booster = lgb.Booster(model_str=self.model)
+                forest: Forest | None = None
                 try:
-                    forest: Forest | None = Forest.of(booster.dump_model())
+                    forest = Forest.of(booster.dump_model())
+                    forest.predict(np.zeros((1, forest.features)))  # compiles the walk
                 except Unsupported:
                     forest = None
-                if forest is not None:
-                    forest.predict(np.zeros((1, forest.features)))  # compiles the walk
+                except Exception:  # the compiled walk is a speed-up: LightGBM still scores
+                    log.warning("the ranker's trees cannot be compiled; LightGBM scores them",
+                                exc_info=True)
+                    forest = None
                 self._forest, self._booster = forest, booster
 
     def to_bytes(self) -> bytes:

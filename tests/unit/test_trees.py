@@ -118,3 +118,20 @@ def test_a_ranker_serves_through_its_cascade() -> None:
     assert np.allclose(full, booster.predict(x))
     top = np.argsort(-booster.predict(x, num_iteration=5))[:30]
     assert np.allclose(got[top], full[top])
+
+
+def test_a_walk_that_cannot_compile_leaves_lightgbm_scoring(monkeypatch) -> None:
+    from medley.recs import trees
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(200, 4))
+    booster = lgb.train({"objective": "lambdarank", "num_leaves": 7, "verbose": -1},
+                        lgb.Dataset(x, (x[:, 0] > 1).astype(int), group=[100] * 2), 10)
+
+    def broken() -> None:
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(trees, "_kernel", broken)
+    ranker = Ranker(["a", "b", "c", "d"], booster.model_to_string(),
+                    {"cascade": {"trees": 2, "shortlist": 50}})
+    assert np.allclose(ranker._predict(x), booster.predict(x))
