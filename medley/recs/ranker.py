@@ -44,7 +44,8 @@ REFIT = True  # a kept ranker is refitted on all groups (`train`)
 # pays for the whole forest on a hundred rows instead of a pool of several hundred. The share
 # of trees in the first stage is chosen on the validation users: the smallest of
 # CASCADE_SHARES whose NDCG@10 stays within CASCADE_LOSS of the whole forest's; none if none
-# does. The answer's top 3n (MMR's pool) is drawn from the shortlist.
+# does. An answer of up to SHORTLIST / 3 items draws its top 3n (MMR's pool) from the
+# shortlist; a longer one takes the rest in the first stage's order.
 SHORTLIST = 100
 CASCADE_SHARES = (0.1, 0.2, 0.35, 0.5)
 CASCADE_LOSS = 0.001
@@ -326,8 +327,8 @@ def train(groups: Sequence[Group], names: Sequence[str], seed: int = 0,
         try:
             checked = Forest.of(booster.dump_model(num_iteration=booster.best_iteration))
             ranker.meta["cascade"] = fit_cascade(checked, val)
-        except Unsupported:
-            pass
+        except Exception:  # a speed-up only: without it the whole forest serves
+            log.warning("no cascade for this ranker", exc_info=True)
     if cold_groups:
         ranker.meta["cold"] = fit_cold([g for g in cold_groups if g.y.any()], names)
     ranker.meta = {**ranker.meta, "validation_ndcg@10": round(learned, 4),
