@@ -54,6 +54,13 @@ MAX_USERS = 2000  # users the ranker trains on (seeded sample): enough, and boun
 # minutes here (`python -m benchmarks serve`'s preparation), where the task runs every 10 minutes.
 # MovieLens (610 users, at most ~3,000 groups) keeps all five.
 MAX_GROUPS = 2 * MAX_USERS
+# CALS's content -> factors map has (content width + modalities + 1) x factors parameters
+# (~150k at the default models), which this many items pin down; each of its conjugate-gradient
+# steps multiplies the items' design matrix twice, so at 100k items each CALS fit (two per
+# training) took ~5-6 of the task's ~22 minutes (py-spy, `python -m benchmarks serve`'s
+# preparation). The most engaged items are kept: they carry most of the confidences the users'
+# CALS vectors are fitted on. MovieLens (9,742 items) is under it.
+MAX_CALS_ITEMS = 20_000
 DROPOUT = 0.25  # share of candidate rows shown as brand-new items
 ESTABLISHED = 3  # interactions an item needs to teach the content map
 LIKED_WEIGHT = 2.0  # a later event at least this strong (like, complete, share) is a positive
@@ -135,21 +142,35 @@ def _fit_map(table: ItemTable, model: CollabModel, stream: Sequence[tuple[int, E
 def _fit_cals(table: ItemTable, model: CollabModel, stream: Sequence[tuple[int, Event]],
               settings: Settings) -> cals.Cals | None:
     """CALS (`medley.recs.cals`) on the confidences this ALS model was trained on, starting
-    from its user factors; None when there is too little to learn from."""
+    from its user factors, over at most MAX_CALS_ITEMS items (the most engaged); None when
+    there is too little to learn from."""
     found = collab.confidences((e.user_id, e.item_id, e.weight) for _, e in stream)
     if found is None:
         return None
     users, items, conf = found
     assert users == model.user_ids and items == model.item_ids
+    touched, liked = _touched_liked(stream, model)
+    keep = most_engaged(conf, MAX_CALS_ITEMS)
+    if keep is not None:
+        conf, touched, liked = conf[:, keep], touched[:, keep], liked[:, keep]
+        items = [items[k] for k in keep]
     rows = table.rows(items)
     units = np.zeros((len(items), table.dim), dtype=np.float32)
     present = np.zeros((len(items), len(table.modalities)), dtype=bool)
     known = rows >= 0  # items gone from the catalog: no content, still part of the objective
     units[known], present[known] = table.units[rows[known]], table.present[rows[known]]
     layout = [(m.value, int(w)) for m, w in zip(table.modalities, table.widths, strict=True)]
-    touched, liked = _touched_liked(stream, model)
     return cals.fit(layout, units, present, table.means(), conf, model.user_factors,
                     settings.collab_regularization, touched=touched, liked=liked)
+
+
+def most_engaged(conf: sp.csr_matrix, most: int) -> np.ndarray | None:
+    """The columns (items) of the `most` largest audiences, in column order; None when there
+    are no more columns than that."""
+    if conf.shape[1] <= most:
+        return None
+    audience = conf.getnnz(axis=0)
+    return np.sort(np.argsort(-audience, kind="stable")[:most])
 
 
 def _touched_liked(stream: Sequence[tuple[int, Event]], model: CollabModel

@@ -275,3 +275,30 @@ def test_a_small_platform_trains_on_every_cut(monkeypatch) -> None:
     seen = _counting_cuts(monkeypatch, 400)  # MovieLens-sized: ~400 users per cut
     learn_mod.train_ranker([], ItemTable({Modality.TEXT: 4}), Settings())
     assert seen == list(learn_mod.CUTS)
+
+
+def test_cals_fitted_on_the_most_engaged_items_still_places_new_items(monkeypatch,
+                                                                      tmp_path) -> None:
+    """A catalog larger than MAX_CALS_ITEMS fits CALS's content map on its most engaged items
+    only: brand-new items of a user's topic still score first through it."""
+    import scipy.sparse as sp
+
+    from medley.recs import learn as learn_mod
+
+    conf = sp.csr_matrix(np.array([[1, 0, 1, 1], [1, 0, 0, 1], [0, 0, 1, 1]], dtype=float))
+    assert list(learn_mod.most_engaged(conf, 2)) == [0, 3]  # audiences 2, 0, 2, 3
+    assert learn_mod.most_engaged(conf, 4) is None
+
+    monkeypatch.setattr(learn_mod, "MAX_CALS_ITEMS", 40)  # of the 120 items with events
+    table, topics = _catalog()
+    stream = _history(topics)
+    model, _ = learn(stream, table, _settings(tmp_path), last_seq=len(stream))
+    assert model is not None and model.cals is not None
+    new = [f"i{k}" for k in range(len(topics) - 40, len(topics))]
+    factors, _ = Predicted(model).get_cals(table, model, table.rows(new))
+    assert factors is not None
+    for user in ("u0", "u1", "u2", "u3"):
+        vector = model.cals_user(user)
+        assert vector is not None
+        top = [new[k] for k in np.argsort(-(factors @ vector))[:5]]
+        assert all(topics[int(i[1:])] == int(user[1:]) % TOPICS for i in top), (user, top)
