@@ -406,7 +406,12 @@ class RecSync:
         predicted = Predicted(model)
         predicted.warm(self.table)
         if model.ranker is not None:
-            model.ranker.load()  # parses the trees and compiles their walk (~1 s the first time)
+            try:  # parses the trees and compiles their walk (~1 s the first time)
+                model.ranker.load()
+            except Exception:  # a ranker nothing can score with must not stop the model
+                log.exception("model %s: its ranker cannot be loaded; the hand blend serves",
+                              latest)
+                model.ranker = None
         self.rec.use_model(model, predicted)
         self.model_id = latest
         log.info("serving collaborative model %s (events up to %s)", latest, model.last_seq)

@@ -130,3 +130,23 @@ def test_an_unreadable_event_is_skipped_once_and_the_tail_goes_on(
 
     monkeypatch.setattr(store, "events_after", counted)
     assert sync.tail_events() == 0 and reads == []
+
+
+def test_a_model_whose_ranker_cannot_load_is_served_with_the_hand_blend(db: Database,
+                                                                        tmp_path: Path) -> None:
+    """A stored model whose ranker cannot be read still arrives (ALS, the hand blend), once:
+    the sync does not retry it on every tick."""
+    from medley.recs import collab, store
+    from medley.recs.ranker import Ranker
+
+    model = collab.train([(f"u{u}", f"i{i}", 1.0) for u in range(6) for i in range(4)],
+                         factors=2, iterations=2, regularization=1.0, last_seq=1)
+    assert model is not None
+    model.ranker = Ranker(["collab"], "not a LightGBM model")
+    with db.session() as s:
+        store.save_model(s, model.to_bytes(), 1, 1)
+    sync = sync_of(db, tmp_path)
+    assert sync.check_model()
+    served = sync.rec.collab
+    assert served is not None and served.ranker is None
+    assert not sync.check_model()  # served: nothing new to load
