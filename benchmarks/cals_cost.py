@@ -1,6 +1,6 @@
 """What one CALS fit costs the training task: the stored model's users and items on a prepared
-`python -m benchmarks serve` dataset, CALS fitted as the task fits it (`learn._fit_cals`) once
-per cap on the items it is fitted on (`learn.MAX_CALS_ITEMS`), wall time.
+`python -m benchmarks serve` dataset, CALS fitted as the task fits it (`fitting.fit_cals`) once
+per cap on the items it is fitted on (`fitting.MAX_CALS_ITEMS`), wall time.
 
     python -m benchmarks.cals_cost --data-dir data/bench-serve --caps 20000,1000000 --out bench
 
@@ -23,7 +23,7 @@ from benchmarks.serve_data import bench_settings
 def measure(data_dir: Path, caps: list[int]) -> dict[str, Any]:
     from enrich.registry import Models
     from medley.db import Database
-    from medley.recs import learn, store
+    from medley.recs import fitting, store
     from medley.recs.collab import CollabModel
     from medley.recs.training import catalog
 
@@ -40,17 +40,17 @@ def measure(data_dir: Path, caps: list[int]) -> dict[str, Any]:
     table = catalog(db, settings, Models(settings).dims())
     out: dict[str, Any] = {"items": len(model.item_ids), "users": len(model.user_ids),
                            "events": len(rows), "cores": os.cpu_count(), "fits": []}
-    kept = learn.MAX_CALS_ITEMS
+    kept = fitting.MAX_CALS_ITEMS
     try:
         for cap in caps:
-            learn.MAX_CALS_ITEMS = cap
+            fitting.MAX_CALS_ITEMS = cap
             started = time.perf_counter()
-            fitted = learn._fit_cals(table, model, rows, settings)
+            fitted = fitting.fit_cals(table, model, rows, settings)
             out["fits"].append({"cap": cap, "items_fitted": min(cap, len(model.item_ids)),
                                 "seconds": round(time.perf_counter() - started, 1),
                                 "fitted": fitted is not None})
     finally:
-        learn.MAX_CALS_ITEMS = kept
+        fitting.MAX_CALS_ITEMS = kept
     return out
 
 

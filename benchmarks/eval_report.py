@@ -200,9 +200,14 @@ def _cold_line(cold: Mapping[str, Any]) -> str:
     plain = [kv for kv in ranked if "cals" not in kv[0] and "uclf" not in kv[0]]
     top = "; ".join(f"{k}: {v}" for k, v in ranked[:5])
     before = f"; the best without CALS ({plain[0][0]}): {plain[0][1]}" if plain else ""
+    cals = cold.get("cals_tried") or {}
+    fitted_on = (f" CALS fitted on the items at least {cold.get('cals_min_audience')} users "
+                 "engaged with, the try whose best weighting ranked those items best (best "
+                 "NDCG@10 per minimum audience: "
+                 + ", ".join(f"{k}: {v}" for k, v in cals.items()) + ").") if cals else ""
     return (f"new items ordered by {formula}, the weighting with the best NDCG@10 "
             f"({ranked[0][1]}) on items held out of training, of {len(tried)} tried{before}; "
-            f"the five best: {top}. Every weighting tried is in eval.json.")
+            f"the five best: {top}. Every weighting tried is in eval.json.{fitted_on}")
 
 
 def _peer_lines(d: Mapping[str, Any]) -> list[str]:

@@ -87,6 +87,16 @@ def group(user: Past, liked: set[str], candidates: Sequence[str], table: ItemTab
                                    user.events, user.cals,
                                    features.uclf_of(model, user.id))
     x = features.compute(table, behavior, model, predicted, now, signals, ids, FOR_YOU, knn)
-    cold = features.cold(table, model, predicted, signals, ids) if model.cals is not None \
-        else None
-    return ranker.Group(x, y, cold)
+    return ranker.Group(x, y, cold_of(user, ids, table, model, predicted))
+
+
+def cold_of(user: Past, ids: Sequence[str], table: ItemTable, model: CollabModel,
+            predicted: Predicted) -> np.ndarray | None:
+    """The cold scorer's inputs (`features.cold`) for these candidates under the model's CALS
+    as it is now (the cold check swaps CALS fits on one model); None without CALS."""
+    if model.cals is None:
+        return None
+    signals = features.UserSignals(user.taste.vector, user.vector, user.taste.liked_rows,
+                                   user.events, model.cals_user(user.id),
+                                   features.uclf_of(model, user.id))
+    return features.cold(table, model, predicted, signals, ids)

@@ -10,32 +10,28 @@ A share of rows is shown to the ranker as if their items were brand new (no beha
 content and the predicted appeal): DropoutNet's trick (Volkovs et al., NeurIPS 2017), which
 teaches the model where such items belong among established ones.
 
-How new items are ordered among themselves is checked apart (`held_out_groups`): some
-established items are removed from the events altogether, as the evaluation protocol holds out new
-items, and the cold scorer's weights are those that rank them best for the users who liked
-them.
+How new items are ordered among themselves is checked apart (`coldcheck`), on established
+items removed from the events altogether, as the evaluation protocol holds out new items: it
+chooses the cold scorer's weights and the items CALS is fitted on. The fits themselves (ALS,
+the content map, CALS) are `fitting`'s.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from medley.config import Settings
-from medley.recs import cals, collab, content_map, features, groups, knn, ranker
+from medley.recs import coldcheck, features, fitting, groups, knn, ranker
 from medley.recs.behavior import Behavior
 from medley.recs.collab import CollabModel
 from medley.recs.events import Event, EventType
 from medley.recs.items import ItemTable
 from medley.recs.predicted import Predicted
-
-if TYPE_CHECKING:
-    import scipy.sparse as sp
 
 log = logging.getLogger(__name__)
 
@@ -54,53 +50,47 @@ MAX_USERS = 2000  # users the ranker trains on (seeded sample): enough, and boun
 # minutes here (`python -m benchmarks serve`'s preparation), where the task runs every 10 minutes.
 # MovieLens (610 users, at most ~3,000 groups) keeps all five.
 MAX_GROUPS = 2 * MAX_USERS
-# CALS's content -> factors map has (content width + modalities + 1) x factors parameters
-# (~150k at the default models), which this many items pin down; each of its conjugate-gradient
-# steps multiplies the items' design matrix twice, so at 100k items each CALS fit (two per
-# training) took ~5-6 of the task's ~22 minutes (py-spy, `python -m benchmarks serve`'s
-# preparation). The most engaged items are kept: they carry most of the confidences the users'
-# CALS vectors are fitted on. MovieLens (9,742 items) is under it.
-MAX_CALS_ITEMS = 20_000
 DROPOUT = 0.25  # share of candidate rows shown as brand-new items
-ESTABLISHED = 3  # interactions an item needs to teach the content map
-LIKED_WEIGHT = 2.0  # a later event at least this strong (like, complete, share) is a positive
 FOR_YOU = "recommendations"
 MAX_USER_SKIP = 50  # popular items a user may already have consumed
 USER_BATCH = 512  # users scored together in one pass over the catalog
-# The cold check: this share of the items that at least this many users engaged with (at
-# most this many items) is held out of the events, as the evaluation protocol holds out new items.
-# Every user's held-out items are scored, so items x users bounds its cost (~2 min at 100k
-# items and 1M events with 1,000 x 2,000; MovieLens stays under both caps).
-HOLD_SHARE, HOLD_MIN_AUDIENCE, HOLD_MAX_ITEMS, HOLD_MAX_USERS = 0.15, 5, 500, 1000
 
 
 def learn(stream: Sequence[tuple[int, Event]], table: ItemTable, settings: Settings, *,
           last_seq: int, seed: int = 0) -> tuple[CollabModel | None, dict[str, Any]]:
     """The model to serve, trained on every event in `stream`, and a report of what was kept."""
-    model = _als(stream, settings, last_seq, seed)
+    model = fitting.als(stream, settings, last_seq, seed)
     if model is None:
         return None, {"ranker": {"kept": False, "why": "no positive events"}}
     # The map and the ranker are extras on top of ALS: if either cannot be learned, the task
     # says so and stores ALS alone (the hand blend serves), never no model at all.
     report: dict[str, Any] = {"content_map_r2": None}
     try:
-        fitted = _fit_map(table, model, stream, seed)
+        fitted = fitting.fit_map(table, model, stream, seed)
         model.content_map = fitted[0] if fitted else None
         report["content_map_r2"] = round(fitted[0].r2, 4) if fitted else None
     except Exception:
         log.exception("the content map could not be learned; serving without it")
     try:
-        started = time.perf_counter()
-        model.cals = _fit_cals(table, model, stream, settings)
-        report["cals"] = model.cals is not None
-        report["cals_s"] = round(time.perf_counter() - started, 2)
-    except Exception:
-        log.exception("CALS could not be learned; serving without it")
-    try:
         model.ranker, report["ranker"] = train_ranker(stream, table, settings, seed)
     except Exception as exc:
         log.exception("the ranker could not be learned; the hand blend serves")
         report["ranker"] = {"kept": False, "why": f"training failed: {exc!r}"}
+    audience = 1
+    if model.ranker is not None:  # the cold scorer is the ranker's: checked only for one kept
+        try:
+            cold = coldcheck.choose(stream, table, settings, features.NAMES, seed)
+            model.ranker.meta["cold"] = report["ranker"]["cold"] = cold
+            audience = cold.get("cals_min_audience") or 1
+        except Exception:
+            log.exception("the cold check failed; new items are ordered by the trees")
+    try:
+        started = time.perf_counter()
+        model.cals = fitting.fit_cals(table, model, stream, settings, audience)
+        report["cals"] = model.cals is not None
+        report["cals_s"] = round(time.perf_counter() - started, 2)
+    except Exception:
+        log.exception("CALS could not be learned; serving without it")
     return model, report
 
 
@@ -112,93 +102,6 @@ def describe(model: CollabModel | None) -> dict[str, Any]:
     return {"content_map_r2": round(cmap.r2, 4) if cmap is not None else None,
             "cals": model is not None and model.cals is not None,
             "ranker": dict(rk.meta) if rk is not None else None}
-
-
-def _als(stream: Sequence[tuple[int, Event]], settings: Settings, last_seq: int,
-         seed: int) -> CollabModel | None:
-    return collab.train(((e.user_id, e.item_id, e.weight) for _, e in stream),
-                        factors=settings.collab_factors, iterations=settings.collab_iterations,
-                        regularization=settings.collab_regularization, last_seq=last_seq,
-                        seed=seed)
-
-
-def _fit_map(table: ItemTable, model: CollabModel, stream: Sequence[tuple[int, Event]],
-             seed: int) -> tuple[content_map.ContentMap, np.ndarray, np.ndarray] | None:
-    """The map, its out-of-fold predictions, and the table rows they belong to."""
-    counts = Counter(e.item_id for _, e in stream if e.weight > 0)
-    rows = table.rows(model.item_ids)
-    keep = np.flatnonzero((rows >= 0) & np.array([counts[i] >= ESTABLISHED
-                                                  for i in model.item_ids], dtype=bool))
-    if not len(keep):
-        return None
-    r = rows[keep]
-    layout = [(m.value, int(w)) for m, w in zip(table.modalities, table.widths, strict=True)]
-    engagement = np.log1p([counts[model.item_ids[k]] for k in keep])
-    out = content_map.fit(layout, table.units[r], table.present[r], table.means(),
-                          model.item_factors[keep], engagement, seed=seed)
-    return (out[0], out[1], r) if out else None
-
-
-def _fit_cals(table: ItemTable, model: CollabModel, stream: Sequence[tuple[int, Event]],
-              settings: Settings) -> cals.Cals | None:
-    """CALS (`medley.recs.cals`) on the confidences this ALS model was trained on, starting
-    from its user factors, over at most MAX_CALS_ITEMS items (the most engaged); None when
-    there is too little to learn from."""
-    found = collab.confidences((e.user_id, e.item_id, e.weight) for _, e in stream)
-    if found is None:
-        return None
-    users, items, conf = found
-    assert users == model.user_ids and items == model.item_ids
-    touched, liked = _touched_liked(stream, model)
-    keep = most_engaged(conf, MAX_CALS_ITEMS)
-    if keep is not None:
-        conf, touched, liked = conf[:, keep], touched[:, keep], liked[:, keep]
-        items = [items[k] for k in keep]
-    rows = table.rows(items)
-    units = np.zeros((len(items), table.dim), dtype=np.float32)
-    present = np.zeros((len(items), len(table.modalities)), dtype=bool)
-    known = rows >= 0  # items gone from the catalog: no content, still part of the objective
-    units[known], present[known] = table.units[rows[known]], table.present[rows[known]]
-    layout = [(m.value, int(w)) for m, w in zip(table.modalities, table.widths, strict=True)]
-    return cals.fit(layout, units, present, table.means(), conf, model.user_factors,
-                    settings.collab_regularization, touched=touched, liked=liked)
-
-
-def most_engaged(conf: sp.csr_matrix, most: int) -> np.ndarray | None:
-    """The columns (items) of the `most` largest audiences, in column order; None when there
-    are no more columns than that."""
-    if conf.shape[1] <= most:
-        return None
-    audience = conf.getnnz(axis=0)
-    return np.sort(np.argsort(-audience, kind="stable")[:most])
-
-
-def _touched_liked(stream: Sequence[tuple[int, Event]], model: CollabModel
-                   ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """(users x items) of the model: which items each user touched (any event but an
-    impression), and which of those they liked (an event at least LIKED_WEIGHT strong)."""
-    import scipy.sparse as sp
-
-    touched: set[tuple[int, int]] = set()
-    liked: set[tuple[int, int]] = set()
-    for _, e in stream:
-        if e.type is EventType.IMPRESSION:
-            continue
-        u, i = model.user_row.get(e.user_id), model.item_row.get(e.item_id)
-        if u is None or i is None:
-            continue
-        touched.add((u, i))
-        if e.weight >= LIKED_WEIGHT:
-            liked.add((u, i))
-    shape = (len(model.user_ids), len(model.item_ids))
-
-    def matrix(pairs: set[tuple[int, int]]) -> sp.csr_matrix:
-        ordered = sorted(pairs)
-        rows = np.array([u for u, _ in ordered], dtype=np.int64)
-        cols = np.array([i for _, i in ordered], dtype=np.int64)
-        return sp.csr_matrix((np.ones(len(ordered)), (rows, cols)), shape=shape)
-
-    return matrix(touched), matrix(liked)
 
 
 def split_by_user(stream: Sequence[tuple[int, Event]], cut: float = 1.0 - LATER_SHARE,
@@ -241,8 +144,7 @@ def train_ranker(stream: Sequence[tuple[int, Event]], table: ItemTable, settings
         for g in found or []:
             g.extra = k > 0
             train.append(g)
-    rk, report = ranker.train(train, features.NAMES, seed,
-                              held_out_groups(stream, table, settings, seed))
+    rk, report = ranker.train(train, features.NAMES, seed)
     if rk is not None:
         rk.knn = _knn(stream)
     return rk, report
@@ -259,10 +161,10 @@ def _cut_groups(stream: Sequence[tuple[int, Event]], table: ItemTable, settings:
                         settings.trending_half_life_hours * 3600)
     behavior.apply(history)
     now = behavior.latest_ts
-    past = _als(history, settings, len(history), seed)
+    past = fitting.als(history, settings, len(history), seed)
     if past is None:
         return None
-    fitted = _fit_map(table, past, history, seed)
+    fitted = fitting.fit_map(table, past, history, seed)
     predicted = Predicted(past)
     if fitted is not None:
         past.content_map = fitted[0]
@@ -299,51 +201,5 @@ def _knn(stream: Sequence[tuple[int, Event]]) -> knn.ItemKnn | None:
 def _liked(events: Sequence[Event]) -> set[str]:
     # A view alone is not a positive: on the validation split graded labels (view 1, like 2)
     # ranked worse than liked-or-not, and "liked" is what the answers are for.
-    return {e.item_id for e in events if e.weight >= LIKED_WEIGHT}
+    return {e.item_id for e in events if e.weight >= fitting.LIKED_WEIGHT}
 
-
-def held_out_groups(stream: Sequence[tuple[int, Event]], table: ItemTable, settings: Settings,
-                    seed: int = 0) -> list[ranker.Group]:
-    """How new items should be ordered among themselves, checked the way they arrive: a share
-    of established items is taken out of the events entirely (ALS, behaviour and the content
-    map never see them), and each user who liked some of them gets them all ranked, as if
-    just published. What the cold scorer's weight is chosen on."""
-    audience: dict[str, set[str]] = {}
-    for _, e in stream:
-        if e.weight > 0:
-            audience.setdefault(e.item_id, set()).add(e.user_id)
-    eligible = sorted(i for i, who in audience.items()
-                      if len(who) >= HOLD_MIN_AUDIENCE and table.get(i) is not None)
-    rng = np.random.default_rng(seed + 1)
-    n = min(HOLD_MAX_ITEMS, round(HOLD_SHARE * len(eligible)))
-    if n < 2:
-        return []
-    held = set(rng.choice(eligible, n, replace=False).tolist())
-    rest = list(enumerate((e for _, e in stream if e.item_id not in held), start=1))
-    behavior = Behavior(settings.popularity_half_life_days * 86400,
-                        settings.trending_half_life_hours * 3600)
-    behavior.apply(rest)
-    model = _als(rest, settings, len(rest), seed)
-    fitted = _fit_map(table, model, rest, seed) if model is not None else None
-    if model is None or fitted is None:
-        return []
-    model.content_map = fitted[0]
-    try:
-        model.cals = _fit_cals(table, model, rest, settings)
-    except Exception:  # the cold scorer then chooses among what remains
-        log.exception("CALS could not be learned on the held-out check")
-    liked: dict[str, set[str]] = {}
-    for _, e in stream:
-        if e.item_id in held and e.weight >= LIKED_WEIGHT:
-            liked.setdefault(e.user_id, set()).add(e.item_id)
-    users = sorted(u for u in liked if behavior.user(u) is not None)
-    if len(users) > HOLD_MAX_USERS:
-        users = sorted(rng.choice(users, HOLD_MAX_USERS, replace=False))
-    items, predicted, now = sorted(held), Predicted(model), behavior.latest_ts
-    out = []
-    for u in users:
-        g = groups.group(groups.Past(u, behavior, table, model, now), liked[u], items, table,
-                         behavior, model, predicted, now)
-        if g is not None:
-            out.append(g)
-    return out

@@ -285,8 +285,8 @@ def mean_ndcg(groups: Sequence[Group], score: Any) -> float:
     return float(np.mean([ndcg(score(g), g.y) for g in groups])) if groups else 0.0
 
 
-def train(groups: Sequence[Group], names: Sequence[str], seed: int = 0,
-          cold_groups: Sequence[Group] = ()) -> tuple[Ranker | None, dict[str, Any]]:
+def train(groups: Sequence[Group], names: Sequence[str], seed: int = 0
+          ) -> tuple[Ranker | None, dict[str, Any]]:
     """Fit on most groups, check on the rest (groups marked `extra` are only fitted on, and
     only those of users not checked on). Returns (ranker or None, a report of why)."""
     groups = [g for g in groups if len(g.y) and g.y.max() > 0]
@@ -329,8 +329,6 @@ def train(groups: Sequence[Group], names: Sequence[str], seed: int = 0,
             ranker.meta["cascade"] = fit_cascade(checked, val)
         except Exception:  # a speed-up only: without it the whole forest serves
             log.warning("no cascade for this ranker", exc_info=True)
-    if cold_groups:
-        ranker.meta["cold"] = fit_cold([g for g in cold_groups if g.y.any()], names)
     ranker.meta = {**ranker.meta, "validation_ndcg@10": round(learned, 4),
                    "rounds": booster.best_iteration, "best_single": best_single, "single_ndcg@10":
                    {k: round(v, 4) for k, v in singles.items()},

@@ -254,7 +254,6 @@ def _counting_cuts(monkeypatch, groups_per_cut: int) -> list[float]:
                              user=f"u{len(seen)}-{k}") for k in range(groups_per_cut)]
 
     monkeypatch.setattr(learn_mod, "_cut_groups", fake)
-    monkeypatch.setattr(learn_mod, "held_out_groups", lambda *a: [])
     monkeypatch.setattr(ranker, "train", lambda *a, **k: (None, {"kept": False}))
     return seen
 
@@ -283,13 +282,15 @@ def test_cals_fitted_on_the_most_engaged_items_still_places_new_items(monkeypatc
     only: brand-new items of a user's topic still score first through it."""
     import scipy.sparse as sp
 
-    from medley.recs import learn as learn_mod
+    from medley.recs import fitting
 
     conf = sp.csr_matrix(np.array([[1, 0, 1, 1], [1, 0, 0, 1], [0, 0, 1, 1]], dtype=float))
-    assert list(learn_mod.most_engaged(conf, 2)) == [0, 3]  # audiences 2, 0, 2, 3
-    assert learn_mod.most_engaged(conf, 4) is None
+    assert list(fitting.most_engaged(conf, 2)) == [0, 3]  # audiences 2, 0, 2, 3
+    assert fitting.most_engaged(conf, 4) is None
+    assert list(fitting.most_engaged(conf, 4, min_audience=2)) == [0, 2, 3]
+    assert list(fitting.most_engaged(conf, 2, min_audience=3)) == [3]
 
-    monkeypatch.setattr(learn_mod, "MAX_CALS_ITEMS", 40)  # of the 120 items with events
+    monkeypatch.setattr(fitting, "MAX_CALS_ITEMS", 40)  # of the 120 items with events
     table, topics = _catalog()
     stream = _history(topics)
     model, _ = learn(stream, table, _settings(tmp_path), last_seq=len(stream))
