@@ -34,7 +34,9 @@ HOLD_SHARE, HOLD_MIN_AUDIENCE, HOLD_MAX_ITEMS, HOLD_MAX_USERS = 0.15, 5, 500, 10
 # CALS is fitted on the items at least this many users engaged with, each tried on the check.
 # An item one or two users touched pins its own factors down poorly, and in CALS every item's
 # factors come from the one content map: fitting on noisy items pulls the map towards them.
-# Each try is a CALS fit on the check's events (smaller audiences cost more: more items).
+# Each try is a CALS fit on the check's events (smaller audiences cost more: more items); a
+# try that would fit the same items as an earlier one is skipped (at 100k items and 1M events
+# every audience here leaves more than MAX_CALS_ITEMS, so one fit serves all three).
 CALS_MIN_AUDIENCE = (1, 3, 10)
 
 
@@ -61,7 +63,13 @@ def choose(stream: Sequence[tuple[int, Event]], table: ItemTable, settings: Sett
     best: dict[str, Any] = {}
     tried: dict[str, float] = {}
     first: list[ranker.Group] | None = None
+    fitted_on: dict[int, int] = {}  # items fitted on -> the try that fitted them
     for audience in CALS_MIN_AUDIENCE:
+        count = fitting.cals_item_count(check.rest, audience)
+        if count in fitted_on:  # the same items as an earlier try: the same fit (100k: all)
+            tried[str(audience)] = tried[str(fitted_on[count])]
+            continue
+        fitted_on[count] = audience
         try:
             check.model.cals = fitting.fit_cals(table, check.model, check.rest, settings,
                                                 audience)

@@ -5,7 +5,7 @@ and again on parts of the history for the ranker's training groups and the cold 
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -79,6 +79,16 @@ def fit_cals(table: ItemTable, model: CollabModel, stream: Sequence[tuple[int, E
     layout = [(m.value, int(w)) for m, w in zip(table.modalities, table.widths, strict=True)]
     return cals.fit(layout, units, present, table.means(), conf, model.user_factors,
                     settings.collab_regularization, touched=touched, liked=liked)
+
+
+def cals_item_count(stream: Sequence[tuple[int, Event]], min_audience: int = 1) -> int:
+    """How many items `fit_cals` fits on at this minimum audience: two minimum audiences with
+    the same count fit the same items (the cap keeps the largest audiences)."""
+    totals: defaultdict[tuple[str, str], float] = defaultdict(float)
+    for _, e in stream:
+        totals[(e.user_id, e.item_id)] += e.weight
+    audience = Counter(item for (_, item), w in totals.items() if w > 0)
+    return min(MAX_CALS_ITEMS, sum(n >= min_audience for n in audience.values()))
 
 
 def most_engaged(conf: sp.csr_matrix, most: int, min_audience: int = 1) -> np.ndarray | None:

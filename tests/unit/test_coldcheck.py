@@ -48,6 +48,26 @@ def test_every_minimum_audience_is_tried_and_the_best_is_kept(checked) -> None:
     assert checked["weights"] in list(coldcheck.ranker.COLD_GRID)
 
 
+def test_a_try_that_would_fit_the_same_items_is_not_fitted_again(monkeypatch,
+                                                                 tmp_path: Path) -> None:
+    """Every warm item of this history has well over ten fans: one CALS fit answers all three tries
+    (at 100k items each fit takes minutes)."""
+    table, topics = _catalog()
+    stream = _history(topics, per_user=25)  # each of 30 users of a topic likes 25 of its 30
+    fits: list[int] = []
+    real_fit = fitting.fit_cals
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        fits.append(args[4])
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(fitting, "fit_cals", spy)
+    got = coldcheck.choose(stream, table, _settings(tmp_path), features.NAMES)
+    assert fits == [1]
+    assert len(set(got["cals_tried"].values())) == 1 and len(got["cals_tried"]) == 3
+    assert got["cals_min_audience"] == 1
+
+
 def test_the_stored_cals_is_fitted_on_the_kept_minimum_audience(monkeypatch,
                                                                  tmp_path: Path) -> None:
     table, topics = _catalog()
