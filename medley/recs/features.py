@@ -52,6 +52,9 @@ class UserSignals:
     events: int  # the user's non-impression events so far
     cals: np.ndarray | None = None  # the user's CALS vector (stored, else folded in)
     uclf: np.ndarray | None = None  # the user's stored taste classifier weights, if any
+    # the centred vectors of `liked_rows` on the surface `compute` is asked for (`Taste`
+    # computes them once); None: `compute` centres the rows it needs itself
+    liked_vectors: np.ndarray | None = None
 
 
 def compute(table: ItemTable, behavior: Behavior, model: CollabModel | None,
@@ -69,7 +72,9 @@ def compute(table: ItemTable, behavior: Behavior, model: CollabModel | None,
     liked = user.liked_rows[:LIKED_MAX_RECENT]
     queries = [user.taste] if user.taste is not None else []
     if len(liked):
-        queries += list(table.vectors_of(liked, surface, centred=True))
+        mine = user.liked_vectors
+        queries += list(mine[: len(liked)] if mine is not None and len(mine) >= len(liked)
+                        else table.vectors_of(liked, surface, centred=True))
     if queries:
         dots = table.dots(rows, np.stack(queries), surface, centred=True)
         if user.taste is not None:

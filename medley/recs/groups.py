@@ -85,7 +85,8 @@ def group(user: Past, liked: set[str], candidates: Sequence[str], table: ItemTab
         return None
     signals = features.UserSignals(user.taste.vector, user.vector, user.taste.liked_rows,
                                    user.events, user.cals,
-                                   features.uclf_of(model, user.id))
+                                   features.uclf_of(model, user.id),
+                                   user.taste.liked_vectors)
     x = features.compute(table, behavior, model, predicted, now, signals, ids, FOR_YOU, knn)
     return ranker.Group(x, y, cold_of(user, ids, table, model, predicted))
 

@@ -38,6 +38,10 @@ class Taste:
     # share one solve (`Recommender.user_vector`).
     folded: tuple[object, np.ndarray | None] | None = None
     user: str | None = None  # whose taste (their stored model vectors are looked up by it)
+    # The centred vectors of `liked_rows` (same order, the taste's surface), computed once for
+    # the taste: the ranker's closest-liked-item feature reads them instead of centring the
+    # same rows again (~0.3 ms of a for-you request at 100k items).
+    liked_vectors: np.ndarray | None = None
 
 
 def taste_of(
@@ -55,8 +59,10 @@ def taste_of(
     ok = rows >= 0
     ok[ok] = table.has_vector(rows[ok])
     vec = None
+    centred = np.zeros((0, table.dim), dtype=np.float32)
     if ok.any():
-        vec = (weights[ok, None] * table.vectors_of(rows[ok], surface, centred=True)).sum(axis=0)
+        centred = table.vectors_of(rows[ok], surface, centred=True)
+        vec = (weights[ok, None] * centred).sum(axis=0)
         neg_rows = table.rows(list(negatives))
         neg_rows = neg_rows[neg_rows >= 0]
         if len(neg_rows):
@@ -68,9 +74,12 @@ def taste_of(
     # (so last here) but are dated now; each row once, at its newest.
     kept = np.flatnonzero(ok)
     stamps = np.array([ts for _, _, ts in pos], dtype=np.float64)
-    liked = rows[kept[np.argsort(-stamps[kept], kind="stable")]]
+    order = np.argsort(-stamps[kept], kind="stable")
+    liked = rows[kept[order]]
     _, first = np.unique(liked, return_index=True)
-    return Taste(vec, [(i, w) for i, w, _ in pos], liked[np.sort(first)])
+    once = np.sort(first)
+    return Taste(vec, [(i, w) for i, w, _ in pos], liked[once],
+                 liked_vectors=centred[order[once]])
 
 
 @dataclass

@@ -26,3 +26,37 @@ def test_liked_rows_are_newest_first_by_time_each_once() -> None:
                  ("i0", 3.0, now - 100), ("i2", 3.0, now - 50)]
     taste = taste_of(table, positives, {}, now)
     assert [table.ids[r] for r in taste.liked_rows] == ["i3", "i2", "i0", "i1"]
+
+
+def test_the_closest_liked_item_feature_is_the_same_from_the_tastes_vectors() -> None:
+    """The ranker's features read the liked items' centred vectors the taste computed; they
+    must be what centring those rows again gives, row for row, or the trees would be served
+    features they were not trained on."""
+    from medley.recs import features
+    from medley.recs.behavior import Behavior
+    from medley.recs.predicted import Predicted
+
+    rng = np.random.default_rng(0)
+    table = ItemTable({Modality.TEXT: 8, Modality.IMAGE: 6})
+    for k in range(30):
+        vecs = {Modality.TEXT: rng.normal(size=8) + 2.0}
+        if k % 3:  # some items lack artwork
+            vecs[Modality.IMAGE] = rng.normal(size=6)
+        table.upsert(f"i{k}", ItemInfo(f"i{k}", (), None, None, 0.0), vecs)
+    now = 1_000_000.0
+    positives = [(f"i{k}", 3.0, now - 10 * k) for k in (4, 9, 2, 17, 9, 11, 1, 5, 8, 13, 21, 3)]
+    taste = taste_of(table, positives, {"i7": 1.0}, now, "recommendations")
+    assert taste.liked_vectors is not None and len(taste.liked_vectors) == len(taste.liked_rows)
+    np.testing.assert_array_equal(
+        taste.liked_vectors,
+        table.vectors_of(taste.liked_rows, "recommendations", centred=True))
+    ids = [f"i{k}" for k in range(30)]
+    args = (table, Behavior(86400.0, 3600.0), None, Predicted(None), now)
+    with_vectors = features.UserSignals(taste.vector, None, taste.liked_rows, 12,
+                                        liked_vectors=taste.liked_vectors)
+    without = features.UserSignals(taste.vector, None, taste.liked_rows, 12)
+    got = features.compute(*args, with_vectors, ids, "recommendations")
+    again = features.compute(*args, without, ids, "recommendations")
+    k = features.NAMES.index("liked_max")
+    assert np.isfinite(got[:, k]).all()
+    np.testing.assert_array_equal(got, again)
