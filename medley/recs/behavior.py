@@ -13,6 +13,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import numpy as np
 
@@ -56,9 +57,10 @@ class DecayedCounter:
 
     def log1p_values(self, keys: Sequence[str], now: float) -> np.ndarray:
         """log(1 + value) of many keys at once (0 for unknown keys): one dictionary lookup
-        each, the arithmetic in numpy (per-key `value` calls cost ~1 µs apiece)."""
-        get = self.log.get
-        logs = np.fromiter((get(k, -np.inf) for k in keys), dtype=np.float64, count=len(keys))
+        each, mapped in C (a generator costs twice as much), the arithmetic in numpy (per-key
+        `value` calls cost ~1 µs apiece)."""
+        logs = np.fromiter(map(self.log.get, keys, repeat(-np.inf)), dtype=np.float64,
+                           count=len(keys))
         return np.log1p(np.exp(np.minimum(logs - self.rate * now, 700.0)))
 
     def top(self, n: int) -> list[str]:
@@ -238,7 +240,7 @@ class Behavior:
             return self.popularity.top(n)
 
     def counts(self, items: Sequence[str]) -> list[int]:
-        return [self.interactions.get(i, 0) for i in items]
+        return list(map(self.interactions.get, items, repeat(0)))
 
     def within_audience(self, items: Sequence[str], cap: int) -> list[str]:
         """The items that at most `cap` distinct users engaged with (exact, as of now)."""
