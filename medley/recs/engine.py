@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import compress
 
 import numpy as np
 
@@ -220,12 +221,10 @@ class Recommender:
 
     def _keep(self, ids: Sequence[str], allowed: np.ndarray) -> list[str]:
         """The ids the table knows whose rows pass `allowed` (a mask from `table.mask`)."""
-        out = []
-        for i in ids:
-            r = self.table.row.get(i)
-            if r is not None and r < len(allowed) and allowed[r]:
-                out.append(i)
-        return out
+        rows = self.table.rows(ids)
+        ok = (rows >= 0) & (rows < len(allowed))
+        ok[ok] = allowed[rows[ok]]
+        return list(compress(ids, ok.tolist()))
 
     def popular(self, n: int, where: Where, context: dict[str, str] | None = None) -> list[str]:
         """Trending (in this context first), then popular over the longer half-life."""
@@ -373,10 +372,12 @@ class Recommender:
         young = now - self.s.new_item_max_age_days * 86400
         published = self.table.published  # new-ness counts from release (`young`)
         fresh = [i for i in new if published[self.table.row[i]] >= grace][:half]
-        fast = [i for i in self.behavior.trending_top(EXPLORE_POOL)  # under the lock
-                if (r := self.table.row.get(i)) is not None and r < len(allowed) and allowed[r]
-                and young <= published[r] <= now
-                and self.behavior.velocity(i, now) >= self.s.exploration_min_velocity]
+        movers = self.behavior.trending_top(EXPLORE_POOL)  # under the lock
+        rows = self.table.rows(movers)
+        ok = (rows >= 0) & (rows < len(allowed))
+        ok[ok] = allowed[rows[ok]] & (published[rows[ok]] >= young) & (published[rows[ok]] <= now)
+        fast = [i for i in compress(movers, ok.tolist())  # few: the young among the movers
+                if self.behavior.velocity(i, now) >= self.s.exploration_min_velocity]
         return list(dict.fromkeys(fresh + fast[:half]))
 
     def fallback(self, n: int, where: Where, note: str,
