@@ -98,24 +98,14 @@ class CollabModel:
         return out
 
     def top_for_user(self, user_vec: np.ndarray, n: int) -> list[str]:
-        s = self.item_factors @ user_vec
-        n = min(n, len(s))
-        if n <= 0:
-            return []
-        part = np.argpartition(-s, n - 1)[:n]
-        return [self.item_ids[i] for i in part[np.argsort(-s[part])]]
+        return [self.item_ids[i] for i, _ in _top(self.item_factors, user_vec, n)]
 
     def similar_items(self, item: str, n: int) -> list[tuple[str, float]]:
         r = self.item_row.get(item)
         if r is None:
             return []
-        s = self.unit_items @ self.unit_items[r]
-        s[r] = -np.inf
-        n = min(n, len(s) - 1)
-        if n <= 0:
-            return []
-        part = np.argpartition(-s, n - 1)[:n]
-        return [(self.item_ids[i], float(s[i])) for i in part[np.argsort(-s[part])]]
+        return [(self.item_ids[i], s)
+                for i, s in _top(self.unit_items, self.unit_items[r], n, skip=r)]
 
     def without(self, user_id: str, items: Collection[str] = ()) -> CollabModel:
         """This model less one user's factor row and these items' rows (erasure: what came
@@ -227,3 +217,23 @@ def train(
         model.fit(matrix, show_progress=False)
     return CollabModel(users, items, np.asarray(model.user_factors, dtype=np.float32),
                        np.asarray(model.item_factors, dtype=np.float32), regularization, last_seq)
+
+
+def _top(matrix: np.ndarray, vec: np.ndarray, n: int, skip: int | None = None
+         ) -> list[tuple[int, float]]:
+    """The n rows of `matrix` with the largest product with `vec`, best first (`skip`: a row
+    left out). A scan of every item per request: with torch's matrix-vector product and top-k
+    it took ~0.7 ms at 75k items against ~1.6 ms with numpy's product and argpartition (the
+    scan reads the whole factor matrix, so it is bound by memory; torch's kernels stay on the
+    calling thread at this size). Serving has torch loaded already (the models)."""
+    import torch  # lazily, as `items.half_rows`
+
+    scores = torch.mv(torch.from_numpy(np.ascontiguousarray(matrix, dtype=np.float32)),
+                      torch.from_numpy(np.ascontiguousarray(vec, dtype=np.float32)))
+    if skip is not None:
+        scores[skip] = -torch.inf
+    n = min(n, len(scores) - (skip is not None))
+    if n <= 0:
+        return []
+    values, rows = torch.topk(scores, n)
+    return list(zip(rows.tolist(), values.tolist(), strict=True))
