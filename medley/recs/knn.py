@@ -15,6 +15,7 @@ import base64
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -42,7 +43,8 @@ class ItemKnn:
         src = [k for k in (self._index.get(i) for i in history) if k is not None]
         if not src:
             return out
-        dst = np.array([self._index.get(i, -1) for i in candidates], dtype=np.int64)
+        dst = np.fromiter(map(self._index.get, candidates, repeat(-1)), dtype=np.int64,
+                          count=len(candidates))
         known = dst >= 0
         if known.any():
             out[known] = self._sums(np.asarray(src, dtype=np.int64))[dst[known]]
