@@ -12,6 +12,7 @@ import numpy as np
 from index.base import FUSED, Where
 from medley.recs.behavior import Behavior
 from medley.recs.collab import CollabModel
+from medley.recs.features import LIKED_MAX_RECENT
 from medley.recs.items import ItemTable
 from medley.recs.ranking import neighbour_mean
 
@@ -38,9 +39,10 @@ class Taste:
     # share one solve (`Recommender.user_vector`).
     folded: tuple[object, np.ndarray | None] | None = None
     user: str | None = None  # whose taste (their stored model vectors are looked up by it)
-    # The centred vectors of `liked_rows` (same order, the taste's surface), computed once for
-    # the taste: the ranker's closest-liked-item feature reads them instead of centring the
-    # same rows again (~0.3 ms of a for-you request at 100k items).
+    # The centred vectors of the first LIKED_MAX_RECENT `liked_rows` (the taste's surface),
+    # computed for the taste anyway: the ranker's closest-liked-item feature reads them
+    # instead of centring the same rows again (~0.3 ms of a for-you request at 100k items).
+    # Only those few: training holds a taste for each of up to 2,000 users.
     liked_vectors: np.ndarray | None = None
 
 
@@ -79,7 +81,7 @@ def taste_of(
     _, first = np.unique(liked, return_index=True)
     once = np.sort(first)
     return Taste(vec, [(i, w) for i, w, _ in pos], liked[once],
-                 liked_vectors=centred[order[once]])
+                 liked_vectors=centred[order[once[:LIKED_MAX_RECENT]]])
 
 
 @dataclass
