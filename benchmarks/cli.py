@@ -17,6 +17,12 @@ import typer
 app = typer.Typer(help="Medley's benchmarks: each writes JSON + markdown reports.",
                   no_args_is_help=True)
 
+# The options most commands share, declared once.
+Items = Annotated[int, typer.Option(help="synthetic items")]
+Events = Annotated[int, typer.Option(help="synthetic events")]
+Out = Annotated[Path, typer.Option(help="report folder")]
+DataDir = Annotated[Path, typer.Option(help="dataset folder, reused when it matches")]
+
 
 @app.command("eval")
 def evaluate(
@@ -38,7 +44,7 @@ def evaluate(
 
 @app.command("enrich")
 def bench_enrich(
-    out: Annotated[Path, typer.Option(help="report folder")] = Path("bench"),
+    out: Out = Path("bench"),
     quick: Annotated[bool, typer.Option(help="fewer repeats")] = False,
 ) -> None:
     """Model throughput beside plain peers, and upload-to-ready for a 30 s video."""
@@ -52,12 +58,11 @@ def bench_enrich(
 
 @app.command("serve")
 def bench_serve(
-    items: Annotated[int, typer.Option(help="synthetic items")] = 100_000,
-    events: Annotated[int, typer.Option(help="synthetic events")] = 1_000_000,
+    items: Items = 100_000,
+    events: Events = 1_000_000,
     duration: Annotated[float, typer.Option(help="seconds per endpoint and client count")] = 15.0,
-    out: Annotated[Path, typer.Option(help="report folder")] = Path("bench"),
-    data_dir: Annotated[Path, typer.Option(help="dataset folder, reused when it matches")] = Path(
-        "data/bench-serve"),
+    out: Out = Path("bench"),
+    data_dir: DataDir = Path("data/bench-serve"),
     rebuild: Annotated[bool, typer.Option(help="build the dataset again")] = False,
 ) -> None:
     """Latency of the recommendation endpoints (1 and 16 clients) on a synthetic catalog."""
@@ -70,13 +75,12 @@ def bench_serve(
 
 @app.command("scale")
 def bench_scale(
-    items: Annotated[int, typer.Option(help="synthetic items")] = 100_000,
-    events: Annotated[int, typer.Option(help="synthetic events")] = 1_000_000,
+    items: Items = 100_000,
+    events: Events = 1_000_000,
     processes: Annotated[str, typer.Option(help="API process counts, comma-separated")] = "1,2,4",
     duration: Annotated[float, typer.Option(help="seconds per endpoint and count")] = 15.0,
-    out: Annotated[Path, typer.Option(help="report folder")] = Path("bench"),
-    data_dir: Annotated[Path, typer.Option(help="dataset folder, reused when it matches")] = Path(
-        "data/bench-serve"),
+    out: Out = Path("bench"),
+    data_dir: DataDir = Path("data/bench-serve"),
 ) -> None:
     """Throughput of the read endpoints with 1, 2 and 4 API processes (16 clients)."""
     from benchmarks.serve_scale import run_scale_bench
@@ -104,7 +108,7 @@ def bench_drain(
     tasks: Annotated[int, typer.Option(help="short tasks to drain")] = 200,
     task_ms: Annotated[float, typer.Option(help="each task's stand-in work")] = 20.0,
     items: Annotated[int, typer.Option(help="text-only items for the end-to-end run")] = 150,
-    out: Annotated[Path, typer.Option(help="report folder")] = Path("bench"),
+    out: Out = Path("bench"),
 ) -> None:
     """How fast the embedded worker takes tasks: plumbing alone, then text items end to end."""
     from benchmarks.drain import run_drain_bench
@@ -125,7 +129,7 @@ def bench_ingest(
                                           "(a fresh one) or sqlite")] = "postgresql",
     pg_admin: Annotated[str, typer.Option(help="PostgreSQL URL allowed to create databases")] = (
         "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
-    out: Annotated[Path, typer.Option(help="report folder")] = Path("bench"),
+    out: Out = Path("bench"),
 ) -> None:
     """A catalog import through `medley ingest`: the embedded default beside Redis + workers."""
     from benchmarks.ingest import run_ingest_bench
@@ -142,8 +146,8 @@ def bench_ingest(
 
 @app.command("refusion")
 def bench_refusion(
-    items: Annotated[int, typer.Option(help="synthetic items")] = 100_000,
-    out: Annotated[Path, typer.Option(help="report folder")] = Path("bench"),
+    items: Items = 100_000,
+    out: Out = Path("bench"),
     data_dir: Annotated[Path, typer.Option(help="catalog folder, reused when it matches")] = Path(
         "data/bench-refusion"),
 ) -> None:
@@ -159,7 +163,7 @@ def bench_experiment(
     seeds: Annotated[int, typer.Option(help="simulated experiments per result")] = 20,
     live: Annotated[int, typer.Option(help="simulated users per experiment against the live "
                                       "HTTP service (0: skip)")] = 3000,
-    out: Annotated[Path, typer.Option(help="report folder")] = Path("bench"),
+    out: Out = Path("bench"),
 ) -> None:
     """Simulated users against the experiment engine: A/B, A/A, breaker, SRM, interleaving."""
     from benchmarks.experiment import run_experiment_bench
@@ -171,12 +175,12 @@ def bench_experiment(
 
 @app.command("trust")
 def bench_trust(
-    items: Annotated[int, typer.Option(help="synthetic items")] = 5000,
-    events: Annotated[int, typer.Option(help="synthetic events")] = 50_000,
+    items: Items = 5000,
+    events: Events = 50_000,
     clients: Annotated[int, typer.Option(help="concurrent load clients")] = 16,
     duration: Annotated[float, typer.Option(help="load seconds")] = 60.0,
     examples: Annotated[int, typer.Option(help="fuzz cases per operation and mode")] = 50,
-    out: Annotated[Path, typer.Option(help="report folder")] = Path("bench"),
+    out: Out = Path("bench"),
     data_dir: Annotated[Path, typer.Option(help="dataset folder (rebuilt)")] = Path(
         "data/bench-trust"),
 ) -> None:

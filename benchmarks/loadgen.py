@@ -145,9 +145,31 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
     return status, body, close
 
 
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def timed_exchange(conn: Connection | None, host: str, port: int, data: bytes,
+                         timeout_s: float
+                         ) -> tuple[Connection | None, tuple[int, bytes, bool, float] | Exception]:
+    """One request on `conn` (opened first if None): (the connection, (status, body, whether
+    the server closes it, seconds)); or (None, the error), the connection closed. A server that
+    stops answering is a failed request after `timeout_s`, not a stalled client."""
+    try:
+        if conn is None:
+            conn = await asyncio.open_connection(host, port)
+        started = time.perf_counter()
+        status, answer, close = await asyncio.wait_for(_exchange(*conn, data), timeout_s)
+        return conn, (status, answer, close, time.perf_counter() - started)
+    except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError,
+            TimeoutError) as exc:
+        if conn is not None:
+            conn[1].close()
+        return None, exc
+
+
 async def _client(host: str, port: int, requests: Requests, deadline: float, tally: Tally,
                   key: str | None = None) -> None:
-    conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+    conn: Connection | None = None
     auth = f"Authorization: Bearer {key}\r\n" if key else ""
     while time.perf_counter() < deadline:
         method, path, body = requests.next()
@@ -155,29 +177,19 @@ async def _client(host: str, port: int, requests: Requests, deadline: float, tal
         if body is not None:
             head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
         data = (head + "\r\n").encode() + (body or b"")
-        try:
-            if conn is None:
-                conn = await asyncio.open_connection(host, port)
-            started = time.perf_counter()
-            # A server that stops answering is a failed request, not a stalled client.
-            status, answer, close = await asyncio.wait_for(_exchange(*conn, data),
-                                                           EXCHANGE_TIMEOUT_S)
-            took = time.perf_counter() - started
-        except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError,
-                TimeoutError) as exc:
-            tally.fail(f"{type(exc).__name__}: {exc}")
-            if conn is not None:
-                conn[1].close()
-            conn = None
+        conn, got = await timed_exchange(conn, host, port, data, EXCHANGE_TIMEOUT_S)
+        if isinstance(got, Exception):
+            tally.fail(f"{type(got).__name__}: {got}")
             await asyncio.sleep(0.05)
             continue
+        status, answer, close, took = got
         if 200 <= status < 300:
             tally.latencies.append(took)
             tally.statuses[str(status)] += 1
             tally.fallback += b'"fallback":true' in answer
         else:
             tally.fail(str(status))
-        if close:
+        if close and conn is not None:
             conn[1].close()
             conn = None
     if conn is not None:

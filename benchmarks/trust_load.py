@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.loadgen import EVENT_MIX, Requests, _exchange, summarize
+from benchmarks.loadgen import EVENT_MIX, Connection, Requests, summarize, timed_exchange
 
 ENDPOINTS = ("recommendations", "events")
 EVENTS_SHARE = 0.5  # of requests
@@ -109,7 +109,7 @@ class Client:
         self.mine += [e for e in events if e["event_id"] in fresh]
 
     async def run(self, host: str, port: int, deadline: float) -> None:
-        conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        conn: Connection | None = None
         t = self.tally
         while time.perf_counter() < deadline:
             endpoint = "events" if self.rng.random() < EVENTS_SHARE else "recommendations"
@@ -125,28 +125,21 @@ class Client:
                     f"Authorization: Bearer {self.key}\r\n")
             if body is not None:
                 head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-            try:
-                if conn is None:
-                    conn = await asyncio.open_connection(host, port)
-                started = time.perf_counter()
-                status, answer, close = await asyncio.wait_for(
-                    _exchange(*conn, (head + "\r\n").encode() + (body or b"")), REQUEST_TIMEOUT_S)
-                took = time.perf_counter() - started
-            except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError,
-                    TimeoutError) as exc:
-                t.fail(endpoint, type(exc).__name__)
-                if conn is not None:
-                    conn[1].close()
-                conn = None
+            conn, got = await timed_exchange(conn, host, port,
+                                             (head + "\r\n").encode() + (body or b""),
+                                             REQUEST_TIMEOUT_S)
+            if isinstance(got, Exception):
+                t.fail(endpoint, type(got).__name__)
                 await asyncio.sleep(0.05)
                 continue
+            status, answer, close, took = got
             if 200 <= status < 300:
                 t.latencies[endpoint].append(took)
                 if endpoint == "events":
                     self.account(events, fresh, replays, json.loads(answer))
             else:
                 t.fail(endpoint, str(status))
-            if close:
+            if close and conn is not None:
                 conn[1].close()
                 conn = None
         if conn is not None:
