@@ -31,7 +31,6 @@ class Past:
         self.events = state.events
         self.taste = taste_of(table, list(state.positives), dict(state.negatives), now, FOR_YOU)
         self.vector = model.fold_in(self.taste.positives) if self.taste.positives else None
-        self.cals = model.cals_user(user)  # the training user's stored CALS vector
         self.skip = state.consumed
 
 
@@ -83,11 +82,8 @@ def group(user: Past, liked: set[str], candidates: Sequence[str], table: ItemTab
     y = np.array([1.0 if i in liked else 0.0 for i in ids])
     if not y.any():
         return None
-    signals = features.UserSignals(user.taste.vector, user.vector, user.taste.liked_rows,
-                                   user.events, user.cals,
-                                   features.uclf_of(model, user.id),
-                                   user.taste.liked_vectors)
-    x = features.compute(table, behavior, model, predicted, now, signals, ids, FOR_YOU, knn)
+    x = features.compute(table, behavior, model, predicted, now, _signals(user, model), ids,
+                         FOR_YOU, knn)
     return ranker.Group(x, y, cold_of(user, ids, table, model, predicted))
 
 
@@ -97,7 +93,12 @@ def cold_of(user: Past, ids: Sequence[str], table: ItemTable, model: CollabModel
     as it is now (the cold check swaps CALS fits on one model); None without CALS."""
     if model.cals is None:
         return None
-    signals = features.UserSignals(user.taste.vector, user.vector, user.taste.liked_rows,
-                                   user.events, model.cals_user(user.id),
-                                   features.uclf_of(model, user.id))
-    return features.cold(table, model, predicted, signals, ids)
+    return features.cold(table, model, predicted, _signals(user, model), ids)
+
+
+def _signals(user: Past, model: CollabModel) -> features.UserSignals:
+    """The user's signals, with the training user's stored CALS vector and taste classifier
+    read from the model's CALS as it is now."""
+    return features.UserSignals(user.taste.vector, user.vector, user.taste.liked_rows,
+                                user.events, model.cals_user(user.id),
+                                features.uclf_of(model, user.id), user.taste.liked_vectors)
