@@ -64,8 +64,9 @@ def choose(stream: Sequence[tuple[int, Event]], table: ItemTable, settings: Sett
     tried: dict[str, float] = {}
     first: list[ranker.Group] | None = None
     fitted_on: dict[int, int] = {}  # items fitted on -> the try that fitted them
+    counts = fitting.cals_item_counts(check.rest, CALS_MIN_AUDIENCE)
     for audience in CALS_MIN_AUDIENCE:
-        count = fitting.cals_item_count(check.rest, audience)
+        count = counts[audience]
         if count in fitted_on:  # the same items as an earlier try: the same fit (100k: all)
             tried[str(audience)] = tried[str(fitted_on[count])]
             continue

@@ -5,7 +5,7 @@ and again on parts of the history for the ranker's training groups and the cold 
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -81,14 +81,16 @@ def fit_cals(table: ItemTable, model: CollabModel, stream: Sequence[tuple[int, E
                     settings.collab_regularization, touched=touched, liked=liked)
 
 
-def cals_item_count(stream: Sequence[tuple[int, Event]], min_audience: int = 1) -> int:
-    """How many items `fit_cals` fits on at this minimum audience: two minimum audiences with
-    the same count fit the same items (the cap keeps the largest audiences)."""
-    totals: defaultdict[tuple[str, str], float] = defaultdict(float)
-    for _, e in stream:
-        totals[(e.user_id, e.item_id)] += e.weight
-    audience = Counter(item for (_, item), w in totals.items() if w > 0)
-    return min(MAX_CALS_ITEMS, sum(n >= min_audience for n in audience.values()))
+def cals_item_counts(stream: Sequence[tuple[int, Event]], audiences: Sequence[int]
+                     ) -> dict[int, int]:
+    """How many items `fit_cals` fits on at each of these minimum audiences, from the same
+    confidences it fits on: two minimum audiences with the same count fit the same items (the
+    cap keeps the largest audiences)."""
+    found = collab.confidences((e.user_id, e.item_id, e.weight) for _, e in stream)
+    if found is None:
+        return {a: 0 for a in audiences}
+    audience = found[2].getnnz(axis=0)
+    return {a: min(MAX_CALS_ITEMS, int((audience >= a).sum())) for a in audiences}
 
 
 def most_engaged(conf: sp.csr_matrix, most: int, min_audience: int = 1) -> np.ndarray | None:
