@@ -10,21 +10,19 @@ writes `cals-cost.json` and `cals-cost.md`. Run it with the server stopped.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.serve_data import bench_settings
+from benchmarks.report import head_commit, write_report
+from benchmarks.serve_data import bench_settings, stored_model
 
 
 def measure(data_dir: Path, caps: list[int]) -> dict[str, Any]:
     from enrich.registry import Models
     from medley.db import Database
     from medley.recs import fitting, store
-    from medley.recs.collab import CollabModel
     from medley.recs.training import catalog
 
     settings = bench_settings(data_dir)
@@ -32,11 +30,7 @@ def measure(data_dir: Path, caps: list[int]) -> dict[str, Any]:
     with db.session() as s:
         last = store.max_seq(s)
         rows = [(q, e) for q, e in store.events_after(s, 0) if q <= last]
-        latest = store.latest_model_id(s)
-        found = store.load_model_blob(s, latest) if latest is not None else None
-    if found is None:
-        raise SystemExit("the dataset has no stored model")
-    model = CollabModel.from_bytes(found[0])
+    model = stored_model(db)
     table = catalog(db, settings, Models(settings).dims())
     out: dict[str, Any] = {"items": len(model.item_ids), "users": len(model.user_ids),
                            "events": len(rows), "cores": os.cpu_count(), "fits": []}
@@ -71,12 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("bench"), help="report folder")
     a = p.parse_args(argv)
     result = measure(a.data_dir, [int(c) for c in a.caps.split(",") if c.strip()])
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, check=False).stdout.strip() or "unknown"
-    a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "cals-cost.json").write_text(json.dumps({**result, "commit": commit}, indent=2))
+    commit = head_commit()
     text = report(result, commit)
-    (a.out / "cals-cost.md").write_text(text)
+    write_report(a.out, "cals-cost", {**result, "commit": commit}, text)
     print(text)
     return 0
 

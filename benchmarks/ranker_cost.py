@@ -18,12 +18,12 @@ import argparse
 import json
 import random
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.report import head_commit, write_report
 from benchmarks.serve_data import INPUTS, bench_settings
 
 ROUNDS = 3  # ranker, blend, ranker, blend...: drift on a noisy machine hits both alike
@@ -226,13 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--blend-only", action="store_true", help="time the hand blend alone")
     a = p.parse_args(argv)
     result = measure(a.data_dir, a.calls, a.blend_only)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, check=False).stdout.strip() or "unknown"
+    commit = head_commit()
     name, text = (("blend-cost", blend_report(result, commit)) if a.blend_only
                   else ("ranker-cost", report(result, commit)))
-    a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / f"{name}.json").write_text(json.dumps({**result, "commit": commit}, indent=2))
-    (a.out / f"{name}.md").write_text(text)
+    write_report(a.out, name, {**result, "commit": commit}, text)
     print(text)
     return 0
 

@@ -18,6 +18,14 @@ def write_report(
     return json_path, md_path
 
 
+def head_commit() -> str:
+    """The checkout's short commit id, for a report's provenance ("unknown" outside git)."""
+    import subprocess
+
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True, check=False).stdout.strip() or "unknown"
+
+
 def table(header: list[str], rows: list[list[Any]]) -> str:
     """A Markdown table; floats keep the precision they were rounded to in the JSON."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -117,6 +117,19 @@ def prepare(data_dir: Path, spec: DataSpec, *, rebuild: bool = False,
     return {**manifest, "reused": False}
 
 
+def stored_model(db: Any) -> Any:
+    """The newest collaborative model stored in a prepared dataset's database (`Database`)."""
+    from medley.recs import store
+    from medley.recs.collab import CollabModel
+
+    with db.session() as s:
+        latest = store.latest_model_id(s)
+        found = store.load_model_blob(s, latest) if latest is not None else None
+    if found is None:
+        raise SystemExit("the dataset has no stored model")
+    return CollabModel.from_bytes(found[0])
+
+
 def restore(data_dir: Path, manifest: dict[str, Any]) -> int:
     """Drop what a benchmark run added (posted events, a model trained on them), so every run
     starts from the prepared state; returns the number of events removed."""
@@ -139,4 +152,4 @@ def restore(data_dir: Path, manifest: dict[str, Any]) -> int:
 
 
 __all__ = ["EVENT_TYPES", "INPUTS", "MANIFEST", "DataSpec", "bench_settings", "load_manifest",
-           "prepare"]
+           "prepare", "stored_model"]
