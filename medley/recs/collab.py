@@ -223,9 +223,10 @@ def _top(matrix: np.ndarray, vec: np.ndarray, n: int, skip: int | None = None
          ) -> list[tuple[int, float]]:
     """The n rows of `matrix` with the largest product with `vec`, best first (`skip`: a row
     left out). A scan of every item per request: with torch's matrix-vector product and top-k
-    it took ~0.7 ms at 75k items against ~1.6 ms with numpy's product and argpartition (the
-    scan reads the whole factor matrix, so it is bound by memory; torch's kernels stay on the
-    calling thread at this size). Serving has torch loaded already (the models)."""
+    it took 0.80 ms at 75k items against 1.67 ms with numpy's product and argpartition
+    (`python -m benchmarks.scan_cost`; the scan reads the whole factor matrix, so it is bound
+    by memory; torch's kernels stay on the calling thread at this size). Serving has torch
+    loaded already (the models)."""
     import torch  # lazily, as `items.half_rows`
 
     scores = torch.mv(torch.from_numpy(np.ascontiguousarray(matrix, dtype=np.float32)),

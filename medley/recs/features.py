@@ -40,9 +40,10 @@ _UNKNOWN_WHEN_NEW = frozenset({"collab", "knn"})  # masked to NaN, the rest to 0
 COLD = ("cals", "cals_pop", "uclf")
 # "liked_max" compares a candidate with this many of the user's newest liked items, not all
 # RECENT_POSITIVES (50): a pool of ~350 candidates against 50 liked items was the largest
-# product of a for-you request (~2 ms of its ranker's ~6). Ten cost ~0.4 ms of GEMM at 100k
-# items; five halve that, and the eval scored them alike (MovieLens-small per-user split
-# 0.1293 against 0.1262 NDCG@10; MovieLens 100K 0.1907 against 0.1864).
+# product of a for-you request (~2 ms of its ranker's ~6). Five instead of ten halve what is
+# left of it (part of the ranker's cost, `python -m benchmarks.ranker_cost`: 1.24-1.37 ms
+# before, 0.95-1.17 after, with the taste's vectors reused), and the eval scored them alike
+# (MovieLens-small per-user split 0.1293 against 0.1262 NDCG@10; 100K 0.1907 against 0.1864).
 LIKED_MAX_RECENT = 5
 
 
