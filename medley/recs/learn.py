@@ -3,7 +3,9 @@ content -> factors map (`content_map`) and the learned ranker (`ranker`), return
 `CollabModel` so serving loads them as one version.
 
 How the ranker learns: each user's events are split by time (first 80% history, last 20%
-later). ALS, behaviour and the content map are fitted on the history alone; the user's
+later), and so are all events at global moments (`TIME_CUTS`), where popularity, trending and
+age are what serving would have seen then. ALS, behaviour and the content map are fitted on
+the history alone; the user's
 candidates are drawn as serving draws them (ALS, centred content, popularity); each candidate's
 label is whether the user liked it later (liked, completed or shared: 1; else 0).
 A share of rows is shown to the ranker as if their items were brand new (no behaviour left, only
@@ -42,6 +44,13 @@ LATER_SHARE = 0.2  # of each user's events: what the ranker learns to predict
 # per-user split (NDCG@10 of the latest cut's groups): 0.8 and 0.6 scored 0.136; adding 0.4,
 # 0.141; adding 0.7 and 0.5 too, 0.144; a cut at 0.2 (a history of a few events) did not help.
 CUTS = (1.0 - LATER_SHARE, 0.7, 0.6, 0.5, 0.4)
+# Per-user cuts put every user's "later" at a different moment but compute popularity, trending
+# and item age at the end of the history: a user whose later events are years old is scored by
+# today's popularity. Serving is one moment for everyone, so groups are also drawn at global
+# cuts (the first share of all events by time is history; what each user did in the next
+# LATER_SHARE of events is what they did later), where every feature is as of that moment.
+# They are fitted on, never validated on, like the earlier per-user cuts.
+TIME_CUTS = (1.0 - LATER_SHARE, 0.7, 0.6, 0.5, 0.4)
 MIN_USER_EVENTS = 5  # fewer: the whole history is history
 MAX_USERS = 2000  # users the ranker trains on (seeded sample): enough, and bounded in time
 # The earlier cuts exist to give a small platform's trees more groups; each one replays the
@@ -128,6 +137,26 @@ def split_by_user(stream: Sequence[tuple[int, Event]], cut: float = 1.0 - LATER_
     return list(enumerate(history, start=1)), later
 
 
+def split_at_time(stream: Sequence[tuple[int, Event]], cut: float,
+                  later_share: float = LATER_SHARE
+                  ) -> tuple[list[tuple[int, Event]], dict[str, list[Event]]]:
+    """(history events, renumbered from 1; each user's later events): the first `cut` of all
+    events by time are history, and each user's events among the next `later_share` are what
+    they did later (users with no history are dropped by the caller, as serving has nothing
+    to rank for them)."""
+    order = sorted(range(len(stream)), key=lambda k: stream[k][1].ts)
+    start = round(cut * len(order))
+    stop = round(min(1.0, cut + later_share) * len(order))
+    before = set(order[:start])
+    later: dict[str, list[Event]] = {}
+    for k in order[start:stop]:
+        e = stream[k][1]
+        if e.type is not EventType.IMPRESSION:
+            later.setdefault(e.user_id, []).append(e)
+    history = [e for k, (_, e) in enumerate(stream) if k in before]
+    return list(enumerate(history, start=1)), later
+
+
 def train_ranker(stream: Sequence[tuple[int, Event]], table: ItemTable, settings: Settings,
                  seed: int = 0) -> tuple[ranker.Ranker | None, dict[str, Any]]:
     """The ranker, on groups from each cut of CUTS (each user's events split at that share):
@@ -135,10 +164,13 @@ def train_ranker(stream: Sequence[tuple[int, Event]], table: ItemTable, settings
     training groups (users x cuts) and are never among the held-out users' groups."""
     rng = np.random.default_rng(seed)
     train: list[ranker.Group] = []
-    for k, cut in enumerate(CUTS):
+    # Alternating, so that a large platform (two cuts suffice) learns from both kinds.
+    splits = [s for pair in zip(CUTS, TIME_CUTS, strict=True)
+              for s in (("user", pair[0]), ("time", pair[1]))]
+    for k, (kind, cut) in enumerate(splits):
         if len(train) >= MAX_GROUPS:
             break  # enough to learn from: the earlier cuts would only cost time
-        found = _cut_groups(stream, table, settings, cut, rng, seed)
+        found = _cut_groups(stream, table, settings, kind, cut, rng, seed)
         if found is None and k == 0:
             return None, {"kept": False, "why": "no user has later events to learn from"}
         for g in found or []:
@@ -151,10 +183,12 @@ def train_ranker(stream: Sequence[tuple[int, Event]], table: ItemTable, settings
 
 
 def _cut_groups(stream: Sequence[tuple[int, Event]], table: ItemTable, settings: Settings,
-                cut: float, rng: np.random.Generator, seed: int) -> list[ranker.Group] | None:
-    """Training groups for one cut: ALS, behaviour and the content map on each user's events
-    before it, labels from the LATER_SHARE after it. None: no user has later events."""
-    history, later = split_by_user(stream, cut)
+                kind: str, cut: float, rng: np.random.Generator, seed: int
+                ) -> list[ranker.Group] | None:
+    """Training groups for one cut ("user": each user's events, "time": all events by time):
+    ALS, behaviour and the content map on the events before it, labels from the LATER_SHARE
+    after it. None: no user has later events."""
+    history, later = (split_by_user if kind == "user" else split_at_time)(stream, cut)
     if not history or not later:
         return None
     behavior = Behavior(settings.popularity_half_life_days * 86400,
@@ -176,6 +210,7 @@ def _cut_groups(stream: Sequence[tuple[int, Event]], table: ItemTable, settings:
     # those of every event (`train_ranker`).
     item_knn = _knn(history)
     alive = table.alive[: len(table.ids)] & table.has_vector(slice(0, len(table.ids)), FOR_YOU)
+    alive &= table.published[: len(table.ids)] <= now  # what the catalog held at the cut
     popular = behavior.popularity_top(settings.candidates_per_source // 2 + MAX_USER_SKIP)
     users = sorted(u for u in later if behavior.user(u) is not None)
     if len(users) > MAX_USERS:

@@ -7,7 +7,7 @@ import numpy as np
 
 from medley.recs import knn, ranker
 from medley.recs.events import Event, EventType
-from medley.recs.learn import split_by_user
+from medley.recs.learn import split_at_time, split_by_user
 
 
 def _pairs() -> list[tuple[str, str]]:
@@ -54,6 +54,21 @@ def test_each_cut_takes_its_window_of_every_users_events() -> None:
     assert [e.item_id for e in later["u"]] == ["i6", "i7"]
     history, later = split_by_user(stream)  # the latest cut: the last 20% later
     assert len(history) == 8 and [e.item_id for e in later["u"]] == ["i8", "i9"]
+
+
+def test_a_time_cut_is_one_moment_for_every_user() -> None:
+    """Two users, one active early and one late: at a global cut the early user's events are
+    all history and the late user's next events are what they did later, as serving sees
+    both at one moment; impressions are never what a user did later."""
+    early = [Event(f"a{k}", "early", f"i{k}", EventType.LIKE, None, float(k)) for k in range(6)]
+    late = [Event(f"b{k}", "late", f"j{k}", EventType.LIKE, None, 10.0 + k) for k in range(4)]
+    shown = Event("s", "late", "j9", EventType.IMPRESSION, None, 11.5)
+    stream = list(enumerate([*late, shown, *early], start=1))  # stored out of time order
+    history, later = split_at_time(stream, 0.6, 0.3)  # 11 events: 7 history, 3 later
+    assert [e.event_id for _, e in history] == ["b0", "a0", "a1", "a2", "a3", "a4", "a5"]
+    assert [seq for seq, _ in history] == list(range(1, 8))
+    assert list(later) == ["late"]
+    assert [e.event_id for e in later["late"]] == ["b1", "b2"]  # the impression is skipped
 
 
 def test_groups_of_earlier_cuts_are_fitted_on_never_validated_on() -> None:

@@ -241,15 +241,15 @@ def test_a_kept_ranker_is_refitted_on_every_group(monkeypatch) -> None:
     assert not np.allclose(kept.score(x), checked.score(x))
 
 
-def _counting_cuts(monkeypatch, groups_per_cut: int) -> list[float]:
+def _counting_cuts(monkeypatch, groups_per_cut: int) -> list[tuple[str, float]]:
     """Stand in for each cut's group building (the expensive part): record the cut, return
     that many groups."""
     from medley.recs import learn as learn_mod
 
-    seen: list[float] = []
+    seen: list[tuple[str, float]] = []
 
-    def fake(stream, table, settings, cut, rng, seed):
-        seen.append(cut)
+    def fake(stream, table, settings, kind, cut, rng, seed):
+        seen.append((kind, cut))
         return [ranker.Group(np.zeros((2, len(features.NAMES))), np.array([1.0, 0.0]),
                              user=f"u{len(seen)}-{k}") for k in range(groups_per_cut)]
 
@@ -265,7 +265,7 @@ def test_earlier_cuts_are_skipped_once_the_groups_suffice(monkeypatch) -> None:
 
     seen = _counting_cuts(monkeypatch, learn_mod.MAX_USERS)
     learn_mod.train_ranker([], ItemTable({Modality.TEXT: 4}), Settings())
-    assert seen == list(learn_mod.CUTS[:2])
+    assert seen == [("user", learn_mod.CUTS[0]), ("time", learn_mod.TIME_CUTS[0])]
 
 
 def test_a_small_platform_trains_on_every_cut(monkeypatch) -> None:
@@ -273,7 +273,8 @@ def test_a_small_platform_trains_on_every_cut(monkeypatch) -> None:
 
     seen = _counting_cuts(monkeypatch, 400)  # MovieLens-sized: ~400 users per cut
     learn_mod.train_ranker([], ItemTable({Modality.TEXT: 4}), Settings())
-    assert seen == list(learn_mod.CUTS)
+    assert sorted(seen) == sorted([("user", c) for c in learn_mod.CUTS]
+                                  + [("time", c) for c in learn_mod.TIME_CUTS])
 
 
 def test_cals_fitted_on_the_most_engaged_items_still_places_new_items(monkeypatch,
