@@ -137,6 +137,10 @@ class Settings(BaseSettings):
     # data_dir/behavior.snapshot; an empty path turns them off too.
     behavior_snapshot_path: Path | None = None
     behavior_snapshot_interval_s: float = Field(default=300.0, ge=0, allow_inf_nan=False)
+    # The serving item table (vectors and item info) saved on the same interval, so a start
+    # maps it instead of reading every item's vectors, and serving processes share its pages
+    # (`medley/recs/table_file.py`). Default: data_dir/items.table; an empty path: off.
+    items_snapshot_path: Path | None = None
     popularity_half_life_days: float = 30.0
     trending_half_life_hours: float = 24.0
     # An item's behavioural weight is n / (n + k) for n interactions: k = evidence needed for 50%.
@@ -222,6 +226,15 @@ class Settings(BaseSettings):
         if path is None:
             return self.data_dir / "behavior.snapshot"
         return None if str(path) in ("", ".") else path  # "" reads as Path("."): no file
+
+    @property
+    def items_snapshot_file(self) -> Path | None:
+        if self.behavior_snapshot_interval_s <= 0:
+            return None
+        path = self.items_snapshot_path
+        if path is None:
+            return self.data_dir / "items.table"
+        return None if str(path) in ("", ".") else path
 
     @property
     def models_dir(self) -> Path:

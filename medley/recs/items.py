@@ -150,6 +150,26 @@ class ItemTable:
         other.view = view
         return other
 
+    def adopt(self, ids: list[str], info: list[ItemInfo | None],
+              arrays: Mapping[str, np.ndarray], block_sum: np.ndarray,
+              block_count: np.ndarray) -> None:
+        """Take over a saved table (`table_file.load`) in place of this empty one: the arrays
+        as given (mapped from the file, rows beyond `ids` free), the ids and their info."""
+        with self.lock:
+            assert not self.ids, "only an empty table adopts a saved one"
+            for name, arr in arrays.items():
+                setattr(self, name, arr)
+            self.ids = list(ids)
+            self.row = {i: r for r, i in enumerate(self.ids)}
+            self.info = list(info)
+            self.tag_rows = {}
+            for r, i in enumerate(self.info):
+                for tag in i.tags if i is not None else ():
+                    self.tag_rows.setdefault(tag, set()).add(r)
+            self._block_sum = np.asarray(block_sum, dtype=np.float64).copy()
+            self._block_count = np.asarray(block_count, dtype=np.int64).copy()
+            self.version += 1
+
     def _grow(self) -> None:
         n = len(self.units) * 2
         for name in ("units", "present", "bits", "alive", "age", "published", "created"):

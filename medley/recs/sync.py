@@ -28,7 +28,7 @@ from medley.config import Settings
 from medley.db import Database
 from medley.db.models import Item
 from medley.domain import Modality, age_min
-from medley.recs import snapshot, store
+from medley.recs import snapshot, store, table_file
 from medley.recs.answers import Editorial
 from medley.recs.behavior import Behavior
 from medley.recs.cache import AnswerCache
@@ -125,6 +125,9 @@ class RecSync:
         self._snapshot_lock = threading.Lock()
         self._snapshot_epoch = 0
         self.saves_snapshots = True  # False in a peer process: the owner saves (one writer)
+        self._table_saved = -1  # table.version the item table file was saved at
+        self._table_saved_at = 0.0  # monotonic time of that save (or try)
+        self._table_writer: threading.Thread | None = None
         self.wake = threading.Event()
         self.ready = threading.Event()
         self.answers: AnswerCache | None = None  # the service's, cleared here on erasure
@@ -194,6 +197,55 @@ class RecSync:
                 self._loaded_at.pop(item_id, None)
         for item_id in [i for i in self.set_aside if i not in present]:  # deleted since
             del self.set_aside[item_id]
+
+    def restore_items(self) -> int | None:
+        """Start-up: map the saved item table (`table_file`), then reload from the database
+        only the items whose rows changed since and drop those it no longer has. Returns the
+        items restored, or None (nothing usable saved: `load_items` reads them all)."""
+        path = self.settings.items_snapshot_file
+        if path is None or self.table.ids:
+            return None
+        saved = table_file.load(path, self.table)
+        if saved is None:
+            return None
+        self._table_saved = self.table.version  # as saved: what changes below is saved later
+        with self.db.session() as s:
+            current = {r.id: r.updated_at for r in s.execute(select(Item.id, Item.updated_at))}
+        for item_id in [i for i in self.table.ids if i not in current]:
+            self.table.remove(item_id)
+        self._loaded_at = {i: u for i, u in current.items() if saved.get(i) == str(u)}
+        if current:
+            self.items_seen_at = max(_naive_utc(u) for u in current.values())
+            self._seen_moved_at = time.monotonic()
+        stale = [i for i in current if i not in self._loaded_at]
+        for start in range(0, len(stale), ITEM_BATCH):
+            self.load_items(stale[start : start + ITEM_BATCH])
+        log.info("item table restored from %s: %d items, %d reloaded from the database",
+                 path, len(saved), len(stale))
+        return len(saved)
+
+    def save_items(self) -> bool:
+        """Copy the item table here (the sync is its only writer) and write it beside the
+        loop, when it changed since the last save; a failed save is logged and retried after
+        the snapshot interval. Returns whether a save was begun."""
+        path = self.settings.items_snapshot_file
+        if (path is None or not self.saves_snapshots or self.table.version == self._table_saved
+                or (self._table_writer is not None and self._table_writer.is_alive())):
+            return False
+        self._table_saved_at = time.monotonic()
+        captured = table_file.capture(self.table, self._loaded_at)
+        self._table_saved = self.table.version
+
+        def write() -> None:
+            try:
+                table_file.save(captured, path)
+            except OSError:
+                log.exception("the item table could not be saved to %s; serving on", path)
+
+        self._table_writer = threading.Thread(target=write, name="medley-items-snapshot",
+                                              daemon=True)
+        self._table_writer.start()
+        return True
 
     # --- events -----------------------------------------------------------------------------
     def tail_events(self) -> int:
@@ -433,6 +485,7 @@ class RecSync:
             self.erasures_seen = erasures.latest_notice(s)
         restored = self.restore_snapshot()
         self.load_fusion()
+        mapped = self.restore_items()
         n_items = self.load_items()
         n_events = self.tail_events()
         self.check_model()  # recounts co-engagement after the model, as after a full replay
@@ -442,11 +495,15 @@ class RecSync:
         if restored is not None:
             log.info("behaviour restored from the snapshot: %d events (up to seq %d), %d "
                      "tailed after it", restored.events, restored.behavior.last_seq, n_events)
-        log.info("recommendations ready: %d items, %d events in %.1f s", n_items, n_events,
+        log.info("recommendations ready: %d items (%d mapped from the saved table), %d "
+                 "events in %.1f s", len(self.table), mapped or 0, n_events,
                  time.perf_counter() - started)
         self._snapshot_at = time.monotonic()
         if n_events >= SNAPSHOT_AFTER_REPLAY:  # the next start-up need not replay them again
             self.save_snapshot(wait=False)
+        self._table_saved_at = time.monotonic()
+        if mapped is None and n_items:  # nor read every item's vectors again
+            self.save_items()
 
     def tick(self) -> None:
         """Events every poll (they must show within seconds); the rest at most once a second,
@@ -463,6 +520,8 @@ class RecSync:
         if (self.snapshot_path is not None and self.behavior.last_seq != self._snapshot_seq
                 and now - self._snapshot_at >= self.settings.behavior_snapshot_interval_s):
             self.save_snapshot(wait=False)  # written beside the loop; never raises
+        if now - self._table_saved_at >= self.settings.behavior_snapshot_interval_s:
+            self.save_items()
         self.load_fusion()
         self.load_items()
         if now - self._last_model_check >= MODEL_CHECK_EVERY_S:

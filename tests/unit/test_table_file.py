@@ -1,0 +1,145 @@
+"""The saved item table (`medley.recs.table_file`): a restarted serving process maps it and
+serves the same catalog as one that read every item from the database, with the items that
+changed, arrived or were deleted meanwhile as the database has them now; a damaged or foreign
+file costs a full load, never a failed start."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import delete, update
+
+from medley.config import Settings
+from medley.db import Database
+from medley.db.models import Item, ModalityRecord
+from medley.domain import Modality
+from medley.recs import table_file
+from medley.recs.behavior import Behavior
+from medley.recs.engine import Recommender
+from medley.recs.items import ItemInfo, ItemTable
+from medley.recs.sync import RecSync
+from tests.conftest import database_with_items
+
+DIMS = {Modality.TEXT: 4, Modality.IMAGE: 3}
+
+
+def _vector(k: int, m: Modality) -> np.ndarray:
+    return np.random.default_rng(k * 7 + len(m.value)).normal(size=DIMS[m]).astype(np.float32)
+
+
+def _give_vectors(db: Database, ids: list[str], version: int = 0) -> None:
+    with db.session() as s:
+        for item_id in ids:
+            k = int(item_id.split("-")[1]) + 100 * version
+            for m in DIMS:
+                s.merge(ModalityRecord(item_id=item_id, modality=m.value, status="ready",
+                                       vector=_vector(k, m).tobytes()))
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    with database_with_items(f"sqlite:///{tmp_path / 'medley.db'}", 6,
+                             tags=lambda k: [f"t{k % 2}"]) as d:
+        _give_vectors(d, [f"item-{k}" for k in range(6)])
+        yield d
+
+
+def serving(db: Database, data_dir: Path, **overrides: Any) -> RecSync:
+    s = Settings(data_dir=data_dir, **overrides)
+    rec = Recommender(s, ItemTable(DIMS), Behavior(30 * 86400.0, 86400.0), lambda *_: [])
+    sync = RecSync(s, db, rec)
+    sync.catch_up()
+    if sync._table_writer is not None:
+        sync._table_writer.join()
+    return sync
+
+
+def catalog(t: ItemTable) -> dict[str, Any]:
+    """What answers read of the table, per live item."""
+    live = [i for i in t.ids if t.get(i) is not None]
+    rows = t.rows(live)
+    return {"items": {i: (t.get(i), t.units[r].tolist(), t.present[r].tolist())
+                      for i, r in zip(live, rows.tolist(), strict=True)},
+            "tags": {tag: sorted(t.ids[r] for r in rs if t.alive[r])
+                     for tag, rs in t.tag_rows.items()},
+            "means": t.means().tolist()}
+
+
+def test_a_restart_maps_the_saved_table_and_catches_up_with_the_database(
+        db: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "shared" / "items.table"
+    first = serving(db, tmp_path / "a", items_snapshot_path=path)
+    assert path.exists()
+
+    time.sleep(0.01)  # later updated_at stamps than the save's
+    with db.session() as s:  # meanwhile: one retitled, one re-embedded, one deleted, one new
+        s.execute(update(Item).where(Item.id == "item-1").values(title="Renamed"))
+        s.execute(delete(ModalityRecord).where(ModalityRecord.item_id == "item-2"))
+        s.execute(delete(Item).where(Item.id == "item-2"))
+        s.add(Item(id="item-9", title="Item 9", description="", tags=["t1"], attributes={},
+                   status="ready"))
+    _give_vectors(db, ["item-3"], version=1)
+    _give_vectors(db, ["item-9"])
+    with db.session() as s:
+        s.execute(update(Item).where(Item.id == "item-3").values(title="Item 3"))  # touched
+
+    caplog.set_level(logging.INFO, logger="medley.recs.sync")
+    restarted = serving(db, tmp_path / "b", items_snapshot_path=path)
+    assert "6 items, 3 reloaded from the database" in caplog.text
+    full = serving(db, tmp_path / "c", behavior_snapshot_interval_s=0)  # read it all
+    assert catalog(restarted.table) == catalog(full.table)
+    assert restarted.table.get("item-1").title == "Renamed"
+    assert restarted.table.get("item-2") is None and restarted.table.get("item-9") is not None
+    assert first.table.get("item-2") is not None  # the first process still had it
+    # The mapped file is never written through: a change lands in this process only.
+    restarted.table.upsert("item-0", ItemInfo("Local", (), None, None, 0.0),
+                           {Modality.TEXT: np.ones(4, dtype=np.float32)})
+    again = serving(db, tmp_path / "d", items_snapshot_path=path)
+    assert again.table.get("item-0").title == "Item 0"
+
+
+def test_items_added_after_a_restore_fill_spare_rows(db: Database, tmp_path: Path) -> None:
+    path = tmp_path / "items.table"
+    serving(db, tmp_path / "a", items_snapshot_path=path)
+    restarted = serving(db, tmp_path / "b", items_snapshot_path=path)
+    units = restarted.table.units
+    assert isinstance(units, np.memmap) and len(units) > len(restarted.table.ids)
+    restarted.table.upsert("new", ItemInfo("New", (), None, None, 0.0),
+                           {Modality.IMAGE: np.ones(3, dtype=np.float32)})
+    assert restarted.table.units is units  # no private copy of every row
+
+
+@pytest.mark.parametrize("damage", ["pointer", "meta", "array", "layout"])
+def test_a_damaged_or_foreign_save_is_ignored_and_start_up_reads_the_database(
+        db: Database, tmp_path: Path, damage: str) -> None:
+    path = tmp_path / "items.table"
+    serving(db, tmp_path / "a", items_snapshot_path=path)
+    folder = path.parent / __import__("json").loads(path.read_text())["folder"]
+    if damage == "pointer":
+        path.write_text("{not json")
+    elif damage == "meta":
+        (folder / "meta.json").write_text('{"format": 99}')
+    elif damage == "array":
+        (folder / "units.npy").write_bytes(b"garbage")
+    assert table_file.load(path, ItemTable(DIMS if damage != "layout"
+                                           else {Modality.TEXT: 5})) is None
+    if damage != "layout":
+        started = serving(db, tmp_path / "b", items_snapshot_path=path)
+        assert catalog(started.table) == catalog(serving(db, tmp_path / "c").table)
+
+
+def test_only_the_owner_saves_and_an_empty_path_turns_it_off(db: Database,
+                                                              tmp_path: Path) -> None:
+    off = serving(db, tmp_path / "a", items_snapshot_path="")
+    assert off.settings.items_snapshot_file is None and not list(tmp_path.glob("a/items*"))
+    s = Settings(data_dir=tmp_path / "b")
+    peer = RecSync(s, db, Recommender(s, ItemTable(DIMS), Behavior(1.0, 1.0), lambda *_: []))
+    peer.saves_snapshots = False
+    peer.catch_up()
+    assert not (tmp_path / "b" / "items.table").exists()
