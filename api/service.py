@@ -102,6 +102,12 @@ class Service:
         if self.settings.bootstrap_admin_key is not None:
             self.keys.ensure_bootstrap(self.settings.bootstrap_admin_key.get_secret_value())
         app = celery_setup.configure(self.settings)
+        # The serving state (items, behaviour, the model) builds while the index opens, in
+        # its own process or here: a start waits for the longer of the two, not their sum.
+        index_up = threading.Event()
+        for target, name in self.recs.threads(self._stop, owner=self.peer is None,
+                                              index_up=index_up):
+            self._spawn(target, name)
         if self.index_process is not None:
             # Raises, plainly, if the index cannot be opened.
             self.index_process.start(self.runtime.named_dims())
@@ -110,6 +116,7 @@ class Service:
             self.runtime.index()  # fail at start, plainly, if the index cannot be opened
             self._server = owner.OwnerServer(self.settings.data_dir, self._owner_handlers())
             self._server.start()
+        index_up.set()
         queues = self.worker_queues()
         if queues:
             text = [q for q in queues if q == celery_setup.TEXT_QUEUE]
@@ -126,8 +133,7 @@ class Service:
         if self.peer is None:  # the owner sweeps and schedules for every process
             self._spawn(self._sweep_stale, "medley-stale-sweep")
         self.experiments.refresh()  # the first answers already serve running experiments
-        for target, name in (*self.recs.threads(self._stop, owner=self.peer is None),
-                             *self.experiments.threads(self._stop, owner=self.peer is None)):
+        for target, name in self.experiments.threads(self._stop, owner=self.peer is None):
             self._spawn(target, name)
 
     def _owner_handlers(self) -> dict[str, Callable[..., Any]]:

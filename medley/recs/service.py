@@ -78,12 +78,14 @@ class Recommendations:
         return [(h.id, h.score) for h in hits]
 
     # --- background -------------------------------------------------------------------------
-    def threads(self, stop: threading.Event, owner: bool = True
+    def threads(self, stop: threading.Event, owner: bool = True,
+                index_up: threading.Event | None = None
                 ) -> list[tuple[Callable[[], None], str]]:
         """The background loops. A peer serving process (medley/owner.py) keeps its own state
-        in step but leaves training and the behaviour snapshot to the owner."""
+        in step but leaves training and the behaviour snapshot to the owner. `index_up`: see
+        `RecSync.run`."""
         self.sync.saves_snapshots = owner
-        loops = [(lambda: self.sync.run(stop), "medley-rec-sync"),
+        loops = [(lambda: self.sync.run(stop, index_up), "medley-rec-sync"),
                  (lambda: self.events.run(stop), "medley-event-writer")]
         if owner:
             loops.append((lambda: self._schedule_training(stop), "medley-rec-train-schedule"))

@@ -543,11 +543,17 @@ class RecSync:
         self.rec.priors.refresh(self.behavior, self.rec.collab, self.rec.clock(),
                                 REFRESH_PRIORS_PER_TICK)
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event, index_up: threading.Event | None = None) -> None:
+        """Build the state, then keep it in step until `stop`. `index_up`: set once the index
+        answers; the state builds before it (nothing in it needs the index), the ticks, which
+        search the index for new items' neighbours, wait for it."""
         try:
             self.catch_up()
         except Exception:
             log.exception("recommendation state could not be built; retrying")
+        while index_up is not None and not index_up.wait(0.1):
+            if stop.is_set():
+                return
         while not stop.is_set():
             self.wake.wait(self.settings.events_poll_interval_s)
             self.wake.clear()
