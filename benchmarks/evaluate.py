@@ -55,9 +55,11 @@ EVAL_OVERRIDES: dict[str, Any] = {
 
 @dataclass
 class World(evaluation.World):
-    """The protocol's fitted world, with the peers' state (`peers_of`)."""
+    """The protocol's fitted world, with the peers' state (`peers_of`) and the settings it was
+    fitted with (the engine holds only its ranking section)."""
 
     peers: peers.PeerState | None = None
+    settings: Settings | None = None
 
 
 def build_table(split: Split, movies: Mapping[str, Movie],
@@ -76,14 +78,14 @@ def fit(split: Split, table: ItemTable, settings: Settings, *, base: World | Non
         stream: Sequence[tuple[int, Event]] | None = None) -> World:
     """`evaluation.fit`, as a world the peers can be prepared on."""
     w = evaluation.fit(split, table, settings, base=base, collab=collab, stream=stream)
-    return World(**{f.name: getattr(w, f.name) for f in fields(w)})
+    return World(**{f.name: getattr(w, f.name) for f in fields(w)}, settings=settings)
 
 
 def peers_of(w: World) -> peers.PeerState:
     """The peers' state on `w`; prepared here with the blend's defaults if the run did not
     prepare it (the run chooses the blend on validation)."""
     if w.peers is None:
-        w.peers = peers.prepare(w, w.rec.s)
+        w.peers = peers.prepare(w, w.settings or Settings())
     return w.peers
 
 

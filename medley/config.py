@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from medley.domain import Modality, Role
@@ -40,7 +40,33 @@ DEFAULT_FUSION_WEIGHTS: dict[Modality, float] = {
 }
 
 
-class Settings(BaseSettings):
+class RankingSettings(BaseModel):
+    """What the recommender engine (`medley.recs.engine.Recommender`) reads: its own section of
+    the settings. `Settings` carries these fields at its top level, so their environment names
+    stay `MEDLEY_<FIELD>`; `Settings.ranking` hands the engine this section alone."""
+
+    # An item's behavioural weight is n / (n + k) for n interactions: k = evidence needed for 50%.
+    behavior_confidence: float = 30.0
+    blend_content: float = 1.0
+    blend_collab: float = 2.0
+    blend_popularity: float = 0.5
+    prior_neighbours: int = 20  # established items a new item's prior appeal is predicted from
+    new_item_max_age_days: float = 14.0  # from published_at, else from entering the catalog
+    # New items leave out, by default, items more distinct users than this engaged with: an
+    # item many people already know is not new to the audience, whatever its date (a back
+    # catalog imported with its history). 20 users bring an item 20-40 interactions (a view,
+    # often a like or a completion too): around where the blend weighs its own behaviour as
+    # much as its content (n / (n + MEDLEY_BEHAVIOR_CONFIDENCE), 30), so it no longer needs
+    # the new shelf to be found. Clients choose another cap with `max_audience`.
+    new_item_max_audience: int = Field(default=20, ge=0)
+    exploration_share: float = 0.2  # share of for-you slots kept for new items matched on content
+    exploration_grace_hours: float = 48.0  # a new item explores this long whatever its velocity
+    exploration_min_velocity: float = 1.0  # after that, trending score it needs to keep exploring
+    mmr_lambda: float = 0.8  # 1 = relevance only, lower = more diverse
+    candidates_per_source: int = 100
+
+
+class Settings(BaseSettings, RankingSettings):
     model_config = SettingsConfigDict(env_prefix="MEDLEY_", env_file=".env", extra="ignore")
 
     # --- deployment -------------------------------------------------------------------------
@@ -143,25 +169,6 @@ class Settings(BaseSettings):
     items_snapshot_path: Path | None = None
     popularity_half_life_days: float = 30.0
     trending_half_life_hours: float = 24.0
-    # An item's behavioural weight is n / (n + k) for n interactions: k = evidence needed for 50%.
-    behavior_confidence: float = 30.0
-    blend_content: float = 1.0
-    blend_collab: float = 2.0
-    blend_popularity: float = 0.5
-    prior_neighbours: int = 20  # established items a new item's prior appeal is predicted from
-    new_item_max_age_days: float = 14.0  # from published_at, else from entering the catalog
-    # New items leave out, by default, items more distinct users than this engaged with: an
-    # item many people already know is not new to the audience, whatever its date (a back
-    # catalog imported with its history). 20 users bring an item 20-40 interactions (a view,
-    # often a like or a completion too): around where the blend weighs its own behaviour as
-    # much as its content (n / (n + MEDLEY_BEHAVIOR_CONFIDENCE), 30), so it no longer needs
-    # the new shelf to be found. Clients choose another cap with `max_audience`.
-    new_item_max_audience: int = Field(default=20, ge=0)
-    exploration_share: float = 0.2  # share of for-you slots kept for new items matched on content
-    exploration_grace_hours: float = 48.0  # a new item explores this long whatever its velocity
-    exploration_min_velocity: float = 1.0  # after that, trending score it needs to keep exploring
-    mmr_lambda: float = 0.8  # 1 = relevance only, lower = more diverse
-    candidates_per_source: int = 100
     max_results: int = 100
     collab_factors: int = 64
     collab_iterations: int = 15
@@ -226,6 +233,11 @@ class Settings(BaseSettings):
         if path is None:
             return self.data_dir / "behavior.snapshot"
         return None if str(path) in ("", ".") else path  # "" reads as Path("."): no file
+
+    @property
+    def ranking(self) -> RankingSettings:
+        """The recommender engine's section, as these settings have it."""
+        return RankingSettings(**{k: getattr(self, k) for k in RankingSettings.model_fields})
 
     @property
     def items_snapshot_file(self) -> Path | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from medley.config import Settings
+from medley.config import RankingSettings
 from medley.editor import preview
 from medley.editor.service import FusionEditor
 from medley.experiments.spec import Arm
@@ -22,7 +22,7 @@ class ArmRecommenders:
         self.recs = recs
         self.editor = editor
         self._views: dict[int, FusionView] = {}  # profile versions never change: kept
-        self._settings: dict[tuple[float | None, float | None], Settings] = {}
+        self._settings: dict[tuple[float | None, float | None], RankingSettings] = {}
 
     def get(self, arm: Arm | None) -> tuple[Recommender | None, tuple[Any, ...]]:
         """(the recommender, its answer-cache key part); (None, ()) for the live one. Built per
@@ -41,7 +41,8 @@ class ArmRecommenders:
             rec.use_ranker = arm.ranker == "learned"
         return rec, arm.key
 
-    def _with(self, base: Settings, mmr: float | None, explore: float | None) -> Settings:
+    def _with(self, base: RankingSettings, mmr: float | None, explore: float | None
+              ) -> RankingSettings:
         """The settings with an arm's MMR λ and exploration share, copied once per arm (the
         settings do not change while a process runs; a copy per request would)."""
         key = (mmr, explore)

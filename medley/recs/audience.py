@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from index.base import FUSED, Where
-from medley.config import Settings
+from medley.config import RankingSettings
 from medley.recs.items import ItemTable
 from medley.recs.signals import SearchFn
 
@@ -24,7 +24,7 @@ EXACT_MAX = 1000  # else up to this many items under the cap are ranked exactly,
 OVERFETCH = 5  # else the index is asked for this many times the limit, then filtered
 
 
-def cap_for(settings: Settings, only_new: bool, max_audience: int | None) -> int | None:
+def cap_for(settings: RankingSettings, only_new: bool, max_audience: int | None) -> int | None:
     """The audience cap an answer applies: the caller's; for new items, by default, the
     setting (an item many people already engaged with is not new to the audience)."""
     if max_audience is not None:

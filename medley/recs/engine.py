@@ -14,7 +14,7 @@ from itertools import compress
 import numpy as np
 
 from index.base import FUSED, Where
-from medley.config import Settings
+from medley.config import RankingSettings
 from medley.recs import audience, features, reasons
 from medley.recs.answers import Answer, Editorial, Preferences, Scored
 from medley.recs.behavior import Behavior
@@ -50,7 +50,7 @@ class Pool:
 
 class Recommender:
     def __init__(
-        self, settings: Settings, table: ItemTable, behavior: Behavior, search: SearchFn,
+        self, settings: RankingSettings, table: ItemTable, behavior: Behavior, search: SearchFn,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.s = settings

@@ -258,7 +258,7 @@ def fit(split: Split, table: ItemTable, settings: Settings, *, base: World | Non
         collab = train_collab(split, settings, stream, table)
     recs: list[Recommender] = []
     for share in (settings.exploration_share, SHIPPED_EXPLORATION):
-        rec = Recommender(settings.model_copy(update={"exploration_share": share}), table,
+        rec = Recommender(settings.ranking.model_copy(update={"exploration_share": share}), table,
                           behavior, search, clock=lambda: split.now)
         rec.collab = collab
         rec.prior_budget = len(table.ids) + 1  # offline: no item's prior is budget-limited

@@ -60,7 +60,7 @@ class Recommendations:
         self.table = ItemTable(models.dims())
         self.behavior = Behavior(settings.popularity_half_life_days * 86400,
                                  settings.trending_half_life_hours * 3600)
-        self.rec = Recommender(settings, self.table, self.behavior, self.index_search)
+        self.rec = Recommender(settings.ranking, self.table, self.behavior, self.index_search)
         self.sync = RecSync(settings, db, self.rec)
         # Events of concurrent requests share transactions (its writer runs from threads());
         # until it runs, and after close(), each request writes its own.
