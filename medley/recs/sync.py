@@ -214,12 +214,18 @@ class RecSync:
         for item_id in [i for i in self.table.ids if i not in current]:
             self.table.remove(item_id)
         self._loaded_at = {i: u for i, u in current.items() if saved.get(i) == str(u)}
+        stale = [i for i in current if i not in self._loaded_at]
+        try:
+            for start in range(0, len(stale), ITEM_BATCH):
+                self.load_items(stale[start : start + ITEM_BATCH])
+        except BaseException:
+            # Half caught up: the next try (`catch_up` again) must read every item, not
+            # only those past a watermark some of the stale ones are older than.
+            self.items_seen_at, self._loaded_at = None, {}
+            raise
         if current:
             self.items_seen_at = max(_naive_utc(u) for u in current.values())
             self._seen_moved_at = time.monotonic()
-        stale = [i for i in current if i not in self._loaded_at]
-        for start in range(0, len(stale), ITEM_BATCH):
-            self.load_items(stale[start : start + ITEM_BATCH])
         log.info("item table restored from %s: %d items, %d reloaded from the database",
                  path, len(saved), len(stale))
         return len(saved)
@@ -233,7 +239,11 @@ class RecSync:
                 or (self._table_writer is not None and self._table_writer.is_alive())):
             return False
         self._table_saved_at = time.monotonic()
-        captured = table_file.capture(self.table, self._loaded_at)
+        try:
+            captured = table_file.capture(self.table, self._loaded_at)
+        except Exception:  # a save is a speed-up: the loop goes on, and tries again later
+            log.exception("the item table could not be copied for saving; serving on")
+            return False
         self._table_saved = self.table.version
 
         def write() -> None:

@@ -143,3 +143,53 @@ def test_only_the_owner_saves_and_an_empty_path_turns_it_off(db: Database,
     peer.saves_snapshots = False
     peer.catch_up()
     assert not (tmp_path / "b" / "items.table").exists()
+
+
+def test_a_save_that_fails_leaves_the_loop_serving(db: Database, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    sync = serving(db, tmp_path / "a", items_snapshot_path=tmp_path / "items.table")
+    sync.table.remove("item-0")  # a change to save
+
+    def broken(*_: object) -> None:
+        raise MemoryError("no room for the copy")
+
+    monkeypatch.setattr(table_file, "capture", broken)
+    assert not sync.save_items()
+    assert "could not be copied" in caplog.text
+    with db.session() as s:
+        s.execute(update(Item).where(Item.id == "item-1").values(title="Still served"))
+    sync._table_saved_at = 0.0  # the interval is up: the tick tries to save, then goes on
+    sync._last_slow_tick = 0.0
+    sync.tick()
+    assert sync.table.get("item-1").title == "Still served"
+
+
+def test_a_restore_that_fails_half_way_reads_everything_on_the_next_try(
+        db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "items.table"
+    serving(db, tmp_path / "a", items_snapshot_path=path)
+    time.sleep(0.01)
+    with db.session() as s:  # two items changed since the save
+        s.execute(update(Item).where(Item.id.in_(["item-1", "item-4"]))
+                  .values(title="Changed"))
+    s_ = Settings(data_dir=tmp_path / "b", items_snapshot_path=path)
+    sync = RecSync(s_, db, Recommender(s_.ranking, ItemTable(DIMS), Behavior(1.0, 1.0),
+                                       lambda *_: []))
+    real = sync.load_items
+    calls = {"n": 0}
+
+    def flaky(ids: object = None) -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError("database went away")
+        return real(ids)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sync, "load_items", flaky)
+    # No overlap re-read: only a watermark reset can bring the changed items back.
+    monkeypatch.setattr("medley.recs.sync.WATERMARK_OVERLAP_S", 0.0)
+    with pytest.raises(OSError):
+        sync.catch_up()
+    sync.catch_up()  # as the loop retries
+    assert sync.table.get("item-1").title == "Changed"
+    assert sync.table.get("item-4").title == "Changed"
