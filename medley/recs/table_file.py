@@ -19,7 +19,6 @@ changes this process's pages only, never the file.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -127,11 +126,3 @@ def load(path: Path, table: ItemTable) -> dict[str, str] | None:
     table.adopt(ids, infos, arrays, block_sum, block_count)
     return {i: u for i, u in zip(ids, updated, strict=True) if u is not None}
 
-
-def drop(path: Path) -> None:
-    """Delete the save and its folders (a test's or an operator's reset)."""
-    for old in path.parent.glob(f"{path.name}.*"):
-        if old.is_dir():
-            shutil.rmtree(old, ignore_errors=True)
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
