@@ -10,6 +10,8 @@ quantised dynamically, `enrich.quantize.int8_torch`).
 from __future__ import annotations
 
 import hashlib
+import importlib.util
+import json
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -43,7 +45,14 @@ def _safetensors_name(filename: str) -> str:
 
 def architecture(settings: Settings) -> dict[str, Any]:
     """The open_clip config of the configured architecture (a custom JSON is registered first).
-    Reads configs only; the registry uses it for vector sizes without loading weights."""
+    Reads configs only; the registry uses it for vector sizes without loading weights.
+
+    The JSON file is read directly where it can be found: importing open_clip imports torch
+    and torchvision (5.6 s here), and a serving process needs the vector sizes before it can
+    open the index, so that import sat on every start's critical path."""
+    found = _config_file(settings)
+    if found is not None:
+        return dict(json.loads(found.read_text()))
     import open_clip
 
     if settings.clip_model_config is not None:
@@ -56,6 +65,21 @@ def architecture(settings: Settings) -> dict[str, Any]:
     if config is None:
         raise ModelUnavailable(f"open_clip has no architecture named {settings.clip_model!r}")
     return dict(config)
+
+
+def _config_file(settings: Settings) -> Path | None:
+    """The JSON file open_clip would read the configured architecture from (a custom file
+    named like the model, else the one open_clip ships), found without importing open_clip."""
+    custom = settings.clip_model_config
+    if custom is not None:
+        path = Path(custom)
+        return path if path.is_file() and path.stem == settings.clip_model else None
+    spec = importlib.util.find_spec("open_clip")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "model_configs" / f"{settings.clip_model}.json"
+        if path.is_file():
+            return path
+    return None
 
 
 class ClipModel(LoadOnce):

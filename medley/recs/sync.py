@@ -452,7 +452,12 @@ class RecSync:
         return True
 
     # --- models and editorial --------------------------------------------------------------
-    def check_model(self) -> bool:
+    def check_model(self, warm: bool = True) -> bool:
+        """Serve the newest stored model if it is not served yet. `warm`: predict every item's
+        content-map outputs before the swap (a running process: the first requests under the
+        new model find them all); False at start-up, where nothing is served yet and waiting
+        for them (4.6 s at 100,000 items) would only delay readiness: requests then predict
+        their candidates' rows as they come, and `catch_up` warms the rest beside them."""
         with self.db.session() as s:
             latest = store.latest_model_id(s)
             if latest is None or latest == self.model_id:
@@ -466,7 +471,8 @@ class RecSync:
         # Every item's content-map prediction before the swap, here in the background: the
         # first requests under the new model then find them all (~0.3 s at 100k items).
         predicted = Predicted(model)
-        predicted.warm(self.table)
+        if warm:
+            predicted.warm(self.table)
         if model.ranker is not None:
             try:  # parses the trees and compiles their walk (~1 s the first time)
                 model.ranker.load()
@@ -478,6 +484,13 @@ class RecSync:
         self.model_id = latest
         log.info("serving collaborative model %s (events up to %s)", latest, model.last_seq)
         return True
+
+    def _warm_predictions(self) -> None:
+        """Start-up's deferred `Predicted.warm`, beside the first requests (a speed-up only)."""
+        try:
+            self.rec.predicted.warm(self.table)
+        except Exception:
+            log.exception("content-map predictions not warmed; requests predict as they go")
 
     def load_editorial(self) -> None:
         with self.db.session() as s:
@@ -498,10 +511,12 @@ class RecSync:
         mapped = self.restore_items()
         n_items = self.load_items()
         n_events = self.tail_events()
-        self.check_model()  # recounts co-engagement after the model, as after a full replay
+        self.check_model(warm=False)  # recounts co-engagement after the model, as a replay
         self.load_editorial()
         _freeze_heap()
         self.ready.set()
+        threading.Thread(target=self._warm_predictions, name="medley-warm-predictions",
+                         daemon=True).start()
         if restored is not None:
             log.info("behaviour restored from the snapshot: %d events (up to seq %d), %d "
                      "tailed after it", restored.events, restored.behavior.last_seq, n_events)

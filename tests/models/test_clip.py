@@ -132,3 +132,36 @@ def test_default_hub_tag_fails_fast_offline(tmp_path: Path) -> None:
     with pytest.raises(ModelUnavailable, match=r"laion2b_s34b_b79k.*cannot be downloaded"):
         ClipModel(Settings(data_dir=tmp_path)).load()
     assert time.monotonic() - start < 15  # huggingface_hub alone retries for ~45 s
+
+
+def test_the_architecture_is_read_without_importing_open_clip(tiny_clip: dict[str, Any],
+                                                              tmp_path: Path) -> None:
+    """A serving process needs CLIP's vector size before it opens the index: reading it must
+    not import open_clip (and torch with it, seconds on every start). The figures are the
+    ones open_clip gives, for a packaged architecture and a custom file alike."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; from medley.config import Settings; from enrich.clip import "
+             "architecture; a = architecture(Settings(**{k: v for k, v in %r.items()})); "
+             "print(a['embed_dim'], 'open_clip' in sys.modules, 'torch' in sys.modules)")
+    for settings, dim in (({}, 512), ({"clip_model": tiny_clip["clip_model"],
+                                       "clip_model_config": str(tiny_clip["clip_model_config"])},
+                                      None)):
+        done = subprocess.run([sys.executable, "-c", probe % settings], capture_output=True,
+                              text=True, check=True)
+        got, imported_clip, imported_torch = done.stdout.split()
+        assert imported_clip == imported_torch == "False"
+        if dim is not None:
+            assert int(got) == dim
+
+    import open_clip
+
+    from enrich.clip import architecture
+    from medley.config import Settings
+
+    assert architecture(Settings()) == open_clip.get_model_config("ViT-B-32")
+    custom = Settings(clip_model=tiny_clip["clip_model"],
+                      clip_model_config=tiny_clip["clip_model_config"])
+    open_clip.add_model_config(tiny_clip["clip_model_config"])
+    assert architecture(custom) == open_clip.get_model_config(tiny_clip["clip_model"])
