@@ -108,7 +108,9 @@ class ClipModel(LoadOnce):
         s = self.settings
         if s.torch_threads:
             torch.set_num_threads(s.torch_threads)
-        config = architecture(s)
+        config = architecture(s)  # raises first if a custom architecture file is missing
+        if s.clip_model_config is not None:  # create_model finds it by name once registered
+            open_clip.add_model_config(s.clip_model_config)
         checkpoint, weights, options = self._weights()
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
