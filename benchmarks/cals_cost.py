@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.report import head_commit, write_report
+from benchmarks.report import publish
 from benchmarks.serve_data import bench_settings, stored_model
 
 
@@ -65,10 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("bench"), help="report folder")
     a = p.parse_args(argv)
     result = measure(a.data_dir, [int(c) for c in a.caps.split(",") if c.strip()])
-    commit = head_commit()
-    text = report(result, commit)
-    write_report(a.out, "cals-cost", {**result, "commit": commit}, text)
-    print(text)
+    print(publish(a.out, "cals-cost", result, report))
     return 0
 
 

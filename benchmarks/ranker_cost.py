@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.report import head_commit, write_report
+from benchmarks.report import publish
 from benchmarks.serve_data import INPUTS, bench_settings
 
 ROUNDS = 3  # ranker, blend, ranker, blend...: drift on a noisy machine hits both alike
@@ -226,11 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--blend-only", action="store_true", help="time the hand blend alone")
     a = p.parse_args(argv)
     result = measure(a.data_dir, a.calls, a.blend_only)
-    commit = head_commit()
-    name, text = (("blend-cost", blend_report(result, commit)) if a.blend_only
-                  else ("ranker-cost", report(result, commit)))
-    write_report(a.out, name, {**result, "commit": commit}, text)
-    print(text)
+    print(publish(a.out, "blend-cost" if a.blend_only else "ranker-cost", result,
+                  blend_report if a.blend_only else report))
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,17 @@ def head_commit() -> str:
 
     return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                           text=True, check=False).stdout.strip() or "unknown"
+
+
+def publish(out_dir: Path, name: str, result: dict[str, Any],
+            render: Callable[[dict[str, Any], str], str]) -> str:
+    """A single-measurement benchmark's ending: its result stamped with the commit, written
+    as `name`.json and `name`.md (the markdown `render(result, commit)` makes), and returned
+    for printing."""
+    commit = head_commit()
+    text = render(result, commit)
+    write_report(out_dir, name, {**result, "commit": commit}, text)
+    return text
 
 
 def table(header: list[str], rows: list[list[Any]]) -> str:

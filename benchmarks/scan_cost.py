@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.report import head_commit, write_report
+from benchmarks.report import publish
 from benchmarks.serve_data import bench_settings, stored_model
 
 ROUNDS = 3  # served, numpy, served, numpy...: drift on a noisy machine hits both alike
@@ -91,10 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("bench"), help="report folder")
     a = p.parse_args(argv)
     result = measure(a.data_dir, a.calls)
-    commit = head_commit()
-    text = report(result, commit)
-    write_report(a.out, "scan-cost", {**result, "commit": commit}, text)
-    print(text)
+    print(publish(a.out, "scan-cost", result, report))
     return 0
 
 
