@@ -4,7 +4,7 @@
 Sub-commands: enrich, serve, scale, sizes, drain, ingest, refusion, experiment, trust, and eval
 (the offline evaluation on MovieLens). Single measurements run as modules of their own:
 `python -m benchmarks.ranker_cost`, `.scan_cost`, `.cals_cost`, `.serve_profile`, `.index_call`,
-`.exposure_size`, `.startup`.
+`.exposure_size`, `.startup`, `.startup_stages`.
 """
 
 from __future__ import annotations

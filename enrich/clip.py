@@ -48,8 +48,9 @@ def architecture(settings: Settings) -> dict[str, Any]:
     Reads configs only; the registry uses it for vector sizes without loading weights.
 
     The JSON file is read directly where it can be found: importing open_clip imports torch
-    and torchvision (5.6 s here), and a serving process needs the vector sizes before it can
-    open the index, so that import sat on every start's critical path."""
+    and torchvision (3.7 s in a fresh process here, `bench/startup-stages.md`), and a serving
+    process needs the vector sizes before it can open the index, so that import sat on every
+    start's critical path."""
     found = _config_file(settings)
     if found is not None:
         return dict(json.loads(found.read_text()))

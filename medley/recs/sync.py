@@ -456,8 +456,9 @@ class RecSync:
         """Serve the newest stored model if it is not served yet. `warm`: predict every item's
         content-map outputs before the swap (a running process: the first requests under the
         new model find them all); False at start-up, where nothing is served yet and waiting
-        for them (4.6 s at 100,000 items) would only delay readiness: requests then predict
-        their candidates' rows as they come, and `catch_up` warms the rest beside them."""
+        for them (4.5 s at 100,000 items, `bench/startup-stages.md`) would only delay
+        readiness: requests then predict their candidates' rows as they come, and `catch_up`
+        warms the rest beside them."""
         with self.db.session() as s:
             latest = store.latest_model_id(s)
             if latest is None or latest == self.model_id:
