@@ -99,6 +99,7 @@ def profile_inprocess(data_dir: Path, inputs: dict[str, Any], *, calls: int = CA
     from threadpoolctl import threadpool_limits
 
     from enrich.registry import Family
+    from medley.recs import neighbours
     from medley.recs.service import Recommendations
     from workers.runtime import Runtime
 
@@ -126,6 +127,15 @@ def profile_inprocess(data_dir: Path, inputs: dict[str, Any], *, calls: int = CA
     t = time.perf_counter()
     rec.warm_priors(young, len(young))  # what the server's sync ticks did before the runs
     startup["warm_new_item_priors_s"] = time.perf_counter() - t
+    # What the server's sync finds ahead of requests: every item's neighbour list (its ticks,
+    # or the file a previous run saved) and the collaborative model's item lists.
+    t = time.perf_counter()
+    neighbours.fill(rec.neighbours, rec.table, recs.index_search, len(rec.table.ids))
+    startup["neighbour_lists_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    if rec.collab is not None:
+        rec.collab.find_neighbours(settings.candidates_per_source)
+    startup["collab_neighbour_lists_s"] = time.perf_counter() - t
     startup = {k: round(v, 1) for k, v in startup.items()}
     say(f"in-process start-up stages: {startup}")
     try:

@@ -45,6 +45,9 @@ class CollabModel:
     item_row: dict[str, int] = field(init=False)
     unit_items: np.ndarray = field(init=False)
     gram: np.ndarray = field(init=False)
+    # Every item's most similar items by factor cosine (rows, cosines), once per model
+    # (`find_neighbours`, background work before the model serves); None: scan per request.
+    neighbours: tuple[np.ndarray, np.ndarray] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.user_row = {u: i for i, u in enumerate(self.user_ids)}
@@ -104,8 +107,34 @@ class CollabModel:
         r = self.item_row.get(item)
         if r is None:
             return []
+        found = self.neighbours
+        if found is not None and n <= found[0].shape[1]:
+            ids = self.item_ids
+            return list(zip(map(ids.__getitem__, found[0][r, :n].tolist()),
+                            found[1][r, :n].tolist(), strict=True))
         return [(self.item_ids[i], s)
                 for i, s in _top(self.unit_items, self.unit_items[r], n, skip=r)]
+
+    def find_neighbours(self, k: int, block: int = 256) -> None:
+        """Every item's k most similar items (what `similar_items` scans for per request
+        otherwise: 1.3 ms at 100k items), by one matrix product per block of items. Each block's
+        scores are (block x items) floats, so `block` bounds the memory (256: 100 MB at 100k)."""
+        import torch
+
+        units = torch.from_numpy(np.ascontiguousarray(self.unit_items, dtype=np.float32))
+        n = len(units)
+        k = min(k, n - 1)
+        if k <= 0:
+            return
+        rows = np.empty((n, k), dtype=np.int32)
+        scores = np.empty((n, k), dtype=np.float16)
+        for start in range(0, n, block):
+            stop = min(start + block, n)
+            s = units[start:stop] @ units.T
+            s[torch.arange(stop - start), torch.arange(start, stop)] = -torch.inf  # not itself
+            values, found = torch.topk(s, k, dim=1)
+            rows[start:stop], scores[start:stop] = found.numpy(), values.numpy()
+        self.neighbours = (rows, scores)
 
     def without(self, user_id: str, items: Collection[str] = ()) -> CollabModel:
         """This model less one user's factor row and these items' rows (erasure: what came

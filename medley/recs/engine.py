@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from itertools import compress
+from dataclasses import dataclass, field, replace
+from itertools import compress, repeat
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from medley.recs.answers import Answer, Editorial, Preferences, Scored
 from medley.recs.behavior import Behavior
 from medley.recs.collab import CollabModel
 from medley.recs.items import ItemTable
+from medley.recs.neighbours import NeighbourLists
 from medley.recs.predicted import Predicted
 from medley.recs.ranking import BlendWeights, behaviour_weight, blend, interleave, mmr, place_pins
 from medley.recs.signals import Priors, SearchFn, Taste, taste_of
@@ -62,6 +63,9 @@ class Recommender:
         self._editorial = Editorial()
         self._changes = 0  # models and editorial settings served (see `generation`)
         self.priors = Priors(settings.prior_neighbours)
+        # Each item's content candidates for `similar`, found ahead of requests (the sync's
+        # ticks, `neighbours.fill`).
+        self.neighbours = NeighbourLists(settings.candidates_per_source)
         self.predicted = Predicted()  # the content map's output per item, for `collab`
         # Neighbour searches one request may spend on priors. Serving leaves it at 0: the
         # background warmer (`warm_priors`) searches what requests asked for; offline callers
@@ -239,36 +243,47 @@ class Recommender:
         if r is None or not self.table.has_vector(r):
             return self.fallback(n, base, "this item has no content vector yet")
         q = self.table.vectors_of(np.array([r]), SIMILAR)[0]
-        pool = Pool([])
-        pool.add([i for i, _ in self.search(FUSED, q, self.s.candidates_per_source, base)],
-                 "content")
+        # Content candidates: the item's nearline list (found when it was indexed; what it
+        # holds is filtered below), else an index search. A business filter searches: it may
+        # pass too few of the list's items.
+        plain = replace(base, exclude_ids=frozenset()) == Where()
+        listed = (self.neighbours.get(r) if plain and self.neighbours.key == self._view_key()
+                  else None)
+        content_rows = (listed if listed is not None else
+                        self.table.rows([i for i, _ in self.search(
+                            FUSED, q, self.s.candidates_per_source, base)]))
         co: dict[str, float] = {}
         if self.collab is not None:
             co.update(self.collab.similar_items(item_id, self.s.candidates_per_source))
         for other, cnt in self.behavior.co_engagement(item_id, self.s.candidates_per_source):
             co[other] = max(co.get(other, 0.0), cnt / (cnt + 3.0))
-        allowed = self.table.mask(base, need_vector=True)
-        pool.add(self._keep(list(co), allowed), "co-engagement")
-        pool.ids = self._keep(pool.ids, allowed)
-        if not pool.ids:
+        rows = np.concatenate([content_rows, self.table.rows(list(co))])
+        _, first = np.unique(rows, return_index=True)  # each once, in the order found
+        rows = rows[np.sort(first)]
+        rows = rows[self.table.admits(rows, base, need_vector=True)]
+        if not len(rows):
             return Answer([])
-        rows = self.table.rows(pool.ids)
+        ids = [self.table.ids[x] for x in rows.tolist()]
         content = self.table.dots(rows, q, SIMILAR)[:, 0]
-        coeng = np.array([max(co.get(i, 0.0), 0.0) for i in pool.ids])
+        coeng = np.fromiter(map(co.get, ids, repeat(0.0)), dtype=np.float64, count=len(ids))
         beta = float(behaviour_weight(np.array([self.behavior.interactions.get(item_id, 0)]),
                                       self.weights.confidence)[0])
-        scores = self._boost(pool.ids, content + beta * self.weights.collab * coeng)
+        scores = self._boost(ids, content + beta * self.weights.collab * np.fmax(coeng, 0.0))
         order = np.argsort(-scores)[:n]
         vecs = self.table.vectors_of(rows[order], SIMILAR)  # the answer's rows only: reasons
         title = self.table.get(item_id)
         out = []
         for j, k in enumerate(order):
             parts = self.table.contributions(q, vecs[j])
-            why = reasons.similar(parts, co.get(pool.ids[k], 0.0) * beta,
+            why = reasons.similar(parts, co.get(ids[k], 0.0) * beta,
                                   title.title if title else "this")
-            out.append(Scored(pool.ids[k], float(scores[k]), why,
+            out.append(Scored(ids[k], float(scores[k]), why,
                               {m.value: v for m, v in parts.items()}))
         return Answer(out)
+
+    def _view_key(self) -> tuple[int | None, str | None]:
+        view = self.table.view
+        return view.profile_id, view.slot
 
     def for_user(
         self, user_id: str, n: int, where: Where | None, prefs: Preferences | None,

@@ -309,6 +309,42 @@ class ItemTable:
         counted = sum(1 << k for k in np.flatnonzero(self._weights(surface) > 0))
         return np.asarray((self.bits[rows] & counted) != 0)
 
+    def _bounds(self, where: Where) -> list[tuple[np.ndarray, float, float]]:
+        """The filter's ranges as (per-row array, lowest, highest) allowed."""
+        inf = float("inf")
+        out: list[tuple[np.ndarray, float, float]] = []
+        if where.max_age is not None:
+            out.append((self.age, -inf, float(where.max_age)))
+        if where.published_from is not None or where.published_to is not None:
+            out.append((self.published, -inf if where.published_from is None
+                        else where.published_from,
+                        inf if where.published_to is None else where.published_to))
+        if where.created_from is not None:
+            out.append((self.created, where.created_from, inf))
+        return out
+
+    def admits(self, rows: np.ndarray, where: Where | None, *, need_vector: bool = False
+               ) -> np.ndarray:
+        """`mask(where, need_vector=...)[rows]` for a few rows (-1: no), without the pass over
+        every catalog row that `mask` makes (~1 ms at 100k items)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        ok = (rows >= 0) & (rows < len(self.ids))
+        r = np.where(ok, rows, 0)
+        ok &= self.alive[r]
+        if need_vector:
+            ok &= self.has_vector(r)
+        if where is None:
+            return ok
+        for values, lo, hi in self._bounds(where):
+            ok &= (values[r] >= lo) & (values[r] <= hi)
+        if where.include_tags:
+            ok &= np.isin(r, [x for t in where.include_tags for x in self.tag_rows.get(t, ())])
+        excluded = [x for t in where.exclude_tags for x in self.tag_rows.get(t, ())]
+        excluded += [self.row[i] for i in where.exclude_ids if i in self.row]
+        if excluded:
+            ok &= ~np.isin(r, excluded)
+        return ok
+
     def mask(self, where: Where | None, *, need_vector: bool = False) -> np.ndarray:
         """Rows that are alive and pass the business filters."""
         n = len(self.ids)
@@ -317,14 +353,8 @@ class ItemTable:
             m &= self.has_vector(slice(0, n))
         if where is None:
             return m
-        if where.max_age is not None:
-            m &= self.age[:n] <= where.max_age
-        if where.published_from is not None:
-            m &= self.published[:n] >= where.published_from
-        if where.published_to is not None:
-            m &= self.published[:n] <= where.published_to
-        if where.created_from is not None:
-            m &= self.created[:n] >= where.created_from
+        for values, lo, hi in self._bounds(where):
+            m &= (values[:n] >= lo) & (values[:n] <= hi)
         if where.include_tags:
             keep = np.zeros(n, dtype=bool)
             for tag in where.include_tags:

@@ -28,7 +28,7 @@ from medley.config import Settings
 from medley.db import Database
 from medley.db.models import Item
 from medley.domain import Modality, age_min
-from medley.recs import snapshot, store, table_file
+from medley.recs import neighbours, snapshot, store, table_file
 from medley.recs.answers import Editorial
 from medley.recs.behavior import Behavior
 from medley.recs.cache import AnswerCache
@@ -48,6 +48,10 @@ MODEL_CHECK_EVERY_S = 5.0
 SLOW_TICK_S = 1.0
 WARM_PRIORS_PER_TICK = 50  # neighbour searches (~1 ms each at 100k items), once a second
 REFRESH_PRIORS_PER_TICK = 500  # prior values (~0.1 ms each), once a second
+# Items' neighbour lists searched per tick (~1.7 ms each at 100k items, the index process doing
+# the search): new and changed items first, within the second they arrive unless an import
+# brings more; then the rest of the catalog, about 100k items in 8 minutes after a first start.
+NEIGHBOUR_LISTS_PER_TICK = 200
 WATERMARK_OVERLAP_S = 5.0
 SNAPSHOT_AFTER_REPLAY = 50_000  # events replayed at start-up (~3 s) worth a snapshot at once
 
@@ -128,6 +132,8 @@ class RecSync:
         self._table_saved = -1  # table.version the item table file was saved at
         self._table_saved_at = 0.0  # monotonic time of that save (or try)
         self._table_writer: threading.Thread | None = None
+        self._lists_saved = 0  # neighbour lists found at the last save
+        self._lists_writer: threading.Thread | None = None
         self.wake = threading.Event()
         self.ready = threading.Event()
         self.answers: AnswerCache | None = None  # the service's, cleared here on erasure
@@ -167,6 +173,8 @@ class RecSync:
                         self.rec.priors.forget(r.id)
                         self.rec.predicted.forget(self.table.row[r.id])
                     self.table.upsert(r.id, info, usable or None)
+                    if usable:  # its neighbours are searched again (and it enters theirs)
+                        self.rec.neighbours.changed([self.table.row[r.id]])
                     self.set_aside.pop(r.id, None)
                     n += 1
                 except Exception as exc:
@@ -208,6 +216,9 @@ class RecSync:
         saved = table_file.load(path, self.table)
         if saved is None:
             return None
+        # The neighbour lists saved beside it; the items reloaded below are searched again.
+        lists = neighbours.load(self.rec.neighbours, self.table, self.neighbours_file(path))
+        log.info("neighbour lists restored for %d items", lists)
         self._table_saved = self.table.version  # as saved: what changes below is saved later
         with self.db.session() as s:
             current = {r.id: r.updated_at for r in s.execute(select(Item.id, Item.updated_at))}
@@ -255,6 +266,33 @@ class RecSync:
         self._table_writer = threading.Thread(target=write, name="medley-items-snapshot",
                                               daemon=True)
         self._table_writer.start()
+        return True
+
+    @staticmethod
+    def neighbours_file(items_file: Path) -> Path:
+        return items_file.with_name("neighbours.npz")
+
+    def save_neighbours(self) -> bool:
+        """Copy the neighbour lists here (this loop is their only writer) and write them
+        beside it, when more were found since the last save."""
+        path = self.settings.items_snapshot_file
+        found = len(self.rec.neighbours)
+        if (path is None or not self.saves_snapshots or found == self._lists_saved
+                or (self._lists_writer is not None and self._lists_writer.is_alive())):
+            return False
+        self._lists_saved = found
+        captured = neighbours.capture(self.rec.neighbours, self.table)
+        target = self.neighbours_file(path)
+
+        def write() -> None:
+            try:
+                neighbours.write(captured, target)
+            except OSError:
+                log.exception("the neighbour lists could not be saved to %s; serving on", target)
+
+        self._lists_writer = threading.Thread(target=write, name="medley-neighbours-snapshot",
+                                              daemon=True)
+        self._lists_writer.start()
         return True
 
     # --- events -----------------------------------------------------------------------------
@@ -474,6 +512,7 @@ class RecSync:
         predicted = Predicted(model)
         if warm:
             predicted.warm(self.table)
+            model.find_neighbours(self.settings.candidates_per_source)
         if model.ranker is not None:
             try:  # parses the trees and compiles their walk (~1 s the first time)
                 model.ranker.load()
@@ -492,6 +531,12 @@ class RecSync:
             self.rec.predicted.warm(self.table)
         except Exception:
             log.exception("content-map predictions not warmed; requests predict as they go")
+        model = self.rec.collab
+        try:
+            if model is not None and model.neighbours is None:
+                model.find_neighbours(self.settings.candidates_per_source)
+        except Exception:
+            log.exception("collaborative neighbour lists not found; requests scan for them")
 
     def load_editorial(self) -> None:
         with self.db.session() as s:
@@ -548,6 +593,7 @@ class RecSync:
             self.save_snapshot(wait=False)  # written beside the loop; never raises
         if now - self._table_saved_at >= self.settings.behavior_snapshot_interval_s:
             self.save_items()
+            self.save_neighbours()
         self.load_fusion()
         self.load_items()
         if now - self._last_model_check >= MODEL_CHECK_EVERY_S:
@@ -558,6 +604,8 @@ class RecSync:
             self._last_reconcile = now
             self.reconcile()
         self.warm_priors()
+        neighbours.fill(self.rec.neighbours, self.table, self.rec.search,
+                        NEIGHBOUR_LISTS_PER_TICK)
 
     def warm_priors(self) -> None:
         """New items first, then whatever requests found without a prior."""
