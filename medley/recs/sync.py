@@ -512,7 +512,6 @@ class RecSync:
         predicted = Predicted(model)
         if warm:
             predicted.warm(self.table)
-            model.find_neighbours(self.settings.candidates_per_source)
         if model.ranker is not None:
             try:  # parses the trees and compiles their walk (~1 s the first time)
                 model.ranker.load()
@@ -522,6 +521,10 @@ class RecSync:
                 model.ranker = None
         self.rec.use_model(model, predicted)
         self.model_id = latest
+        # Beside the loop, which must keep folding events in: 17 s at 100k items (`similar`
+        # scans for its model neighbours per request until they are found).
+        threading.Thread(target=self._find_collab_neighbours, args=(model,),
+                         name="medley-collab-neighbours", daemon=True).start()
         log.info("serving collaborative model %s (events up to %s)", latest, model.last_seq)
         return True
 
@@ -531,10 +534,10 @@ class RecSync:
             self.rec.predicted.warm(self.table)
         except Exception:
             log.exception("content-map predictions not warmed; requests predict as they go")
-        model = self.rec.collab
+
+    def _find_collab_neighbours(self, model: CollabModel) -> None:
         try:
-            if model is not None and model.neighbours is None:
-                model.find_neighbours(self.settings.candidates_per_source)
+            model.find_neighbours(self.settings.candidates_per_source)
         except Exception:
             log.exception("collaborative neighbour lists not found; requests scan for them")
 
