@@ -137,6 +137,13 @@ def run_serve_bench(out: Path, data_dir: Path, *, items: int = 100_000, events: 
     code = code_state()
     snapshot = snapshot_code(data_dir / "code")
     restore(data_dir, manifest)  # a run stopped half-way may have left posted events
+    lists: dict[str, Any] | None = None
+    if not (data_dir / "neighbours.npz").exists():
+        say("finding every item's neighbour list (once per dataset, as a server's sync does)")
+        done = subprocess.run([sys.executable, "-P", "-m", "benchmarks.serve_lists",
+                               "--data-dir", str(data_dir)], env=child_env(snapshot),
+                              check=True, capture_output=True, text=True)
+        lists = json.loads(done.stdout.strip().splitlines()[-1])
     server, startup = start(data_dir, snapshot, spec, say)
     try:
         runs = measure(server, inputs, ENDPOINTS, duration, say)  # events last: they add state
@@ -163,6 +170,7 @@ def run_serve_bench(out: Path, data_dir: Path, *, items: int = 100_000, events: 
                     "platform": platform.platform(), "processor": platform.processor()},
         "dataset": {**manifest, "users": spec.users, "topics": spec.topics},
         "prep_s": round(prep_s, 1),
+        "neighbour_lists": lists,
         "startup": startup,
         "duration_s": duration,
         "server_env": {"MEDLEY_COLLAB_RETRAIN_INTERVAL_S": RETRAIN_OFF_S},

@@ -64,7 +64,8 @@ def load_manifest(data_dir: Path) -> dict[str, Any] | None:
 def _clear(data_dir: Path) -> None:
     """Remove what a previous preparation (or a server on it) wrote; nothing else."""
     for name in (MANIFEST, INPUTS, "medley.db", "medley.db-wal", "medley.db-shm", "index", "media",
-                 "code", "profiles", "profile.json", "server.log", "behavior.snapshot"):
+                 "code", "profiles", "profile.json", "server.log", "behavior.snapshot",
+                 "neighbours.npz"):
         path = data_dir / name
         if path.is_dir():
             shutil.rmtree(path)

@@ -171,6 +171,11 @@ def render(data: dict[str, Any]) -> tuple[str, list[str]]:
         f"- Preparation {'reused (cached)' if ds.get('reused') else 'built'}; build stages (s): "
         f"{', '.join(f'{k} {v}' for k, v in ds['timings_s'].items())}; this run spent "
         f"{data['prep_s']} s on it.",
+        "- Item neighbour lists (`python -m benchmarks.serve_lists`, what a server's sync finds in "
+        "the background, saved in the dataset folder): "
+        + (f"found in this run, {lists['lists']:,} lists in {lists['lists_s']} s."
+           if (lists := data.get("neighbour_lists")) else "reused from the dataset folder, "
+           "or code without them."),
         f"- Server start-up: answering after {st.get('listening_s')} s, models probed after "
         f"{st.get('models_probed_s')} s, recommendations ready (all items, events, collaborative "
         f"model) after {st.get('recommendations_ready_s')} s; RSS then {st.get('rss_mib')} MiB; "

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -153,34 +153,40 @@ def fill(lists: NeighbourLists, table: ItemTable, search: Search, budget: int) -
     return done
 
 
-def capture(lists: NeighbourLists, table: ItemTable) -> dict[str, np.ndarray]:
-    """A copy of the lists to save (`write`), by item id: rows differ between a saved table and
-    one rebuilt from the database."""
+def capture(lists: NeighbourLists, table: ItemTable, stamps: Mapping[str, object]
+            ) -> dict[str, np.ndarray]:
+    """A copy of the lists to save (`write`), by item id (rows differ between a saved table and
+    one rebuilt from the database), with each item's version as loaded (`stamps`: its
+    `updated_at`), so that a start takes only the lists of items unchanged since."""
     with lists.lock:
         n = min(len(table.ids), len(lists.found))
-        return {"ids": np.array(table.ids[:n]), "rows": lists.rows[:n].copy(),
-                "scores": lists.scores[:n].copy(), "found": lists.found[:n].copy(),
-                "key": np.array([str(lists.key)])}
+        ids = table.ids[:n]
+        return {"ids": np.array(ids), "stamps": np.array([str(stamps.get(i)) for i in ids]),
+                "rows": lists.rows[:n].copy(), "scores": lists.scores[:n].copy(),
+                "found": lists.found[:n].copy(), "key": np.array([str(lists.key)])}
 
 
 def write(captured: dict[str, np.ndarray], path: Path) -> None:
     """Atomically: a reader finds the old file or the new one."""
     tmp = path.with_suffix(".tmp")
     with open(tmp, "wb") as f:
-        np.savez(f, ids=captured["ids"], rows=captured["rows"], scores=captured["scores"],
-                 found=captured["found"], key=captured["key"])
+        np.savez(f, ids=captured["ids"], stamps=captured["stamps"], rows=captured["rows"],
+                 scores=captured["scores"], found=captured["found"], key=captured["key"])
     tmp.replace(path)
 
 
-def load(lists: NeighbourLists, table: ItemTable, path: Path) -> int:
-    """Saved lists for the items this table holds, if they were found under its view; returns
-    how many lists were taken. A missing or damaged file takes none."""
+def load(lists: NeighbourLists, table: ItemTable, path: Path, stamps: Mapping[str, object]
+         ) -> int:
+    """Saved lists for the items this table holds at the version it loaded (`stamps`, as in
+    `capture`), if they were found under its view; returns how many lists were taken (they are
+    not searched again). A missing or damaged file takes none."""
     key = (table.view.profile_id, table.view.slot)
     try:
         with np.load(path, allow_pickle=False) as z:
             if str(z["key"][0]) != str(key):
                 return 0
             ids, rows, scores, found = z["ids"], z["rows"], z["scores"], z["found"]
+            saved_stamps = z["stamps"]
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return 0  # missing or damaged: every list is searched again
     to_row = table.rows(ids.tolist())  # saved row -> this table's row (-1: gone)
@@ -190,8 +196,10 @@ def load(lists: NeighbourLists, table: ItemTable, path: Path) -> int:
     with lists.lock:
         lists._fit(len(table.ids))
         for saved, r in enumerate(to_row.tolist()):
-            if r < 0 or not found[saved] or not table.alive[r]:
+            if (r < 0 or not found[saved] or not table.alive[r]
+                    or str(stamps.get(str(ids[saved]))) != str(saved_stamps[saved])):
                 continue
+            lists.pending.pop(r, None)
             live = mapped[saved] >= 0
             got, sc = mapped[saved][live], scores[saved][live]
             lists.rows[r] = EMPTY

@@ -216,9 +216,6 @@ class RecSync:
         saved = table_file.load(path, self.table)
         if saved is None:
             return None
-        # The neighbour lists saved beside it; the items reloaded below are searched again.
-        lists = neighbours.load(self.rec.neighbours, self.table, self.neighbours_file(path))
-        log.info("neighbour lists restored for %d items", lists)
         self._table_saved = self.table.version  # as saved: what changes below is saved later
         with self.db.session() as s:
             current = {r.id: r.updated_at for r in s.execute(select(Item.id, Item.updated_at))}
@@ -272,6 +269,16 @@ class RecSync:
     def neighbours_file(items_file: Path) -> Path:
         return items_file.with_name("neighbours.npz")
 
+    def restore_neighbours(self) -> int:
+        """Start-up: the saved neighbour lists of the items loaded at the version they were
+        saved at (the others are searched by the ticks)."""
+        path = self.settings.items_snapshot_file
+        if path is None:
+            return 0
+        self._lists_saved = neighbours.load(self.rec.neighbours, self.table,
+                                            self.neighbours_file(path), self._loaded_at)
+        return self._lists_saved
+
     def save_neighbours(self) -> bool:
         """Copy the neighbour lists here (this loop is their only writer) and write them
         beside it, when more were found since the last save."""
@@ -281,7 +288,7 @@ class RecSync:
                 or (self._lists_writer is not None and self._lists_writer.is_alive())):
             return False
         self._lists_saved = found
-        captured = neighbours.capture(self.rec.neighbours, self.table)
+        captured = neighbours.capture(self.rec.neighbours, self.table, self._loaded_at)
         target = self.neighbours_file(path)
 
         def write() -> None:
@@ -559,6 +566,7 @@ class RecSync:
         self.load_fusion()
         mapped = self.restore_items()
         n_items = self.load_items()
+        lists = self.restore_neighbours()
         n_events = self.tail_events()
         self.check_model(warm=False)  # recounts co-engagement after the model, as a replay
         self.load_editorial()
@@ -569,9 +577,9 @@ class RecSync:
         if restored is not None:
             log.info("behaviour restored from the snapshot: %d events (up to seq %d), %d "
                      "tailed after it", restored.events, restored.behavior.last_seq, n_events)
-        log.info("recommendations ready: %d items (%d mapped from the saved table), %d "
-                 "events in %.1f s", len(self.table), mapped or 0, n_events,
-                 time.perf_counter() - started)
+        log.info("recommendations ready: %d items (%d mapped from the saved table, %d "
+                 "neighbour lists restored), %d events in %.1f s", len(self.table), mapped or 0,
+                 lists, n_events, time.perf_counter() - started)
         self._snapshot_at = time.monotonic()
         if n_events >= SNAPSHOT_AFTER_REPLAY:  # the next start-up need not replay them again
             self.save_snapshot(wait=False)

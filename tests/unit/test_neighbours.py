@@ -132,15 +132,21 @@ def test_lists_survive_a_restart_by_item_id(tmp_path: Path) -> None:
     neighbours.fill(rec.neighbours, table, search, 1000)
     before = {f"i{k}": ids(rec.similar(f"i{k}", 6, None)) for k in range(30)}
     path = tmp_path / "neighbours.npz"
-    neighbours.write(neighbours.capture(rec.neighbours, table), path)
-    # The same catalog loaded in another order (rows differ), one item gone since the save.
+    stamps = {f"i{k}": "v1" for k in range(30)}
+    neighbours.write(neighbours.capture(rec.neighbours, table, stamps), path)
+    # The same catalog loaded in another order (rows differ), one item gone since the save,
+    # one changed (its list is searched again, first).
     again = catalog(30, order=list(reversed(range(30))))
     again.remove("i7")
     rec2, search2 = engine(tmp_path, again)
-    assert neighbours.load(rec2.neighbours, again, path) == 29
-    after = {i: ids(rec2.similar(i, 5, None)) for i in before if i != "i7"}
+    rec2.neighbours.changed(range(30))  # a start loads every item: all marked changed
+    assert neighbours.load(rec2.neighbours, again, path, {**stamps, "i9": "v2"}) == 28
+    assert rec2.neighbours.get(again.row["i9"]) is None
+    after = {i: ids(rec2.similar(i, 5, None)) for i in before if i not in ("i7", "i9")}
     assert search2.calls == 0
-    assert after == {i: [x for x in v if x != "i7"][:5] for i, v in before.items() if i != "i7"}
+    assert after == {i: [x for x in v if x != "i7"][:5] for i, v in before.items()
+                     if i not in ("i7", "i9")}
+    assert neighbours.fill(rec2.neighbours, again, search2, 100) == 1  # i9 alone
 
 
 @pytest.mark.parametrize("damage", [b"", b"not a numpy file"])
@@ -148,7 +154,7 @@ def test_a_damaged_file_restores_nothing(tmp_path: Path, damage: bytes) -> None:
     path = tmp_path / "neighbours.npz"
     path.write_bytes(damage)
     table = catalog(5)
-    assert neighbours.load(NeighbourLists(3), table, path) == 0
+    assert neighbours.load(NeighbourLists(3), table, path, {}) == 0
 
 
 def test_collab_lists_match_the_per_request_scan() -> None:

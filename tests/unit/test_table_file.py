@@ -193,3 +193,42 @@ def test_a_restore_that_fails_half_way_reads_everything_on_the_next_try(
     sync.catch_up()  # as the loop retries
     assert sync.table.get("item-1").title == "Changed"
     assert sync.table.get("item-4").title == "Changed"
+
+
+def test_a_restart_takes_the_saved_neighbour_lists_of_unchanged_items(
+        db: Database, tmp_path: Path) -> None:
+    """The lists `similar` reads are saved beside the table; a restart takes those of the items
+    that did not change since and searches the index only for the rest (the sync's ticks)."""
+    from medley.recs import neighbours
+
+    path = tmp_path / "items.table"
+    searched: list[str] = []
+
+    def start(data_dir: Path) -> RecSync:
+        s = Settings(data_dir=data_dir, items_snapshot_path=path)
+        table = ItemTable(DIMS)
+
+        def search(using: str, v: np.ndarray, k: int, w: Any) -> list[tuple[str, float]]:
+            searched.append(using)
+            return table.nearest(using, v, k, w)
+
+        sync = RecSync(s, db, Recommender(s.ranking, table, Behavior(1.0, 1.0), search))
+        sync.catch_up()
+        return sync
+
+    first = start(tmp_path / "a")
+    assert neighbours.fill(first.rec.neighbours, first.table, first.rec.search, 100) == 6
+    assert first.save_neighbours()
+    assert first._lists_writer is not None
+    first._lists_writer.join()
+    answer = [s.item_id for s in first.rec.similar("item-0", 3, None).items]
+    time.sleep(0.01)
+    with db.session() as s:  # changed meanwhile: its list is searched again
+        s.execute(update(Item).where(Item.id == "item-4").values(title="Changed"))
+
+    searched.clear()
+    again = start(tmp_path / "b")
+    assert again.rec.neighbours.get(again.table.row["item-4"]) is None
+    assert [s.item_id for s in again.rec.similar("item-0", 3, None).items] == answer
+    assert not searched  # read from the restored list
+    assert neighbours.fill(again.rec.neighbours, again.table, again.rec.search, 100) == 1
