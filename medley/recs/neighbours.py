@@ -16,6 +16,7 @@ list is found again its requests search the index as before.
 
 from __future__ import annotations
 
+import logging
 import threading
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
@@ -23,13 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
-from index.base import FUSED, Where
+from index.base import FUSED, IndexUnavailable, Where
 from medley.recs.items import ItemTable
 
 # (named vector, query, limit, where) -> [(item_id, cosine)]: the index (`signals.SearchFn`).
 Search = Callable[[str, np.ndarray, int, Where | None], list[tuple[str, float]]]
 SURFACE = "similar"  # the lists serve `similar`: its query vector is the item's on that surface
 EMPTY = -1  # an unused slot in a list
+
+log = logging.getLogger(__name__)
 
 
 class NeighbourLists:
@@ -144,7 +147,14 @@ def fill(lists: NeighbourLists, table: ItemTable, search: Search, budget: int) -
             continue
         item = table.ids[r]
         q = table.vectors_of(np.array([r]), SURFACE)[0]
-        found = search(FUSED, q, lists.k, Where().but_not({item}))
+        try:
+            found = search(FUSED, q, lists.k, Where().but_not({item}))
+        except IndexUnavailable:
+            lists.changed([r])  # an outage: this one again first, once the index answers
+            raise
+        except Exception:  # this item alone: its requests search the index, as before
+            log.exception("neighbour list of item %s not found; skipped", item)
+            continue
         done += 1
         rows = table.rows([i for i, _ in found])
         scores = np.array([s for _, s in found], dtype=np.float32)

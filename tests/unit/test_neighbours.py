@@ -186,3 +186,28 @@ def test_admits_is_the_mask_at_those_rows(where: Where) -> None:
     m = mask()
     want = np.array([0 <= r < len(m) and bool(m[r]) for r in rows])
     assert table.admits(rows, where, need_vector=True).tolist() == want.tolist()
+
+
+def test_an_item_the_index_cannot_search_for_is_skipped_and_an_outage_waits(
+        tmp_path: Path) -> None:
+    from index.base import IndexUnavailable
+
+    table = catalog(10)
+    rec, search = engine(tmp_path, table)
+    bad = table.units[table.row["i2"]].astype(np.float32)
+
+    def flaky(using: str, v: np.ndarray, k: int, w: Where | None) -> list[tuple[str, float]]:
+        if np.allclose(v, bad, atol=1e-3):
+            raise ValueError("this one item breaks the search")
+        return search(using, v, k, w)
+
+    assert neighbours.fill(rec.neighbours, table, flaky, 100) == 9  # the rest go on
+    assert rec.neighbours.get(table.row["i2"]) is None
+
+    def down(*_: object) -> list[tuple[str, float]]:
+        raise IndexUnavailable("index down")
+
+    rec.neighbours.changed([table.row["i5"]])
+    with pytest.raises(IndexUnavailable):
+        neighbours.fill(rec.neighbours, table, down, 100)
+    assert rec.neighbours.next_rows(table, 1) == [table.row["i5"]]  # tried first once it is back
