@@ -115,6 +115,7 @@ def profile_inprocess(data_dir: Path, inputs: dict[str, Any], *, calls: int = CA
                            rt.models, rt.index, lambda: None)
     sync = recs.sync
     for name, step in (("load_items", sync.load_items),
+                       ("restore_neighbours", sync.restore_neighbours),  # a server's save
                        ("restore_snapshot", sync.restore_snapshot),  # what a server saved
                        ("tail_events", sync.tail_events),
                        ("check_model", sync.check_model), ("load_editorial", sync.load_editorial)):
@@ -127,8 +128,8 @@ def profile_inprocess(data_dir: Path, inputs: dict[str, Any], *, calls: int = CA
     t = time.perf_counter()
     rec.warm_priors(young, len(young))  # what the server's sync ticks did before the runs
     startup["warm_new_item_priors_s"] = time.perf_counter() - t
-    # What the server's sync finds ahead of requests: every item's neighbour list (its ticks,
-    # or the file a previous run saved) and the collaborative model's item lists.
+    # What the server's sync finds ahead of requests: every item's neighbour list (those not
+    # restored above; its ticks search them) and the collaborative model's item lists.
     t = time.perf_counter()
     neighbours.fill(rec.neighbours, rec.table, recs.index_search, len(rec.table.ids))
     startup["neighbour_lists_s"] = time.perf_counter() - t
