@@ -114,7 +114,8 @@ def profile_inprocess(data_dir: Path, inputs: dict[str, Any], *, calls: int = CA
     recs = Recommendations(settings.model_copy(update={"answer_cache_size": 0}), rt.db,
                            rt.models, rt.index, lambda: None)
     sync = recs.sync
-    for name, step in (("load_items", sync.load_items),
+    for name, step in (("load_fusion", sync.load_fusion),  # the published view, as served
+                       ("load_items", sync.load_items),
                        ("restore_neighbours", sync.restore_neighbours),  # a server's save
                        ("restore_snapshot", sync.restore_snapshot),  # what a server saved
                        ("tail_events", sync.tail_events),
