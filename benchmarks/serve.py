@@ -24,6 +24,7 @@ import httpx
 from benchmarks.report import write_report
 from benchmarks.serve_data import INPUTS, DataSpec, prepare, restore
 from benchmarks.serve_proc import (
+    BENCH_RATE_LIMITS,
     RETRAIN_OFF_S,
     Server,
     busy_seconds,
@@ -173,7 +174,8 @@ def run_serve_bench(out: Path, data_dir: Path, *, items: int = 100_000, events: 
         "neighbour_lists": lists,
         "startup": startup,
         "duration_s": duration,
-        "server_env": {"MEDLEY_COLLAB_RETRAIN_INTERVAL_S": RETRAIN_OFF_S},
+        "server_env": {"MEDLEY_COLLAB_RETRAIN_INTERVAL_S": RETRAIN_OFF_S,
+                       "MEDLEY_RATE_LIMITS": BENCH_RATE_LIMITS},
         "code": code,
         "runs": runs,
         "whatif": {"env": WHATIF_ENV, "startup": whatif_startup, "runs": whatif},

@@ -3,6 +3,7 @@ the code snapshot every child process imports."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -20,6 +21,8 @@ from benchmarks.serve_data import bench_settings
 from medley.config import Settings
 
 RETRAIN_OFF_S = 86_400  # no scheduled ALS retraining inside the measured window
+BENCH_RATE_LIMITS = {"client": [100_000, 100_000], "content": [20, 100], "editor": [20, 60],
+                     "admin": [50, 100]}
 READY_TIMEOUT_S = 3600.0
 SETTLE_MAX_S = 120.0
 SETTLE_CPU = 0.2  # cores: below this the server counts as idle
@@ -141,7 +144,10 @@ class Server:
                    # Only the snapshot saved after start-up's replay: a periodic one taken
                    # after the events run would be ahead of the database once `restore`
                    # drops those events, and the next start would replay everything.
-                   MEDLEY_BEHAVIOR_SNAPSHOT_INTERVAL_S=str(RETRAIN_OFF_S))
+                   MEDLEY_BEHAVIOR_SNAPSHOT_INTERVAL_S=str(RETRAIN_OFF_S),
+                   # One client key stands in for a whole app's users: at the default 500
+                   # requests/s it, not the server, would bound a fast endpoint (429s).
+                   MEDLEY_RATE_LIMITS=json.dumps(BENCH_RATE_LIMITS))
         env.update(extra_env or {})
         self.processes = int(env.get("MEDLEY_API_PROCESSES", "1"))
         self._log = self.log_path.open("w")

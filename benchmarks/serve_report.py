@@ -141,7 +141,11 @@ def render(data: dict[str, Any]) -> tuple[str, list[str]]:
         f"time), {data['duration_s']:.0f} s per endpoint and client count after a warm-up. "
         f"Latency is measured at the client. Scheduled ALS retraining is moved out of the window "
         f"(MEDLEY_COLLAB_RETRAIN_INTERVAL_S={data['server_env']['MEDLEY_COLLAB_RETRAIN_INTERVAL_S']})"
-        f"; everything else is the default. Code: commit {data['code']['commit']}"
+        + ("; the bench's one client key may make "
+           f"{data['server_env']['MEDLEY_RATE_LIMITS']['client'][0]:,} requests/s (it stands in "
+           "for a whole app's users; at the default 500/s it, not the server, bounded `similar`)"
+           if "MEDLEY_RATE_LIMITS" in data["server_env"] else "")
+        + f"; everything else is the default. Code: commit {data['code']['commit']}"
         + (f" with uncommitted changes to {', '.join(data['code']['modified'])}"
            if data["code"]["modified"] else "") + ".",
         "",

@@ -193,9 +193,12 @@ def load(lists: NeighbourLists, table: ItemTable, path: Path, stamps: Mapping[st
     key = (table.view.profile_id, table.view.slot)
     try:
         with np.load(path, allow_pickle=False) as z:
-            if str(z["key"][0]) != str(key):
+            # Found under another view, or shorter than the lists wanted now (another
+            # MEDLEY_CANDIDATES_PER_SOURCE): searched again. Longer ones are cut, best first.
+            if str(z["key"][0]) != str(key) or z["rows"].shape[1] < lists.k:
                 return 0
-            ids, rows, scores, found = z["ids"], z["rows"], z["scores"], z["found"]
+            ids, rows, scores, found = (z["ids"], z["rows"][:, : lists.k],
+                                        z["scores"][:, : lists.k], z["found"])
             saved_stamps = z["stamps"]
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return 0  # missing or damaged: every list is searched again

@@ -275,8 +275,13 @@ class RecSync:
         path = self.settings.items_snapshot_file
         if path is None:
             return 0
-        self._lists_saved = neighbours.load(self.rec.neighbours, self.table,
-                                            self.neighbours_file(path), self._loaded_at)
+        try:
+            self._lists_saved = neighbours.load(self.rec.neighbours, self.table,
+                                                self.neighbours_file(path), self._loaded_at)
+        except Exception:  # a speed-up only: the ticks search every list instead
+            log.exception("saved neighbour lists not restored; searching them again")
+            self.rec.neighbours.serve((None, "not restored"))  # drops whatever half-loaded
+            return 0
         return self._lists_saved
 
     def save_neighbours(self) -> bool:

@@ -211,3 +211,21 @@ def test_an_item_the_index_cannot_search_for_is_skipped_and_an_outage_waits(
     with pytest.raises(IndexUnavailable):
         neighbours.fill(rec.neighbours, table, down, 100)
     assert rec.neighbours.next_rows(table, 1) == [table.row["i5"]]  # tried first once it is back
+
+
+@pytest.mark.parametrize(("saved_k", "now_k", "taken"), [(10, 5, 30), (5, 10, 0)])
+def test_lists_saved_at_another_length_are_cut_or_searched_again(
+        tmp_path: Path, saved_k: int, now_k: int, taken: int) -> None:
+    """Another MEDLEY_CANDIDATES_PER_SOURCE: longer saved lists are cut (best first), shorter
+    ones would hold fewer candidates than wanted and are searched again."""
+    table = catalog(30)
+    rec, search = engine(tmp_path, table, k=saved_k)
+    neighbours.fill(rec.neighbours, table, search, 1000)
+    stamps = {i: "v" for i in table.ids}
+    path = tmp_path / "neighbours.npz"
+    neighbours.write(neighbours.capture(rec.neighbours, table, stamps), path)
+    rec2, _ = engine(tmp_path, table, k=now_k)
+    assert neighbours.load(rec2.neighbours, table, path, stamps) == taken
+    if taken:
+        got = rec2.neighbours.get(0)
+        assert got is not None and got.tolist() == rec.neighbours.rows[0, :now_k].tolist()

@@ -232,3 +232,16 @@ def test_a_restart_takes_the_saved_neighbour_lists_of_unchanged_items(
     assert [s.item_id for s in again.rec.similar("item-0", 3, None).items] == answer
     assert not searched  # read from the restored list
     assert neighbours.fill(again.rec.neighbours, again.table, again.rec.search, 100) == 1
+
+
+def test_lists_that_cannot_be_restored_never_fail_a_start(
+        db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from medley.recs import neighbours
+
+    def broken(*_: object) -> int:
+        raise ValueError("could not broadcast input array from shape (100,) into shape (50,)")
+
+    monkeypatch.setattr(neighbours, "load", broken)
+    sync = serving(db, tmp_path / "a", items_snapshot_path=tmp_path / "items.table")
+    assert sync.ready.is_set() and len(sync.table) == 6
+    assert len(sync.rec.neighbours) == 0  # the ticks search them instead
