@@ -46,7 +46,7 @@ class CollabModel:
     unit_items: np.ndarray = field(init=False)
     gram: np.ndarray = field(init=False)
     # Every item's most similar items by factor cosine (rows, cosines), once per model
-    # (`find_neighbours`, background work before the model serves); None: scan per request.
+    # (`find_neighbours`, in the background once the model serves); None: scan per request.
     neighbours: tuple[np.ndarray, np.ndarray] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:

@@ -47,6 +47,7 @@ class NeighbourLists:
         self.found = np.zeros(capacity, dtype=bool)  # whether row r's list is current
         self.pending: dict[int, None] = {}  # rows to search first (new or changed), in order
         self.backfill = 0  # the next row the background fill looks at
+        self.version = 0  # moves with every list found or dropped (what a save compares)
         self.lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -76,6 +77,7 @@ class NeighbourLists:
         with self.lock:
             if key != self.key:
                 self.key = key
+                self.version += 1
                 self.found[:] = False
                 self.pending.clear()
                 self.backfill = 0
@@ -97,6 +99,7 @@ class NeighbourLists:
             self.rows[r, :n], self.scores[r, :n] = rows[:n], scores[:n]
             self.scores[r, n:] = 0.0
             self.found[r] = True
+            self.version += 1
             for other, s in zip(rows[:n].tolist(), scores[:n].tolist(), strict=True):
                 self._offer(other, r, s)
 

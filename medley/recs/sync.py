@@ -132,7 +132,7 @@ class RecSync:
         self._table_saved = -1  # table.version the item table file was saved at
         self._table_saved_at = 0.0  # monotonic time of that save (or try)
         self._table_writer: threading.Thread | None = None
-        self._lists_saved = 0  # neighbour lists found at the last save
+        self._lists_saved = 0  # the neighbour lists' version at the last save (or restore)
         self._lists_writer: threading.Thread | None = None
         self.wake = threading.Event()
         self.ready = threading.Event()
@@ -276,23 +276,24 @@ class RecSync:
         if path is None:
             return 0
         try:
-            self._lists_saved = neighbours.load(self.rec.neighbours, self.table,
-                                                self.neighbours_file(path), self._loaded_at)
+            taken = neighbours.load(self.rec.neighbours, self.table, self.neighbours_file(path),
+                                    self._loaded_at)
         except Exception:  # a speed-up only: the ticks search every list instead
             log.exception("saved neighbour lists not restored; searching them again")
             self.rec.neighbours.serve((None, "not restored"))  # drops whatever half-loaded
             return 0
-        return self._lists_saved
+        self._lists_saved = self.rec.neighbours.version  # nothing new to save yet
+        return taken
 
     def save_neighbours(self) -> bool:
         """Copy the neighbour lists here (this loop is their only writer) and write them
-        beside it, when more were found since the last save."""
+        beside it, when lists were found since the last save."""
         path = self.settings.items_snapshot_file
-        found = len(self.rec.neighbours)
-        if (path is None or not self.saves_snapshots or found == self._lists_saved
+        version = self.rec.neighbours.version
+        if (path is None or not self.saves_snapshots or version == self._lists_saved
                 or (self._lists_writer is not None and self._lists_writer.is_alive())):
             return False
-        self._lists_saved = found
+        self._lists_saved = version
         captured = neighbours.capture(self.rec.neighbours, self.table, self._loaded_at)
         target = self.neighbours_file(path)
 

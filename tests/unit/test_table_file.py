@@ -231,7 +231,9 @@ def test_a_restart_takes_the_saved_neighbour_lists_of_unchanged_items(
     assert again.rec.neighbours.get(again.table.row["item-4"]) is None
     assert [s.item_id for s in again.rec.similar("item-0", 3, None).items] == answer
     assert not searched  # read from the restored list
+    assert not again.save_neighbours()  # nothing found since the restore
     assert neighbours.fill(again.rec.neighbours, again.table, again.rec.search, 100) == 1
+    assert again.save_neighbours()  # the re-searched list: the next start need not search it
 
 
 def test_lists_that_cannot_be_restored_never_fail_a_start(
