@@ -281,7 +281,7 @@ def test_a_repeated_answer_comes_from_the_cache_until_the_user_or_the_editors_ac
     assert pin not in {i["item_id"] for i in top(client, url, limit=10)["items"][:1]}
 
 
-def test_when_the_index_is_down_answers_come_from_popularity_flagged(catalog, monkeypatch):
+def test_when_the_index_is_down_searches_fall_back_and_similar_reads_its_lists(catalog, monkeypatch):
     from index.base import IndexUnavailable
 
     client, ids = catalog
@@ -293,16 +293,23 @@ def test_when_the_index_is_down_answers_come_from_popularity_flagged(catalog, mo
     def down() -> Any:
         raise IndexUnavailable("the index is unreachable (test)")
 
+    item = ids["space"][1]
+    rec = service.recs.rec
+    wait_until(lambda: rec.neighbours.get(rec.table.row[item]) is not None)  # the sync's ticks
     monkeypatch.setattr(service.recs, "_index", down)
     service.recs.answers.clear()  # answers cached before the outage would still be served
     for url, params in ((f"/v1/users/{user}/recommendations", {}),
-                        (f"/v1/items/{ids['space'][1]}/similar", {}),
                         ("/v1/search", {"q": "football"})):
         r = client.get(url, params=params)
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["fallback"] is True and "unreachable" in body["note"]
         assert body["items"]
+    # `similar` reads the item's neighbour list, found before the outage: its answer goes on,
+    # unflagged, the same items as before (the other space titles first).
+    body = client.get(f"/v1/items/{item}/similar").json()
+    assert body["fallback"] is False and body["items"]
+    assert body["items"][0]["item_id"] in ids["space"]
 
 
 @pytest.mark.timeout(60)
