@@ -281,7 +281,7 @@ def test_a_repeated_answer_comes_from_the_cache_until_the_user_or_the_editors_ac
     assert pin not in {i["item_id"] for i in top(client, url, limit=10)["items"][:1]}
 
 
-def test_when_the_index_is_down_searches_fall_back_and_similar_reads_its_lists(catalog, monkeypatch):
+def test_an_index_outage_flags_searched_answers_and_similar_reads_its_lists(catalog, monkeypatch):
     from index.base import IndexUnavailable
 
     client, ids = catalog
