@@ -106,6 +106,20 @@ def _read_model(s: Session, model_id: int | None) -> CollabModel | None:
     return CollabModel.from_bytes(found[0]) if found else None
 
 
+def _write_beside(what: str, path: Path, write: Callable[[], object]) -> threading.Thread:
+    """Run a save on a thread of its own, beside the loop; a failed one is logged (the next
+    interval tries again: saves are speed-ups for the next start)."""
+    def run() -> None:
+        try:
+            write()
+        except OSError:
+            log.exception("%s could not be saved to %s; serving on", what, path)
+
+    thread = threading.Thread(target=run, name=f"medley-save-{path.name}", daemon=True)
+    thread.start()
+    return thread
+
+
 class RecSync:
     def __init__(self, settings: Settings, db: Database, rec: Recommender) -> None:
         self.settings = settings
@@ -253,16 +267,8 @@ class RecSync:
             log.exception("the item table could not be copied for saving; serving on")
             return False
         self._table_saved = self.table.version
-
-        def write() -> None:
-            try:
-                table_file.save(captured, path)
-            except OSError:
-                log.exception("the item table could not be saved to %s; serving on", path)
-
-        self._table_writer = threading.Thread(target=write, name="medley-items-snapshot",
-                                              daemon=True)
-        self._table_writer.start()
+        self._table_writer = _write_beside("the item table", path,
+                                           partial(table_file.save, captured, path))
         return True
 
     @staticmethod
@@ -296,16 +302,8 @@ class RecSync:
         self._lists_saved = version
         captured = neighbours.capture(self.rec.neighbours, self.table, self._loaded_at)
         target = self.neighbours_file(path)
-
-        def write() -> None:
-            try:
-                neighbours.write(captured, target)
-            except OSError:
-                log.exception("the neighbour lists could not be saved to %s; serving on", target)
-
-        self._lists_writer = threading.Thread(target=write, name="medley-neighbours-snapshot",
-                                              daemon=True)
-        self._lists_writer.start()
+        self._lists_writer = _write_beside("the neighbour lists", target,
+                                           partial(neighbours.write, captured, target))
         return True
 
     # --- events -----------------------------------------------------------------------------
