@@ -145,7 +145,8 @@ def fill(lists: NeighbourLists, table: ItemTable, search: Search, budget: int) -
     An item without a vector gets no list; one the index cannot search for stays unfound."""
     lists.serve((table.view.profile_id, table.view.slot))
     done = 0
-    for r in lists.next_rows(table, budget):
+    batch = lists.next_rows(table, budget)
+    for at, r in enumerate(batch):
         if r >= len(table.ids) or not table.alive[r] or not table.has_vector(r, SURFACE):
             continue
         item = table.ids[r]
@@ -153,7 +154,7 @@ def fill(lists: NeighbourLists, table: ItemTable, search: Search, budget: int) -
         try:
             found = search(FUSED, q, lists.k, Where().but_not({item}))
         except IndexUnavailable:
-            lists.changed([r])  # an outage: this one again first, once the index answers
+            lists.changed(batch[at:])  # an outage: these are searched once the index answers
             raise
         except Exception:  # this item alone: its requests search the index, as before
             log.exception("neighbour list of item %s not found; skipped", item)
