@@ -246,16 +246,19 @@ class Recommender:
         # Content candidates: the item's nearline list (found when it was indexed; what it
         # holds is filtered below), else an index search. A business filter searches: it may
         # pass too few of the list's items.
+        c = self.s.candidates_per_source
+        lists = self.neighbours  # an experiment arm's copy shares the live lists
         plain = replace(base, exclude_ids=frozenset()) == Where()
-        listed = (self.neighbours.get(r) if plain and self.neighbours.key == self._view_key()
+        listed = (lists.get(r) if plain and lists.key == self._view_key() and lists.k >= c
                   else None)
+        if listed is not None:
+            listed = listed[:c]  # best first: an arm may ask for fewer
         content_rows = (listed if listed is not None else
-                        self.table.rows([i for i, _ in self.search(
-                            FUSED, q, self.s.candidates_per_source, base)]))
+                        self.table.rows([i for i, _ in self.search(FUSED, q, c, base)]))
         co: dict[str, float] = {}
         if self.collab is not None:
-            co.update(self.collab.similar_items(item_id, self.s.candidates_per_source))
-        for other, cnt in self.behavior.co_engagement(item_id, self.s.candidates_per_source):
+            co.update(self.collab.similar_items(item_id, c))
+        for other, cnt in self.behavior.co_engagement(item_id, c):
             co[other] = max(co.get(other, 0.0), cnt / (cnt + 3.0))
         rows = np.concatenate([content_rows, self.table.rows(list(co))])
         _, first = np.unique(rows, return_index=True)  # each once, in the order found

@@ -230,3 +230,18 @@ def test_lists_saved_at_another_length_are_cut_or_searched_again(
     if taken:
         got = rec2.neighbours.get(0)
         assert got is not None and got.tolist() == rec.neighbours.rows[0, :now_k].tolist()
+
+
+def test_an_arm_asking_for_fewer_candidates_reads_the_best_of_the_list(tmp_path: Path) -> None:
+    import copy
+
+    table = catalog(60)
+    rec, search = engine(tmp_path, table, k=20)
+    neighbours.fill(rec.neighbours, table, search, 1000)
+    fewer, _ = engine(tmp_path, table, k=5)  # what the arm would search without the lists
+    live = {f"i{k}": ids(fewer.similar(f"i{k}", 5, None)) for k in range(0, 60, 9)}
+    arm = copy.copy(rec)  # as `ArmRecommenders` makes an arm: the live lists shared
+    arm.s = Settings(data_dir=tmp_path, candidates_per_source=5).ranking
+    search.calls = 0
+    assert {i: ids(arm.similar(i, 5, None)) for i in live} == live
+    assert search.calls == 0
