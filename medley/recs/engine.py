@@ -15,7 +15,7 @@ import numpy as np
 
 from index.base import FUSED, Where
 from medley.config import RankingSettings
-from medley.recs import audience, features, reasons
+from medley.recs import audience, features, neighbours, reasons
 from medley.recs.answers import Answer, Editorial, Preferences, Scored
 from medley.recs.behavior import Behavior
 from medley.recs.collab import CollabModel
@@ -249,8 +249,8 @@ class Recommender:
         c = self.s.candidates_per_source
         lists = self.neighbours  # an experiment arm's copy shares the live lists
         plain = replace(base, exclude_ids=frozenset()) == Where()
-        listed = (lists.get(r) if plain and lists.key == self._view_key() and lists.k >= c
-                  else None)
+        listed = (lists.get(r) if plain and lists.key == neighbours.view_key(self.table)
+                  and lists.k >= c else None)
         if listed is not None:
             listed = listed[:c]  # best first: an arm may ask for fewer
         content_rows = (listed if listed is not None else
@@ -283,10 +283,6 @@ class Recommender:
             out.append(Scored(ids[k], float(scores[k]), why,
                               {m.value: v for m, v in parts.items()}))
         return Answer(out)
-
-    def _view_key(self) -> tuple[int | None, str | None]:
-        view = self.table.view
-        return view.profile_id, view.slot
 
     def for_user(
         self, user_id: str, n: int, where: Where | None, prefs: Preferences | None,

@@ -130,20 +130,29 @@ class NeighbourLists:
                 r = next(iter(self.pending))
                 del self.pending[r]
                 out.append(r)
+            # The backfill: the next rows without a current list, found in one array pass
+            # (a restart restores nearly all of them: a Python walk over 100k found rows would
+            # hold the GIL beside the requests for tens of milliseconds).
             n = len(table.ids)
-            while len(out) < limit and self.backfill < n:
-                r = self.backfill
-                self.backfill += 1
-                if r < len(self.found) and self.found[r]:
-                    continue
-                out.append(r)
+            if len(out) < limit and self.backfill < n:
+                known = np.zeros(n - self.backfill, dtype=bool)
+                have = self.found[self.backfill : n]
+                known[: len(have)] = have
+                todo = np.flatnonzero(~known)[: limit - len(out)] + self.backfill
+                self.backfill = int(todo[-1]) + 1 if len(todo) == limit - len(out) else n
+                out += todo.tolist()
             return out
+
+
+def view_key(table: ItemTable) -> tuple[int | None, str | None]:
+    """What lists are found under: the served fusion profile and its index slot."""
+    return table.view.profile_id, table.view.slot
 
 
 def fill(lists: NeighbourLists, table: ItemTable, search: Search, budget: int) -> int:
     """Search up to `budget` lists (background work: the sync loop's ticks). Returns searches run.
     An item without a vector gets no list; one the index cannot search for stays unfound."""
-    lists.serve((table.view.profile_id, table.view.slot))
+    lists.serve(view_key(table))
     done = 0
     batch = lists.next_rows(table, budget)
     for at, r in enumerate(batch):
@@ -194,7 +203,7 @@ def load(lists: NeighbourLists, table: ItemTable, path: Path, stamps: Mapping[st
     """Saved lists for the items this table holds at the version it loaded (`stamps`, as in
     `capture`), if they were found under its view; returns how many lists were taken (they are
     not searched again). A missing or damaged file takes none."""
-    key = (table.view.profile_id, table.view.slot)
+    key = view_key(table)
     try:
         with np.load(path, allow_pickle=False) as z:
             # Found under another view, or shorter than the lists wanted now (another

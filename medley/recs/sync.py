@@ -147,6 +147,7 @@ class RecSync:
         self._table_saved_at = 0.0  # monotonic time of that save (or try)
         self._table_writer: threading.Thread | None = None
         self._lists_saved = 0  # the neighbour lists' version at the last save (or restore)
+        self._lists_saved_at = 0.0  # monotonic time of that save
         self._lists_writer: threading.Thread | None = None
         self.wake = threading.Event()
         self.ready = threading.Event()
@@ -299,7 +300,7 @@ class RecSync:
         if (path is None or not self.saves_snapshots or version == self._lists_saved
                 or (self._lists_writer is not None and self._lists_writer.is_alive())):
             return False
-        self._lists_saved = version
+        self._lists_saved, self._lists_saved_at = version, time.monotonic()
         captured = neighbours.capture(self.rec.neighbours, self.table, self._loaded_at)
         target = self.neighbours_file(path)
         self._lists_writer = _write_beside("the neighbour lists", target,
@@ -587,7 +588,7 @@ class RecSync:
         self._snapshot_at = time.monotonic()
         if n_events >= SNAPSHOT_AFTER_REPLAY:  # the next start-up need not replay them again
             self.save_snapshot(wait=False)
-        self._table_saved_at = time.monotonic()
+        self._table_saved_at = self._lists_saved_at = time.monotonic()
         if mapped is None and n_items:  # nor read every item's vectors again
             self.save_items()
 
@@ -608,6 +609,9 @@ class RecSync:
             self.save_snapshot(wait=False)  # written beside the loop; never raises
         if now - self._table_saved_at >= self.settings.behavior_snapshot_interval_s:
             self.save_items()
+        if now - self._lists_saved_at >= self.settings.behavior_snapshot_interval_s:
+            # Its own interval: the item table's clock only moves when the table changed, and
+            # lists change every tick while they are filled (95 MB at 100k items).
             self.save_neighbours()
         self.load_fusion()
         self.load_items()

@@ -245,3 +245,13 @@ def test_an_arm_asking_for_fewer_candidates_reads_the_best_of_the_list(tmp_path:
     search.calls = 0
     assert {i: ids(arm.similar(i, 5, None)) for i in live} == live
     assert search.calls == 0
+
+
+def test_the_backfill_takes_each_row_without_a_list_once_in_order() -> None:
+    table = catalog(12)
+    lists = NeighbourLists(k=3, capacity=4)  # fewer slots than rows: the rest are unfound
+    for r in (0, 2, 3):
+        lists.put(r, np.array([1], dtype=np.int32), np.array([0.5], dtype=np.float32))
+    got = [lists.next_rows(table, 4) for _ in range(3)]
+    assert got == [[1, 4, 5, 6], [7, 8, 9, 10], [11]]
+    assert lists.next_rows(table, 4) == []

@@ -247,3 +247,26 @@ def test_lists_that_cannot_be_restored_never_fail_a_start(
     sync = serving(db, tmp_path / "a", items_snapshot_path=tmp_path / "items.table")
     assert sync.ready.is_set() and len(sync.table) == 6
     assert len(sync.rec.neighbours) == 0  # the ticks search them instead
+
+
+def test_lists_being_filled_are_saved_once_per_interval(db: Database, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lists change on every tick while they are filled; the file (95 MB at 100k items) is
+    written at most once per snapshot interval, whatever the item table does."""
+    from medley.recs import neighbours
+
+    sync = serving(db, tmp_path / "a", items_snapshot_path=tmp_path / "items.table")
+    table = sync.table
+    sync.rec.search = lambda u, v, k, w: table.nearest(u, v, k, w)
+    writes: list[Path] = []
+    monkeypatch.setattr(neighbours, "write", lambda captured, path: writes.append(path))
+    for tick in range(3):
+        sync.rec.neighbours.changed([tick])  # something new to save on every tick
+        sync._last_slow_tick = 0.0
+        sync.tick()
+        if sync._lists_writer is not None:
+            sync._lists_writer.join()
+        if tick == 0:
+            assert not writes  # the interval (300 s) has not passed since the start
+            sync._lists_saved_at = 0.0  # now it has
+    assert writes == [tmp_path / "neighbours.npz"]  # once, not on every later tick
