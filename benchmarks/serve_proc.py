@@ -21,8 +21,10 @@ from benchmarks.serve_data import bench_settings
 from medley.config import Settings
 
 RETRAIN_OFF_S = 86_400  # no scheduled ALS retraining inside the measured window
-BENCH_RATE_LIMITS = {"client": [100_000, 100_000], "content": [20, 100], "editor": [20, 60],
-                     "admin": [50, 100]}
+# The defaults, but the client role's: see `Server`.
+BENCH_RATE_LIMITS = {**{str(role): list(limit) for role, limit in
+                        Settings.model_fields["rate_limits"].get_default(call_default_factory=True)
+                        .items()}, "client": [100_000, 100_000]}
 READY_TIMEOUT_S = 3600.0
 SETTLE_MAX_S = 120.0
 SETTLE_CPU = 0.2  # cores: below this the server counts as idle

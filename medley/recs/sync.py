@@ -48,9 +48,10 @@ MODEL_CHECK_EVERY_S = 5.0
 SLOW_TICK_S = 1.0
 WARM_PRIORS_PER_TICK = 50  # neighbour searches (~1 ms each at 100k items), once a second
 REFRESH_PRIORS_PER_TICK = 500  # prior values (~0.1 ms each), once a second
-# Items' neighbour lists searched per tick (~1.7 ms each at 100k items, the index process doing
-# the search): new and changed items first, within the second they arrive unless an import
-# brings more; then the rest of the catalog, about 100k items in 8 minutes after a first start.
+# Items' neighbour lists searched per tick (2.6 ms each at 100k items, bench/serve-lists.md, so
+# about half of each second while filling): new and changed items first, within the second they
+# arrive unless an import brings more; then the rest of the catalog, about 100k items in 8
+# minutes after a first start (the next start restores them from the saved file).
 NEIGHBOUR_LISTS_PER_TICK = 200
 WATERMARK_OVERLAP_S = 5.0
 SNAPSHOT_AFTER_REPLAY = 50_000  # events replayed at start-up (~3 s) worth a snapshot at once
@@ -533,7 +534,7 @@ class RecSync:
                 model.ranker = None
         self.rec.use_model(model, predicted)
         self.model_id = latest
-        # Beside the loop, which must keep folding events in: 17 s at 100k items (`similar`
+        # Beside the loop, which must keep folding events in: ~15 s at 100k items (`similar`
         # scans for its model neighbours per request until they are found).
         threading.Thread(target=self._find_collab_neighbours, args=(model,),
                          name="medley-collab-neighbours", daemon=True).start()
