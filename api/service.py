@@ -42,11 +42,11 @@ class Service:
             if self.owns_index and self._claim is None else None
         # The embedded shard: in the owner's index process (every process calls it), else
         # in the owner itself (peers call through the owner).
-        self.index_process = IndexProcess(settings) \
+        self.index_process = IndexProcess(settings.storage) \
             if self.embedded_index and settings.index_process and self.peer is None else None
         remote = None
         if self.embedded_index and settings.index_process:
-            remote = index_process.remote(settings)
+            remote = index_process.remote(settings.storage)
         elif self.peer is not None and self.embedded_index:
             remote = RemoteIndex(self.peer.call)
         with owner.one_at_a_time(settings.data_dir, "migrate"):

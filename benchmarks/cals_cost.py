@@ -31,7 +31,8 @@ def measure(data_dir: Path, caps: list[int]) -> dict[str, Any]:
         last = store.max_seq(s)
         rows = [(q, e) for q, e in store.events_after(s, 0) if q <= last]
     model = stored_model(db)
-    table = catalog(db, settings, Models(settings).dims())
+    models = Models(settings.models, max_media_seconds=settings.max_media_seconds)
+    table = catalog(db, settings, models.dims())
     out: dict[str, Any] = {"items": len(model.item_ids), "users": len(model.user_ids),
                            "events": len(rows), "cores": os.cpu_count(), "fits": []}
     kept = fitting.MAX_CALS_ITEMS

@@ -102,16 +102,16 @@ def bench_clip(work: Path, repeats: int, gflops: float) -> dict[str, Any]:
     import torch
 
     from enrich.clip import ClipModel
-    from medley.config import Precision, Settings
+    from medley.config import ModelSettings, Precision, Settings
 
     torch.manual_seed(0)
     plain, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32", pretrained=None)
     plain.eval()
     checkpoint = work / "vit-b-32-random.pt"
     torch.save(plain.state_dict(), checkpoint)
-    def settings(p: Precision) -> Settings:
+    def settings(p: Precision) -> ModelSettings:
         return Settings(data_dir=work, clip_pretrained=None, clip_checkpoint=checkpoint,
-                        clip_precision=p, clip_batch_size=32)
+                        clip_precision=p, clip_batch_size=32).models
 
     paths = {p: ClipModel(settings(p)).image_embedder() for p in FAST_PATHS}
     for embedder in paths.values():
@@ -155,7 +155,7 @@ def bench_text(work: Path, repeats: int, gflops: float) -> dict[str, Any]:
     from enrich.text import SentenceEmbedder, model_folder
     from medley.config import Precision, Settings
 
-    settings = Settings(data_dir=work, text_precision=Precision.INT8)
+    settings = Settings(data_dir=work, text_precision=Precision.INT8).models
     paths = {p: SentenceEmbedder(settings.model_copy(update={"text_precision": p}))
              for p in FAST_PATHS}
     start = time.perf_counter()

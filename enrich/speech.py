@@ -26,7 +26,7 @@ from enrich.base import (
     UnknownModel,
 )
 from enrich.whisper_convert import ensure_checkpoint
-from medley.config import Settings, WhisperBackend
+from medley.config import ModelSettings, WhisperBackend
 
 SAMPLE_RATE = 16_000  # what every Whisper model expects
 DEFAULT_MAX_SECONDS = 4 * 3600.0
@@ -243,8 +243,9 @@ def _packaged_ct2() -> str | None:
     return folder if _is_ct2_dir(folder) else None
 
 
-def build_transcriber(settings: Settings) -> Transcriber:
-    """The configured backend and weights; nothing is loaded until `load()`/`transcribe()`."""
+def build_transcriber(settings: ModelSettings, max_seconds: float) -> Transcriber:
+    """The configured backend and weights; nothing is loaded until `load()`/`transcribe()`.
+    `max_seconds`: the longest audio it takes (the `max_media_seconds` limit)."""
     try:
         backend = WhisperBackend(settings.whisper_backend)
     except ValueError as exc:
@@ -265,7 +266,7 @@ def build_transcriber(settings: Settings) -> Transcriber:
 
     common: dict[str, Any] = {
         "language": settings.whisper_language,
-        "max_seconds": settings.max_media_seconds,
+        "max_seconds": max_seconds,
         "name": name,
         "download_root": str(settings.models_dir),
     }

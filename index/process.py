@@ -30,7 +30,7 @@ from pathlib import Path
 
 from index.remote import OPERATIONS, RemoteIndex
 from medley import owner
-from medley.config import Settings
+from medley.config import StorageSettings
 
 log = logging.getLogger(__name__)
 CHANNEL = "index"
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 class IndexProcess:
     """The parent's side: start the child, hand out clients, restart a child that died."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: StorageSettings) -> None:
         self.settings = settings
         self._proc: subprocess.Popen[str] | None = None
         self._dims: dict[str, int] = {}  # the named vectors, for a restart
@@ -126,7 +126,7 @@ class IndexProcess:
                 proc.wait()
 
 
-def remote(settings: Settings) -> RemoteIndex:
+def remote(settings: StorageSettings) -> RemoteIndex:
     """An index answered by the data folder's index process."""
     client = owner.OwnerClient(settings.data_dir, timeout_s=CALL_TIMEOUT_S, name=CHANNEL)
     return RemoteIndex(client.call)

@@ -216,7 +216,9 @@ def models() -> None:
     from enrich.registry import Models
     from medley.config import get_settings
 
-    typer.echo(json.dumps(Models(get_settings()).health(), indent=2))
+    settings = get_settings()
+    models = Models(settings.models, max_media_seconds=settings.max_media_seconds)
+    typer.echo(json.dumps(models.health(), indent=2))
 
 
 @app.command()
@@ -234,7 +236,7 @@ def prepare() -> None:
     typer.echo(f"openai-whisper checkpoint: {ensure_checkpoint(source, target)}")
     from enrich.text import SentenceEmbedder
 
-    text = SentenceEmbedder(settings)
+    text = SentenceEmbedder(settings.models)
     text.load()  # builds the int8 text encoder once, so the first request does not wait
     typer.echo(f"text model: {text.info.name} {text.info.version}")
 

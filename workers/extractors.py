@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from enrich.registry import MODALITY_FAMILY, Family
 from medley import fusion, repo
-from medley.config import Settings
+from medley.config import ModelSettings
 from medley.domain import MediaKind, Modality, ModalityStatus
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ class Extracted:
     transcript: dict[str, Any] | None = field(default=None)
 
 
-def model_key(settings: Settings, m: Modality) -> str:
+def model_key(settings: ModelSettings, m: Modality) -> str:
     """Identifies the weights behind a modality without loading them (for reuse checks)."""
     if MODALITY_FAMILY[m] is Family.CLIP:
         weights = str(settings.clip_checkpoint or settings.clip_pretrained)

@@ -40,7 +40,8 @@ class Runtime:
         db.migrate()
         fusion_state.ensure(db, settings.fusion_weights)
         return cls(settings, db, MediaStore(settings.media_dir, settings.max_upload_bytes),
-                   Models(settings), _index=index)
+                   Models(settings.models, max_media_seconds=settings.max_media_seconds),
+                   _index=index)
 
     @property
     def dims(self) -> dict[Modality, int]:
@@ -63,7 +64,7 @@ class Runtime:
         """Open the index on first use; only the index owner should call this."""
         with self._lock:
             if self._index is None:
-                idx = open_index(self.settings)
+                idx = open_index(self.settings.storage)
                 idx.ensure(self.named_dims())
                 self._index = idx
             return self._index

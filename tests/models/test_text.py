@@ -12,9 +12,13 @@ from benchmarks.enrich import catalog_descriptions
 from enrich.base import ModelUnavailable
 from enrich.hub import hub_unreachable
 from enrich.text import SentenceEmbedder
-from medley.config import Precision, Settings
+from medley.config import ModelSettings, Precision, Settings
 
 pytestmark = pytest.mark.heavy
+
+
+def _models(root: Path, precision: Precision) -> ModelSettings:
+    return Settings(data_dir=root, text_precision=precision).models
 
 
 @pytest.fixture(scope="module")
@@ -24,14 +28,14 @@ def models_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def int8(models_root: Path) -> SentenceEmbedder:
-    embedder = SentenceEmbedder(Settings(data_dir=models_root, text_precision=Precision.INT8))
+    embedder = SentenceEmbedder(_models(models_root, Precision.INT8))
     embedder.load()
     return embedder
 
 
 @pytest.fixture(scope="module")
 def fp32(models_root: Path) -> SentenceEmbedder:
-    return SentenceEmbedder(Settings(data_dir=models_root, text_precision=Precision.FP32))
+    return SentenceEmbedder(_models(models_root, Precision.FP32))
 
 
 def test_paraphrases_are_closer_than_unrelated_sentences(int8: SentenceEmbedder) -> None:
@@ -76,14 +80,15 @@ def test_a_second_process_reuses_the_cached_build(
 ) -> None:
     assert list((models_root / "models" / "onnx").glob("*.onnx"))
     start = time.monotonic()
-    again = SentenceEmbedder(Settings(data_dir=models_root, text_precision=Precision.INT8))
+    again = SentenceEmbedder(_models(models_root, Precision.INT8))
     again.load()
     assert again.info == int8.info
     assert time.monotonic() - start < 20  # no sensitivity pass, export or quantisation
 
 
 def test_missing_model_folder_is_unavailable(tmp_path: Path) -> None:
-    embedder = SentenceEmbedder(Settings(data_dir=tmp_path, text_model=str(tmp_path / "nope")))
+    settings = Settings(data_dir=tmp_path, text_model=str(tmp_path / "nope"))
+    embedder = SentenceEmbedder(settings.models)
     with pytest.raises(ModelUnavailable, match="nope"):
         embedder.embed(["hello"])
 
@@ -92,14 +97,15 @@ def test_uncached_hub_model_fails_fast_offline(tmp_path: Path) -> None:
     if hub_unreachable() is None:
         pytest.skip("the hub is reachable here: this would download a model")
     start = time.monotonic()
-    embedder = SentenceEmbedder(Settings(data_dir=tmp_path, text_model="no-org/no-such-model"))
+    settings = Settings(data_dir=tmp_path, text_model="no-org/no-such-model")
+    embedder = SentenceEmbedder(settings.models)
     with pytest.raises(ModelUnavailable, match="no-such-model"):
         embedder.load()
     assert time.monotonic() - start < 15
 
 
 def test_bf16_stays_within_cosine_099_of_fp32(models_root: Path, fp32: SentenceEmbedder) -> None:
-    bf16 = SentenceEmbedder(Settings(data_dir=models_root, text_precision=Precision.BF16))
+    bf16 = SentenceEmbedder(_models(models_root, Precision.BF16))
     texts = [*catalog_descriptions(100, seed=2), "red", "How do I reset my password?"]
     cosines = (bf16.embed(texts) * fp32.embed(texts)).sum(axis=1)
     assert cosines.min() >= 0.99

@@ -46,7 +46,7 @@ def test_tiny_dataset_is_loadable_and_reused(tmp_path: Path) -> None:
     vec = np.frombuffer(blob, dtype=np.float32)
     assert abs(float(np.linalg.norm(vec)) - 1.0) < 1e-4
 
-    dims = Models(settings).dims()
+    dims = Models(settings.models, max_media_seconds=settings.max_media_seconds).dims()
     index = EdgeIndex(settings.index_dir / settings.collection)
     index.ensure(indexing.named_dims(dims))  # the loader writes both fused slots, as ingestion
     try:
