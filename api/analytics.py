@@ -23,5 +23,6 @@ def item_analytics(recs: RecsDep, caller: Caller,
                    ) -> ItemAnalyticsOut:
     """Distinct users per event type for one item, with noise; each call spends this key's
     privacy budget (429 with Retry-After once it is spent)."""
-    counts = ItemAnalytics(recs.db, recs.settings).item(item_id, caller.key_id, time.time())
+    analytics = ItemAnalytics(recs.db, recs.settings.privacy)
+    counts = analytics.item(item_id, caller.key_id, time.time())
     return ItemAnalyticsOut.of(counts)

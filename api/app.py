@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
 
     app.add_middleware(Edge)  # inside the guard: bodies it reads are already capped
-    app.add_middleware(Guard, settings=settings)
+    app.add_middleware(Guard, limits=settings.limits)
     app.add_middleware(RequestMetrics)  # outermost: the guard's refusals are counted too
 
     @app.get("/healthz", tags=["ops"])

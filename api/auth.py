@@ -22,7 +22,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import error_body
-from medley.config import Settings
+from medley.config import LimitSettings
 from medley.keys import KeyStore, Principal, Role
 from medley.ratelimit import RateLimiter
 
@@ -154,9 +154,9 @@ class BodyTooLarge(HTTPException):
 
 
 class Guard:
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, limits: LimitSettings) -> None:
         self.app = app
-        self.settings = settings
+        self.limits = limits  # the request body caps
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -177,8 +177,8 @@ class Guard:
     def _body_limit(self, scope: Scope) -> int:
         multipart = (header(scope, b"content-type") or "").startswith("multipart/")
         # An upload carries up to three media parts and a little form overhead.
-        return (3 * self.settings.max_upload_bytes + 1024 * 1024 if multipart
-                else self.settings.max_json_bytes)
+        return (3 * self.limits.max_upload_bytes + 1024 * 1024 if multipart
+                else self.limits.max_json_bytes)
 
     async def _admit(self, scope: Scope) -> tuple[int, str, str, dict[str, str]] | None:
         service = scope["app"].state.service

@@ -164,7 +164,7 @@ class Service:
     def _sweep_stale(self) -> None:
         # Timed-out extractions fail; work the broker lost (a restart, an outage during a
         # dispatch) is sent again (workers/recovery.py).
-        sweeper = Sweeper(self.settings, self.runtime.db, self.dispatch,
+        sweeper = Sweeper(self.settings.limits, self.runtime.db, self.dispatch,
                           on_stall=self._worker_stalled if self.workers else None)
         while not self._stop.wait(self.settings.stale_sweep_interval_s):
             try:

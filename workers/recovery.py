@@ -20,7 +20,7 @@ from typing import Protocol
 
 from medley import repo
 from medley.catalog import Dispatcher, DispatchFailed
-from medley.config import Settings
+from medley.config import LimitSettings
 from medley.db import Database
 from medley.db.models import utcnow
 from workers.app import INDEX_QUEUE, QUEUE_OF
@@ -65,7 +65,7 @@ def queue_health(db: Database, window_s: float = 60.0) -> dict[str, dict[str, fl
 
 @dataclass
 class Sweeper:
-    settings: Settings
+    settings: LimitSettings  # task time limit and the re-send waits
     db: Database
     dispatch: SweepDispatcher
     # Called with a queue whose consumers stopped making progress, where the caller runs them

@@ -18,7 +18,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from medley.config import Settings
+from medley.config import PrivacySettings
 from medley.db import Database
 from medley.db.models import AnalyticsBudget, EventRecord
 from medley.errors import BudgetExhausted, NotFound
@@ -83,7 +83,7 @@ def charge(s: Session, key_id: str, epsilon: float, budget: float, window_s: flo
 
 
 class ItemAnalytics:
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, settings: PrivacySettings) -> None:
         self.db = db
         self.settings = settings
 

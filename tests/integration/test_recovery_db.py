@@ -55,7 +55,7 @@ def env(database_url: str, tmp_path: Path) -> tuple[Catalog, Broker, Sweeper]:
     broker = Broker()
     settings = Settings(data_dir=tmp_path, redispatch_idle_s=60, redispatch_max_wait_s=3600)
     return (Catalog(db, MediaStore(tmp_path / "media", 1 << 20), broker), broker,
-            Sweeper(settings, db, broker))
+            Sweeper(settings.limits, db, broker))
 
 
 def _age(catalog: Catalog, item_id: str, seconds: float) -> None:
