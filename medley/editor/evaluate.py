@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from medley.config import Settings
+from medley.config import RecommendationSettings
 from medley.recs import evaluation as ev
 from medley.recs.events import Event
 from medley.recs.items import FusionView, ItemTable
@@ -32,8 +32,8 @@ RESERVED = frozenset({"events", "users", "note"})
 
 
 def evaluate_views(events: Sequence[tuple[int, Event]], table: ItemTable,
-                   views: Mapping[str, FusionView], settings: Settings, *, now: float,
-                   max_users: int = 500, seed: int = 0,
+                   views: Mapping[str, FusionView], settings: RecommendationSettings, *,
+                   now: float, max_users: int = 500, seed: int = 0,
                    progress: Callable[[float], None] | None = None) -> dict[str, Any]:
     """NDCG@10, recall@10, new-items recall@10 and coverage@10 of Medley's for-you answers
     under each named view, on a per-user time split of `events` (see the module docstring).

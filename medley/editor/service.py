@@ -113,7 +113,7 @@ class FusionEditor:
         with self.db.session() as s:
             start = max(self.recs.behavior.last_seq - EVAL_EVENTS, 0)
             events = list(store.events_after(s, start))
-        return evaluate_views(events, self.recs.table, views, self.recs.settings,
+        return evaluate_views(events, self.recs.table, views, self.recs.settings.recommendations,
                               now=time.time(), max_users=EVAL_USERS, progress=progress)
 
     def evaluate_later(self, cand: Candidate, actor: str) -> Evaluation:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from medley.config import Settings
+from medley.config import RecommendationSettings
 from medley.recs import fitting, groups, ranker
 from medley.recs.behavior import Behavior
 from medley.recs.collab import CollabModel
@@ -52,8 +52,9 @@ class _Check:
     items: list[str]
 
 
-def choose(stream: Sequence[tuple[int, Event]], table: ItemTable, settings: Settings,
-           names: Sequence[str], seed: int = 0) -> dict[str, Any]:
+def choose(stream: Sequence[tuple[int, Event]], table: ItemTable,
+           settings: RecommendationSettings, names: Sequence[str], seed: int = 0
+           ) -> dict[str, Any]:
     """`ranker.fit_cold`'s choice ({"weights", "ndcg@10" of every weighting tried}) on the
     best CALS try, with "cals_min_audience" (the try kept; None: no CALS could be fitted) and
     "cals_tried" (each try's best NDCG@10); {} when there is too little to check on."""
@@ -90,8 +91,8 @@ def choose(stream: Sequence[tuple[int, Event]], table: ItemTable, settings: Sett
     return {**best, "cals_tried": tried}
 
 
-def _prepare(stream: Sequence[tuple[int, Event]], table: ItemTable, settings: Settings,
-             seed: int) -> _Check | None:
+def _prepare(stream: Sequence[tuple[int, Event]], table: ItemTable,
+             settings: RecommendationSettings, seed: int) -> _Check | None:
     audience: dict[str, set[str]] = {}
     for _, e in stream:
         if e.weight > 0:

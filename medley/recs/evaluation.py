@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 
 from index.base import FUSED, Where
-from medley.config import Settings
+from medley.config import RankingSettings, RecommendationSettings
 from medley.recs.behavior import Behavior
 from medley.recs.collab import CollabModel, train
 from medley.recs.engine import Recommender
@@ -33,7 +33,7 @@ from medley.recs.learn import learn
 LIKE_RATING = 4.0
 K = 10
 MEDLEY = ("medley", "medley_explore")  # Medley as evaluated, and with the shipped exploration
-SHIPPED_EXPLORATION = float(Settings.model_fields["exploration_share"].default)
+SHIPPED_EXPLORATION = float(RankingSettings.model_fields["exploration_share"].default)
 
 
 # --- the split ------------------------------------------------------------------------------
@@ -218,7 +218,7 @@ class World:
     rec_explore: Recommender  # the same state, with the shipped exploration share
 
 
-def train_collab(split: Split, settings: Settings,
+def train_collab(split: Split, settings: RecommendationSettings,
                  stream: Sequence[tuple[int, Event]] | None = None,
                  table: ItemTable | None = None) -> CollabModel | None:
     """The model on the training events: `stream` if given (numbered from 1), else the split's
@@ -237,8 +237,8 @@ def train_collab(split: Split, settings: Settings,
                      regularization=settings.collab_regularization, last_seq=len(stream))
 
 
-def fit(split: Split, table: ItemTable, settings: Settings, *, base: World | None = None,
-        collab: CollabModel | None = None,
+def fit(split: Split, table: ItemTable, settings: RecommendationSettings, *,
+        base: World | None = None, collab: CollabModel | None = None,
         stream: Sequence[tuple[int, Event]] | None = None) -> World:
     """Behaviour, ALS and the recommender on the training events (`stream`, numbered from 1,
     else the split's ratings as events); `base` lends its behaviour, and its search and

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from medley.config import Settings
+from medley.config import RecommendationSettings
 from medley.recs import cals, collab, content_map
 from medley.recs.collab import CollabModel
 from medley.recs.events import Event, EventType
@@ -31,7 +31,7 @@ LIKED_WEIGHT = 2.0  # an event at least this strong (like, complete, share) is a
 MAX_CALS_ITEMS = 20_000
 
 
-def als(stream: Sequence[tuple[int, Event]], settings: Settings, last_seq: int,
+def als(stream: Sequence[tuple[int, Event]], settings: RecommendationSettings, last_seq: int,
          seed: int) -> CollabModel | None:
     return collab.train(((e.user_id, e.item_id, e.weight) for _, e in stream),
                         factors=settings.collab_factors, iterations=settings.collab_iterations,
@@ -57,7 +57,7 @@ def fit_map(table: ItemTable, model: CollabModel, stream: Sequence[tuple[int, Ev
 
 
 def fit_cals(table: ItemTable, model: CollabModel, stream: Sequence[tuple[int, Event]],
-             settings: Settings, min_audience: int = 1) -> cals.Cals | None:
+             settings: RecommendationSettings, min_audience: int = 1) -> cals.Cals | None:
     """CALS (`medley.recs.cals`) on the confidences this ALS model was trained on, starting
     from its user factors, over the items at least `min_audience` users engaged with (at most
     MAX_CALS_ITEMS, the most engaged); None when there is too little to learn from."""

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from medley.config import Settings
+from medley.config import RecommendationSettings
 from medley.recs import coldcheck, features, fitting, groups, knn, ranker
 from medley.recs.behavior import Behavior
 from medley.recs.collab import CollabModel
@@ -65,8 +65,9 @@ MAX_USER_SKIP = 50  # popular items a user may already have consumed
 USER_BATCH = 512  # users scored together in one pass over the catalog
 
 
-def learn(stream: Sequence[tuple[int, Event]], table: ItemTable, settings: Settings, *,
-          last_seq: int, seed: int = 0) -> tuple[CollabModel | None, dict[str, Any]]:
+def learn(stream: Sequence[tuple[int, Event]], table: ItemTable,
+          settings: RecommendationSettings, *, last_seq: int, seed: int = 0
+          ) -> tuple[CollabModel | None, dict[str, Any]]:
     """The model to serve, trained on every event in `stream`, and a report of what was kept."""
     model = fitting.als(stream, settings, last_seq, seed)
     if model is None:
@@ -157,8 +158,9 @@ def split_at_time(stream: Sequence[tuple[int, Event]], cut: float,
     return list(enumerate(history, start=1)), later
 
 
-def train_ranker(stream: Sequence[tuple[int, Event]], table: ItemTable, settings: Settings,
-                 seed: int = 0) -> tuple[ranker.Ranker | None, dict[str, Any]]:
+def train_ranker(stream: Sequence[tuple[int, Event]], table: ItemTable,
+                 settings: RecommendationSettings, seed: int = 0
+                 ) -> tuple[ranker.Ranker | None, dict[str, Any]]:
     """The ranker, on groups from each cut of CUTS (each user's events split at that share):
     the first cut's are what serving sees (the latest history), the earlier cuts' add
     training groups (users x cuts) and are never among the held-out users' groups."""
@@ -182,9 +184,9 @@ def train_ranker(stream: Sequence[tuple[int, Event]], table: ItemTable, settings
     return rk, report
 
 
-def _cut_groups(stream: Sequence[tuple[int, Event]], table: ItemTable, settings: Settings,
-                kind: str, cut: float, rng: np.random.Generator, seed: int
-                ) -> list[ranker.Group] | None:
+def _cut_groups(stream: Sequence[tuple[int, Event]], table: ItemTable,
+                settings: RecommendationSettings, kind: str, cut: float,
+                rng: np.random.Generator, seed: int) -> list[ranker.Group] | None:
     """Training groups for one cut ("user": each user's events, "time": all events by time):
     ALS, behaviour and the content map on the events before it, labels from the LATER_SHARE
     after it. None: no user has later events."""
