@@ -30,7 +30,8 @@ MODALITY_FAMILY: dict[Modality, Family] = {
 
 
 class Models:
-    """Takes the model section, and the longest media the transcriber accepts (a limit)."""
+    """Built from the model section; `max_media_seconds` (a limit) caps what the transcriber
+    takes."""
 
     def __init__(self, settings: ModelSettings, *, max_media_seconds: float) -> None:
         self.settings = settings

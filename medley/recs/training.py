@@ -64,7 +64,8 @@ def train_and_store(db: Database, settings: Settings,
 
             dims = Models(settings.models,
                           max_media_seconds=settings.max_media_seconds).dims()
-        model, report = learn(rows, catalog(db, settings, dims), settings, last_seq=last)
+        model, report = learn(rows, catalog(db, settings, dims), settings.recommendations,
+                              last_seq=last)
         if model is None:
             return None
         with db.session() as s:
