@@ -37,7 +37,8 @@ NAMES = ("collab", "collab_mapped", "engagement_mapped", "content", "liked_max",
 # (`medley.recs.knn`, carried by the ranker), NaN outside its vocabulary.
 BEHAVIOUR = ("collab", "pop_long", "pop_short", "interactions", "knn", "knn_recent",
              "collab_user")
-_UNKNOWN_WHEN_NEW = frozenset({"collab", "knn", "knn_recent", "collab_user"})  # masked to NaN, the rest to 0
+# masked to NaN, the rest to 0
+_UNKNOWN_WHEN_NEW = frozenset({"collab", "knn", "knn_recent", "collab_user"})
 # What only the cold scorer sees (`ranker.cold_scores`), for items nobody engaged with yet: the
 # CALS score (the item's content-predicted factors times the user's CALS vector), the item's
 # predicted audience under CALS, and the user's own taste classifier over the item's content
@@ -93,7 +94,11 @@ def compute(table: ItemTable, behavior: Behavior, model: CollabModel | None,
         if len(liked):
             out[:, col["liked_max"]] = dots[:, int(user.taste is not None):].max(axis=1)
     if model is not None and user.vector is not None:
-        out[:, col["collab"]] = model.scores(user.vector, ids)
+        if user.trained is not None:  # both scores with one lookup of the candidates
+            both = model.scores(np.stack([user.vector, user.trained], axis=1), ids)
+            out[:, col["collab"]], out[:, col["collab_user"]] = both[:, 0], both[:, 1]
+        else:
+            out[:, col["collab"]] = model.scores(user.vector, ids)
         factors, engagement = predicted.get(table, model, rows)
         if factors is not None:
             out[:, col["collab_mapped"]] = factors @ user.vector
@@ -110,10 +115,10 @@ def compute(table: ItemTable, behavior: Behavior, model: CollabModel | None,
         out[:, col["newer_than_mean"]] = (table.published[rows] - mine.mean()) / DAY
         out[:, col["newer_than_newest"]] = (table.published[rows] - mine.max()) / DAY
     if knn is not None and len(user.liked_rows):
-        out[:, col["knn"]] = knn.scores([table.ids[r] for r in user.liked_rows], ids)
-        out[:, col["knn_recent"]] = knn.scores(
-            [table.ids[r] for r in user.liked_rows[:LIKED_MAX_RECENT]], ids)
-    if model is not None and user.trained is not None:
+        history = [table.ids[r] for r in user.liked_rows]
+        out[:, col["knn"]], out[:, col["knn_recent"]] = knn.scores_of(
+            [history, history[:LIKED_MAX_RECENT]], ids)
+    if model is not None and user.trained is not None and user.vector is None:
         out[:, col["collab_user"]] = model.scores(user.trained, ids)
     return out
 

@@ -10,8 +10,8 @@ from medley.domain import Modality
 from medley.recs import features, knn, ranker
 from medley.recs.behavior import Behavior
 from medley.recs.collab import CollabModel
-from medley.recs.items import ItemInfo, ItemTable
 from medley.recs.events import Event, EventType
+from medley.recs.items import ItemInfo, ItemTable
 from medley.recs.learn import split_at_time, split_by_user
 from medley.recs.predicted import Predicted
 
@@ -133,17 +133,23 @@ def test_collab_user_is_the_trained_users_own_score_and_unknown_otherwise() -> N
                         rng.normal(size=(10, 4)).astype(np.float32), 1.0)
     table = _camp_table()
     k = features.NAMES.index("collab_user")
+    folded = rng.normal(size=4).astype(np.float32)  # "collab": from recent positives
     for user_id, known in (("u1", True), ("stranger", False), (None, False)):
         trained = features.trained_of(model, user_id)
         assert (trained is not None) == known
-        user = features.UserSignals(None, None, np.array([], dtype=np.int64), 3, trained=trained)
-        x = features.compute(table, Behavior(86400.0, 3600.0), model, Predicted(model), 0.0,
-                             user, items)
-        if known:
-            np.testing.assert_allclose(x[:, k], model.item_factors @ model.user_factors[1],
-                                       rtol=1e-5)
-        else:
-            assert np.isnan(x[:, k]).all()
+        for vector in (None, folded):
+            user = features.UserSignals(None, vector, np.array([], dtype=np.int64), 3,
+                                        trained=trained)
+            x = features.compute(table, Behavior(86400.0, 3600.0), model, Predicted(model),
+                                 0.0, user, items)
+            if known:
+                np.testing.assert_allclose(x[:, k], model.item_factors @ model.user_factors[1],
+                                           rtol=1e-5)
+            else:
+                assert np.isnan(x[:, k]).all()
+            if vector is not None:
+                np.testing.assert_allclose(x[:, features.NAMES.index("collab")],
+                                           model.item_factors @ folded, rtol=1e-5)
 
 
 def test_a_row_shown_as_brand_new_loses_its_recency_and_own_factor_scores() -> None:
