@@ -89,8 +89,9 @@ class CollabModel:
 
     # --- items ----------------------------------------------------------------------------
     def scores(self, user_vec: np.ndarray, items: Sequence[str]) -> np.ndarray:
-        """x·y per item; NaN where the model has never seen the item."""
-        out = np.full(len(items), np.nan, dtype=np.float32)
+        """x·y per item; NaN where the model has never seen the item. `user_vec` may be
+        (f, k), k user vectors at once: the items are then looked up once, (n, k) out."""
+        out = np.full((len(items), *user_vec.shape[1:]), np.nan, dtype=np.float32)
         # one dictionary lookup per item, mapped in C: a Python loop over a few hundred
         # candidates cost more than the product
         rows = np.fromiter(map(self.item_row.get, items, repeat(-1)), dtype=np.int64,

@@ -145,7 +145,8 @@ class Recommender:
         ranker = collab.ranker if collab is not None and self.use_ranker else None
         if ranker is not None and tuple(ranker.names) == features.NAMES:
             user = features.UserSignals(taste.vector, user_vec, taste.liked_rows, taste.events,
-                                        liked_vectors=taste.liked_vectors)
+                                        liked_vectors=taste.liked_vectors,
+                                        trained=features.trained_of(collab, taste.user))
             x = features.compute(self.table, self.behavior, collab, self.predicted, now, user,
                                  ids, FOR_YOU, ranker.knn)
             if stated is not None:  # what they asked for counts as taste matched

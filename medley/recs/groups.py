@@ -101,4 +101,5 @@ def _signals(user: Past, model: CollabModel) -> features.UserSignals:
     read from the model's CALS as it is now."""
     return features.UserSignals(user.taste.vector, user.vector, user.taste.liked_rows,
                                 user.events, model.cals_user(user.id),
-                                features.uclf_of(model, user.id), user.taste.liked_vectors)
+                                features.uclf_of(model, user.id), user.taste.liked_vectors,
+                                features.trained_of(model, user.id))

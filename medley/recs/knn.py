@@ -39,15 +39,19 @@ class ItemKnn:
     def scores(self, history: Sequence[str], candidates: Sequence[str]) -> np.ndarray:
         """Σ over the user's items in the vocabulary of their weight to each candidate; NaN
         for candidates outside the vocabulary, or all when no history item is in it."""
-        out = np.full(len(candidates), np.nan, dtype=np.float32)
-        src = [k for k in (self._index.get(i) for i in history) if k is not None]
-        if not src:
-            return out
+        return self.scores_of([history], candidates)[0]
+
+    def scores_of(self, histories: Sequence[Sequence[str]], candidates: Sequence[str]
+                  ) -> np.ndarray:
+        """`scores` for several histories (one row each), the candidates looked up once."""
+        out = np.full((len(histories), len(candidates)), np.nan, dtype=np.float32)
         dst = np.fromiter(map(self._index.get, candidates, repeat(-1)), dtype=np.int64,
                           count=len(candidates))
         known = dst >= 0
-        if known.any():
-            out[known] = self._sums(np.asarray(src, dtype=np.int64))[dst[known]]
+        for k, history in enumerate(histories):
+            src = [j for j in (self._index.get(i) for i in history) if j is not None]
+            if src and known.any():
+                out[k, known] = self._sums(np.asarray(src, dtype=np.int64))[dst[known]]
         return out
 
     def _sums(self, src: np.ndarray) -> np.ndarray:

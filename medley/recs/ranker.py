@@ -54,7 +54,8 @@ CASCADE_LOSS = 0.001
 # clearly better than the unconstrained one). Item age and user activity may go either way.
 EITHER_WAY = frozenset({"age_days", "user_events", "newer_than_mean", "newer_than_newest"})
 # Features that rank on their own (higher = better): the bar the ranker must clear.
-SINGLE = ("collab", "collab_mapped", "content", "liked_max", "pop_long", "interactions", "knn")
+SINGLE = ("collab", "collab_mapped", "content", "liked_max", "pop_long", "interactions", "knn",
+          "knn_recent", "collab_user")
 
 
 @dataclass

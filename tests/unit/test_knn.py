@@ -1,13 +1,19 @@
-"""The item-to-item feature (`medley.recs.knn`), the cuts the ranker trains on, and the
-ranker's groups from earlier cuts."""
+"""The item-to-item feature (`medley.recs.knn`) and its recent-items variant, the user's own
+ALS score, the cuts the ranker trains on, and the ranker's groups from earlier cuts."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from medley.recs import knn, ranker
+from medley.domain import Modality
+from medley.recs import features, knn, ranker
+from medley.recs.behavior import Behavior
+from medley.recs.collab import CollabModel
 from medley.recs.events import Event, EventType
+from medley.recs.items import ItemInfo, ItemTable
 from medley.recs.learn import split_at_time, split_by_user
+from medley.recs.predicted import Predicted
 
 
 def _pairs() -> list[tuple[str, str]]:
@@ -85,3 +91,70 @@ def test_groups_of_earlier_cuts_are_fitted_on_never_validated_on() -> None:
     assert report["validation_groups"] == 20
     # fitted on the other 40 users' groups of both cuts
     assert report["train_groups"] == 80
+
+
+# --- the ranker's recency and own-factor features ----------------------------------------------
+
+def _camp_table() -> ItemTable:
+    table = ItemTable({Modality.TEXT: 2})
+    for camp in "ab":
+        for k in range(5):
+            table.upsert(f"{camp}{k}", ItemInfo(f"{camp}{k}", (), None, None, 0.0),
+                         {Modality.TEXT: np.array([1.0, 0.1 * k])})
+    return table
+
+
+@pytest.mark.parametrize(("recent", "older", "wins"), [
+    ("b", "a", "b"),  # a user who moved from camp a to camp b: the recent feature follows
+    ("a", "b", "a"),
+])
+def test_knn_recent_reads_only_the_newest_liked_items(recent: str, older: str,
+                                                      wins: str) -> None:
+    model = knn.fit(_pairs(), lam=1.0)
+    assert model is not None
+    table = _camp_table()
+    newest = features.LIKED_MAX_RECENT
+    # liked_rows are newest first: a few recent items of one camp, then many of the other
+    liked = [f"{recent}{k % 5}" for k in range(newest)] + [f"{older}{k % 5}" for k in range(20)]
+    user = features.UserSignals(None, None, table.rows(liked), 25)
+    ids = [f"{recent}0", f"{older}0"]
+    x = features.compute(table, Behavior(86400.0, 3600.0), None, Predicted(None), 0.0, user,
+                         ids, None, model)
+    k = features.NAMES.index("knn_recent")
+    assert (x[0, k] > x[1, k]) == (wins == recent)
+    whole = x[:, features.NAMES.index("knn")]  # all liked items: the older camp dominates
+    assert whole[1] > whole[0]
+
+
+def test_collab_user_is_the_trained_users_own_score_and_unknown_otherwise() -> None:
+    rng = np.random.default_rng(0)
+    items = [f"{c}{k}" for c in "ab" for k in range(5)]
+    model = CollabModel(["u0", "u1"], items, rng.normal(size=(2, 4)).astype(np.float32),
+                        rng.normal(size=(10, 4)).astype(np.float32), 1.0)
+    table = _camp_table()
+    k = features.NAMES.index("collab_user")
+    folded = rng.normal(size=4).astype(np.float32)  # "collab": from recent positives
+    for user_id, known in (("u1", True), ("stranger", False), (None, False)):
+        trained = features.trained_of(model, user_id)
+        assert (trained is not None) == known
+        for vector in (None, folded):
+            user = features.UserSignals(None, vector, np.array([], dtype=np.int64), 3,
+                                        trained=trained)
+            x = features.compute(table, Behavior(86400.0, 3600.0), model, Predicted(model),
+                                 0.0, user, items)
+            if known:
+                np.testing.assert_allclose(x[:, k], model.item_factors @ model.user_factors[1],
+                                           rtol=1e-5)
+            else:
+                assert np.isnan(x[:, k]).all()
+            if vector is not None:
+                np.testing.assert_allclose(x[:, features.NAMES.index("collab")],
+                                           model.item_factors @ folded, rtol=1e-5)
+
+
+def test_a_row_shown_as_brand_new_loses_its_recency_and_own_factor_scores() -> None:
+    x = np.ones((3, len(features.NAMES)), dtype=np.float32)
+    masked = features.mask_behaviour(x, np.array([True, False, True]))
+    for name in ("knn_recent", "collab_user"):
+        col = masked[:, features.NAMES.index(name)]
+        assert np.isnan(col[[0, 2]]).all() and col[1] == 1.0
