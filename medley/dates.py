@@ -24,6 +24,12 @@ def aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+def naive_utc(value: datetime) -> datetime:
+    """Naive UTC, as timestamp columns hold it: a row another writer stored with an offset
+    must still compare with a watermark (one such row once stopped every later item loading)."""
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
 def in_range(value: datetime) -> datetime:
     """`value` as an aware UTC datetime; ValueError (a validation message) outside the range."""
     try:

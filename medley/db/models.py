@@ -146,7 +146,7 @@ class UserPreferences(Base):
     text_vector: Mapped[bytes | None] = mapped_column(LargeBinary)
     disliked_tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow, index=True
     )
 
 
@@ -284,7 +284,7 @@ class UserControls(Base):
     not_interested_items: Mapped[list[str]] = mapped_column(JSON, default=list)
     not_interested_tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow, index=True
     )
 
 

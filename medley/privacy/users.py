@@ -67,6 +67,7 @@ class UserPrivacy:
 
     def not_interested(self, user_id: str, item_id: str | None, tag: str | None) -> Controls:
         item_id, tag = _one(item_id, tag)
+        self.recs.sync.stated.add(user_id)  # before the write: its next request reads them
         with self.recs.db.session() as s:
             if item_id is not None and not store.existing_items(s, {item_id}):
                 raise InvalidInput(f"item_id: item {item_id} does not exist")
@@ -74,10 +75,12 @@ class UserPrivacy:
 
     def interested_again(self, user_id: str, item_id: str | None, tag: str | None) -> Controls:
         item_id, tag = _one(item_id, tag)
+        self.recs.sync.stated.add(user_id)
         with self.recs.db.session() as s:
             return controls.interested_again(s, user_id, item_id=item_id, tag=tag)
 
     def pause_history(self, user_id: str, paused: bool) -> Controls:
+        self.recs.sync.stated.add(user_id)
         with self.recs.db.session() as s:
             return controls.set_paused(s, user_id, paused)
 

@@ -262,8 +262,9 @@ class Recommendations:
 
     # --- preferences and editorial ----------------------------------------------------------
     def personal(self, user_id: str | None) -> tuple[Preferences | None, Controls]:
-        """A user's preferences and controls: two primary-key lookups in one session."""
-        if not user_id:
+        """A user's preferences and controls: two primary-key lookups in one session, for
+        the few users who ever stated any (`medley/recs/stated.py`)."""
+        if not user_id or not self.sync.stated.may_have(user_id):
             return None, Controls()
         with self.db.session() as s:
             return _preferences(s, user_id), controls.get(s, user_id)
@@ -281,6 +282,7 @@ class Recommendations:
         if missing:
             raise InvalidInput(f"liked_items: unknown item ids: {', '.join(sorted(missing))}")
         vec = self._embed(Family.TEXT, text) if text and text.strip() else None
+        self.sync.stated.add(user_id)  # before the write: this process's next read sees it
         with self.db.session() as s:
             store.put_preferences(s, user_id, liked_items=liked, text=text, text_vector=vec,
                                   disliked_tags=disliked_tags)

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from medley.recs.events import Event
 from medley.recs.items import FusionView, ItemInfo, ItemTable
 from medley.recs.predicted import Predicted
 from medley.recs.signals import Priors
+from medley.recs.stated import StatedUsers
 
 log = logging.getLogger(__name__)
 Vectors = dict[Modality, np.ndarray]
@@ -65,12 +66,6 @@ def _freeze_heap() -> None:
     # counting (the state holds no cycles).
     gc.collect()
     gc.freeze()
-
-
-def _naive_utc(value: datetime) -> datetime:
-    # The column holds naive UTC; a row another writer stored with an offset must still
-    # compare with the watermark (one such row once stopped every later item loading).
-    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
 
 
 ITEM_COLUMNS = (Item.id, Item.title, Item.tags, Item.age_rating, Item.published_at,
@@ -153,6 +148,7 @@ class RecSync:
         self.wake = threading.Event()
         self.ready = threading.Event()
         self.answers: AnswerCache | None = None  # the service's, cleared here on erasure
+        self.stated = StatedUsers()  # who has preferences or controls to read per request
         self.set_aside: dict[str, str] = {}  # items that cannot be served, with why
         # The loop's own health: since when (monotonic) and why its passes fail; None: fine.
         self.failing_since: float | None = None
@@ -198,7 +194,7 @@ class RecSync:
                 # Loaded or set aside, the row is done with until it changes again; the
                 # watermark moves past it either way.
                 self._loaded_at[r.id] = r.updated_at
-                seen = _naive_utc(r.updated_at)
+                seen = dates.naive_utc(r.updated_at)
                 if self.items_seen_at is None or seen > self.items_seen_at:
                     self.items_seen_at = seen
                     self._seen_moved_at = time.monotonic()
@@ -248,7 +244,7 @@ class RecSync:
             self.items_seen_at, self._loaded_at = None, {}
             raise
         if current:
-            self.items_seen_at = max(_naive_utc(u) for u in current.values())
+            self.items_seen_at = max(dates.naive_utc(u) for u in current.values())
             self._seen_moved_at = time.monotonic()
         log.info("item table restored from %s: %d items, %d reloaded from the database",
                  path, len(saved), len(stale))
@@ -346,6 +342,9 @@ class RecSync:
                 self.answers.forget(lambda u: erasures.user_hash(u) in hashes)
             else:  # a notice past its hash's lifetime: whose it was is unknown
                 self.answers.clear()
+        with self.db.session() as s:  # an erased user's id leaves; a reset keeps their wishes
+            self.stated.recheck(s, (lambda u: erasures.user_hash(u) in hashes)
+                                if all(n.user_hash for n in notices) else None)
         if any(n.rebuild for n in notices):
             self.rebuild()
         self.erasures_seen = notices[-1].id
@@ -568,6 +567,7 @@ class RecSync:
         started = time.perf_counter()
         with self.db.session() as s:  # events read below already lack anything erased so far
             self.erasures_seen = erasures.latest_notice(s)
+            self.stated.refresh(s)
         restored = self.restore_snapshot()
         self.load_fusion()
         mapped = self.restore_items()
@@ -598,6 +598,8 @@ class RecSync:
         since each step scans something and holds the GIL beside the requests."""
         now = time.monotonic()
         self.apply_erasures()  # one indexed query; an erasure must not wait for the slow tick
+        with self.db.session() as s:  # a user's "not interested" must not wait for it either
+            self.stated.refresh(s)
         self.tail_events()
         # Here, not on a request: the audience mask new items read (a no-op unless engagement
         # arrived since the last build, and that build is TOP_REFRESH_S old).

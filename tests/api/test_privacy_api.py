@@ -12,6 +12,7 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import inspect, select, text
 
+from medley import erasures
 from medley.config import Precision, Settings
 from medley.db.models import CollabModelRecord
 from medley.keys import Role
@@ -109,6 +110,8 @@ def test_after_erasure_no_endpoint_and_no_table_holds_anything_of_the_user(catal
     wait_until(lambda: client.get("/healthz").json()["recommendations"]["erasures_applied"] >= 1)
     assert recs.behavior.user(user) is None
     assert recs.answers.count(lambda u: u == user) == 0  # no cached answer outlives them
+    # nor their id among the users whose wishes a request reads (`medley/recs/stated.py`)
+    wait_until(lambda: not recs.sync.stated.may_have(user))
     assert recs.behavior.interactions.get(solo, 0) == 0
     assert recs.behavior.audience.get(solo, 0) == 0  # new to the audience again
     assert solo not in recs.behavior.trending_top(50, {"surface": surface})
@@ -250,6 +253,14 @@ def test_a_reset_starts_recommendations_afresh_and_keeps_stated_wishes(catalog):
     assert client.get(f"/v1/users/{user}/preferences").json()["text"] == "football matches"
     assert client.get(f"/v1/users/{user}/controls").json()["not_interested"]["items"] == [
         ids["football"][1]]
+    # Once every process applied the reset's notice, their wishes still apply: a reset keeps
+    # the user among those whose stated wishes a request reads.
+    recs = client.app.state.service.recs
+    with recs.db.session() as s:
+        notice = erasures.latest_notice(s)
+    wait_until(lambda: recs.sync.erasures_seen >= notice)
+    assert recs.sync.stated.may_have(user)
+    assert ids["football"][1] not in ids_of(top(client, f"/v1/users/{user}/recommendations"))
 
 
 # --- analytics -----------------------------------------------------------------------------
