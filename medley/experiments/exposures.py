@@ -22,6 +22,10 @@ class ExposureLog:
         self.db = db
         self._rows: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        # One flush at a time, held across its write: a flush returns once every row added
+        # before it is in the database, even while the writer thread's own flush is mid-insert
+        # (a caller reading the table right after, as a test or an erasure does, saw nothing).
+        self._writing = threading.Lock()
         self.written = 0
         self.dropped = 0
 
@@ -38,6 +42,10 @@ class ExposureLog:
         self.flush()
 
     def flush(self) -> None:
+        with self._writing:
+            self._flush()
+
+    def _flush(self) -> None:
         with self._lock:
             rows, self._rows = self._rows, []
         if not rows:

@@ -260,6 +260,44 @@ def test_exposures_and_credited_clicks_on_every_backend(database_url: str) -> No
     db.dispose()
 
 
+def test_a_flush_returns_once_the_rows_before_it_are_written(tmp_path, monkeypatch) -> None:
+    """The writer thread's flush takes the buffer and is mid-insert when someone else flushes
+    (a test, an erasure) and reads the table: that flush waits for it instead of returning
+    with nothing to do while the rows are not yet committed."""
+    import threading
+    import time
+
+    from medley.db import Database
+    from medley.experiments import exposures, store
+    from medley.experiments.packing import pack
+
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    db.migrate()
+    with db.session() as s:
+        exp = store.create(s, Spec("slow", (Arm("a"), Arm("b"))).check(), "test")
+    inserting = threading.Event()
+    real = store.write_exposures
+
+    def slow(s, rows):  # the database takes its time with the writer thread's batch
+        inserting.set()
+        time.sleep(0.3)
+        real(s, rows)
+
+    monkeypatch.setattr(exposures.store, "write_exposures", slow)
+    log = exposures.ExposureLog(db)
+    log.add({"recommendation_id": "r1", "experiment_id": exp.id, "arm": "a", "user_id": "u1",
+             "surface": "recommendations", "ts": 1.0, "items": pack(["x"]), "teams": None,
+             "ms": 1.0})
+    writer = threading.Thread(target=log.flush)
+    writer.start()
+    assert inserting.wait(5)
+    log.flush()  # nothing left in the buffer, but the first flush is still inserting
+    with db.session() as s:
+        assert len(store.exposures(s, exp.id)) == 1
+    writer.join()
+    db.dispose()
+
+
 @pytest.mark.parametrize("ids", [
     [],
     ["0b6e7c3a-2f1d-4c55-9a11-6f1c2d3e4f50", "item-7", "é-ünïcode", "x" * 64],
