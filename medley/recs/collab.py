@@ -195,6 +195,15 @@ class CollabModel:
                        float(meta["reg"]), int(meta["last_seq"]), cmap, ranker, cals)
 
 
+def ranker_names(blob: bytes) -> list[str] | None:
+    """The features a stored model's ranker was trained on (None: it carries no ranker),
+    read without loading the rest of the model."""
+    with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+        if "ranker" not in z.files:
+            return None
+        return list(json.loads(z["ranker"].tobytes().decode())["names"])
+
+
 def confidences(interactions: Iterable[tuple[str, str, float]]
                 ) -> tuple[list[str], list[str], sp.csr_matrix] | None:
     """(users, items, users x items confidence matrix) as ALS trains on them: per pair,

@@ -14,7 +14,8 @@ from medley.config import Settings
 from medley.db import Database
 from medley.domain import Modality
 from medley.erasures import latest_notice, retrain_due, serialize
-from medley.recs import store
+from medley.recs import features, store
+from medley.recs.collab import ranker_names
 from medley.recs.items import ItemTable
 from medley.recs.learn import learn
 from medley.recs.sync import ITEM_COLUMNS, with_vectors
@@ -54,7 +55,8 @@ def train_and_store(db: Database, settings: Settings,
             latest = store.latest_model_id(s)
             if latest is not None:
                 found = store.load_model_blob(s, latest)
-                if found is not None and found[1] >= last and not retrain_due(s, latest):
+                if (found is not None and found[1] >= last and not retrain_due(s, latest)
+                        and _ranker_current(found[0])):
                     return None  # no event since the newest model, and no erasure either
             erasures = latest_notice(s)
             started = time.perf_counter()
@@ -83,3 +85,11 @@ def train_and_store(db: Database, settings: Settings,
              model_id, len(model.user_ids), len(model.item_ids), len(rows),
              time.perf_counter() - started, report.get("content_map_r2"), report["ranker"])
     return model_id
+
+
+def _ranker_current(blob: bytes) -> bool:
+    """Whether a stored model's ranker reads today's features. One trained on other features
+    (an upgrade added some) cannot serve (the hand blend does), so a platform with no new
+    events must still train again rather than serve without its ranker for good."""
+    names = ranker_names(blob)
+    return names is None or tuple(names) == features.NAMES

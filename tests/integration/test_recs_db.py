@@ -62,6 +62,37 @@ def test_a_trained_model_is_stored_and_a_retrain_without_new_events_is_skipped(
     assert found[1] == model.last_seq > 0
 
 
+def test_a_model_whose_ranker_reads_other_features_is_trained_again_without_new_events(
+    db: Database, tmp_path
+) -> None:
+    """After an upgrade that changed the ranker's features, the stored ranker cannot serve
+    (the hand blend does): training must not wait for new events to replace it."""
+    from medley.recs import features
+    from medley.recs.collab import ranker_names
+    from medley.recs.ranker import Ranker
+
+    events = [ev(f"e{u}-{i}", f"user-{u}", f"item-{i}")
+              for u in range(6) for i in ((0, 1, 2) if u < 3 else (3, 4, 5))]
+    with db.session() as s:
+        store.insert_events(s, events)
+        last = store.max_seq(s)
+    settings = Settings(data_dir=tmp_path, collab_factors=4, collab_iterations=5)
+    assert train_and_store(db, settings) is not None
+    with db.session() as s:
+        latest = store.latest_model_id(s)
+        assert latest is not None
+        found = store.load_model_blob(s, latest)
+        assert found is not None
+        old = CollabModel.from_bytes(found[0])
+        for names, retrains in ((list(features.NAMES), False), (["collab", "gone"], True)):
+            old.ranker = Ranker(names, "tree text")  # as a release before stored it
+            blob = old.to_bytes()
+            assert ranker_names(blob) == names
+            store.save_model(s, blob, last, len(events))
+            s.commit()
+            assert (train_and_store(db, settings) is not None) == retrains
+
+
 def test_preferences_and_editorial_round_trip(db: Database) -> None:
     vec = np.arange(4, dtype=np.float32)
     with db.session() as s:
