@@ -24,6 +24,11 @@ def aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+# Polling a table by `updated_at`: a slow transaction may commit an older stamp after a newer
+# one was read, so each read reaches back this far past the newest it saw.
+WATERMARK_OVERLAP_S = 5.0
+
+
 def naive_utc(value: datetime) -> datetime:
     """Naive UTC, as timestamp columns hold it: a row another writer stored with an offset
     must still compare with a watermark (one such row once stopped every later item loading)."""

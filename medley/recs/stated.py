@@ -27,10 +27,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from medley.dates import naive_utc
+from medley.dates import WATERMARK_OVERLAP_S, naive_utc
 from medley.db.models import UserControls, UserPreferences
 
-OVERLAP_S = 5.0  # as the item watermark's (`sync.WATERMARK_OVERLAP_S`)
 TABLES = (UserPreferences, UserControls)
 
 
@@ -48,13 +47,10 @@ class StatedUsers:
         with self._lock:
             self._users.add(user_id)
 
-    def __len__(self) -> int:
-        return len(self._users)
-
     def refresh(self, s: Session) -> int:
         """Take in the users whose rows changed since the last read (every row the first
         time); returns how many rows were read."""
-        since = None if self._seen is None else self._seen - timedelta(seconds=OVERLAP_S)
+        since = None if self._seen is None else self._seen - timedelta(seconds=WATERMARK_OVERLAP_S)
         found, newest = _read(s, since)
         with self._lock:
             self._users |= found
@@ -66,7 +62,7 @@ class StatedUsers:
     def recheck(self, s: Session, which: Callable[[str], bool] | None) -> None:
         """After erasures or resets: the users `which` picks (None: whose is unknown, so
         every user) keep their place only if a row of theirs is left."""
-        if which is None:
+        if which is None:  # a user marked meanwhile is read again by the next poll's overlap
             found, _ = _read(s, None)
             with self._lock:
                 self._users = set(found)

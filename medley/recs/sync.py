@@ -54,7 +54,6 @@ REFRESH_PRIORS_PER_TICK = 500  # prior values (~0.1 ms each), once a second
 # arrive unless an import brings more; then the rest of the catalog, about 100k items in 8
 # minutes after a first start (the next start restores them from the saved file).
 NEIGHBOUR_LISTS_PER_TICK = 200
-WATERMARK_OVERLAP_S = 5.0
 SNAPSHOT_AFTER_REPLAY = 50_000  # events replayed at start-up (~3 s) worth a snapshot at once
 
 
@@ -174,8 +173,9 @@ class RecSync:
             elif self.items_seen_at is not None:
                 # Overlap the watermark for a while: a slow transaction may commit an older
                 # timestamp after a newer one was seen.
-                recent = time.monotonic() - self._seen_moved_at < 2 * WATERMARK_OVERLAP_S
-                since = self.items_seen_at - timedelta(seconds=WATERMARK_OVERLAP_S if recent else 0)
+                overlap = dates.WATERMARK_OVERLAP_S
+                recent = time.monotonic() - self._seen_moved_at < 2 * overlap
+                since = self.items_seen_at - timedelta(seconds=overlap if recent else 0)
                 q = q.where(Item.updated_at > since)
             rows = [r for r in s.execute(q).all() if self._loaded_at.get(r.id) != r.updated_at]
             for r, load in with_vectors(s, rows, dims):

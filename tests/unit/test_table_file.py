@@ -187,7 +187,7 @@ def test_a_restore_that_fails_half_way_reads_everything_on_the_next_try(
 
     monkeypatch.setattr(sync, "load_items", flaky)
     # No overlap re-read: only a watermark reset can bring the changed items back.
-    monkeypatch.setattr("medley.recs.sync.WATERMARK_OVERLAP_S", 0.0)
+    monkeypatch.setattr("medley.dates.WATERMARK_OVERLAP_S", 0.0)
     with pytest.raises(OSError):
         sync.catch_up()
     sync.catch_up()  # as the loop retries
