@@ -331,6 +331,9 @@ class RecSync:
         rebuild what their deleted events fed (decayed sums cannot be unwound exactly)."""
         with self.db.session() as s:
             notices = erasures.notices_after(s, self.erasures_seen)
+            # The same poll, the same session: whose wishes a request reads must not wait for
+            # the slow tick either (`medley/recs/stated.py`).
+            self.stated.refresh(s)
         if not notices:
             return 0
         self.drop_snapshot()  # the file on disk may hold them: gone before anything else
@@ -597,9 +600,7 @@ class RecSync:
         """Events every poll (they must show within seconds); the rest at most once a second,
         since each step scans something and holds the GIL beside the requests."""
         now = time.monotonic()
-        self.apply_erasures()  # one indexed query; an erasure must not wait for the slow tick
-        with self.db.session() as s:  # a user's "not interested" must not wait for it either
-            self.stated.refresh(s)
+        self.apply_erasures()  # indexed queries; an erasure must not wait for the slow tick
         self.tail_events()
         # Here, not on a request: the audience mask new items read (a no-op unless engagement
         # arrived since the last build, and that build is TOP_REFRESH_S old).
