@@ -20,6 +20,7 @@ from medley.recs.answers import Answer, Editorial, Preferences, Scored
 from medley.recs.behavior import Behavior
 from medley.recs.collab import CollabModel
 from medley.recs.items import ItemTable
+from medley.recs.knn import ItemKnn
 from medley.recs.neighbours import NeighbourLists
 from medley.recs.predicted import Predicted
 from medley.recs.ranking import BlendWeights, behaviour_weight, blend, interleave, mmr, place_pins
@@ -131,6 +132,16 @@ class Recommender:
         if taste.folded is None or taste.folded[0] is not collab:
             taste.folded = (collab, collab.fold_in(taste.positives))
         return taste.folded[1]
+
+    def _item_knn(self) -> ItemKnn | None:
+        """The served ranker's item-to-item weights, a candidate source of its own: the items
+        that follow what the user engaged with lately, which ALS's and content's top items
+        miss. Only where the ranker scores them (the hand blend has no term for them)."""
+        collab = self.collab
+        ranker = collab.ranker if collab is not None and self.use_ranker else None
+        if ranker is None or tuple(ranker.names) != features.NAMES:
+            return None
+        return ranker.knn
 
     def score(self, ids: list[str], taste: Taste, prefs: Preferences | None) -> np.ndarray:
         """Score per candidate: the learned ranker when the model carries one that fits this
@@ -315,6 +326,10 @@ class Recommender:
             if collab is not None and uv is not None:
                 top = collab.top_for_user(uv, c + len(consumed))
                 pool.add(self._keep(top, allowed)[:c], "collab")
+            item_knn = self._item_knn()
+            if item_knn is not None and len(taste.liked_rows):
+                history = [self.table.ids[r] for r in taste.liked_rows]
+                pool.add(self._keep(item_knn.top(history, c // 2, consumed), allowed), "knn")
             pool.add(self._keep(self.behavior.trending_top(c // 2, context), allowed), "trending")
             pool.add(self._keep(self.behavior.popularity_top(c // 2), allowed), "popular")
             explorers = self._explorers(taste, new, allowed, now)

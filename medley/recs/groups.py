@@ -35,9 +35,11 @@ class Past:
 
 
 def candidates(users: Sequence[Past], table: ItemTable, model: CollabModel,
-                alive: np.ndarray, per_source: int) -> list[list[str]]:
-    """Per user, ALS's and centred content's top `per_source` items (beyond what they
-    consumed), as serving's candidate sources draw them; one scan of the catalog per batch."""
+                alive: np.ndarray, per_source: int, knn: ItemKnn | None = None
+                ) -> list[list[str]]:
+    """Per user, ALS's, centred content's and (with `knn`) the item-to-item weights' top
+    `per_source` items (beyond what they consumed), as serving's candidate sources draw them;
+    one scan of the catalog per batch."""
     k = per_source + min(max((len(u.skip) for u in users), default=0), MAX_SKIP_SCAN)
     out: list[list[str]] = [[] for _ in users]
     n = len(table.ids)
@@ -68,6 +70,13 @@ def candidates(users: Sequence[Past], table: ItemTable, model: CollabModel,
         for at, row_ids in zip(np.flatnonzero(has).tolist(), ids, strict=True):
             take = per_source + len(users[at].skip)
             out[at] += [name(int(r)) for r in row_ids[:take]]
+    if knn is not None:
+        for at, user in enumerate(users):
+            history = [table.ids[r] for r in user.taste.liked_rows]
+            found = knn.top(history, per_source // 2, user.skip)
+            rows = table.rows(found)
+            out[at] += [i for i, r in zip(found, rows.tolist(), strict=True)
+                        if 0 <= r < len(alive) and alive[r]]
     return out
 
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import base64
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import islice, repeat
 from typing import Any
 
 import numpy as np
@@ -53,6 +53,20 @@ class ItemKnn:
             if src and known.any():
                 out[k, known] = self._sums(np.asarray(src, dtype=np.int64))[dst[known]]
         return out
+
+    def top(self, history: Sequence[str], k: int, skip: Collection[str] = ()) -> list[str]:
+        """The `k` items the user's history weighs most (positive weights only), best first,
+        none of `skip`: a candidate source, as ALS's top items are one."""
+        src = [j for j in (self._index.get(i) for i in history) if j is not None]
+        if not src or k <= 0:
+            return []
+        sums = self._sums(np.asarray(src, dtype=np.int64))
+        good = np.flatnonzero(sums > 0)
+        want = k + len(skip)  # enough that `k` are left once the consumed are passed over
+        if len(good) > want:
+            good = good[np.argpartition(-sums[good], want - 1)[:want]]
+        ranked = (self.ids[j] for j in good[np.argsort(-sums[good], kind="stable")].tolist())
+        return list(islice((i for i in ranked if i not in skip), k))
 
     def _sums(self, src: np.ndarray) -> np.ndarray:
         """Column sums of these rows of the weights, read straight from the CSR arrays: scipy's

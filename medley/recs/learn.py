@@ -221,7 +221,8 @@ def _cut_groups(stream: Sequence[tuple[int, Event]], table: ItemTable,
     for start in range(0, len(users), USER_BATCH):
         batch = [groups.Past(u, behavior, table, past, now)
                  for u in users[start : start + USER_BATCH]]
-        found = groups.candidates(batch, table, past, alive, settings.candidates_per_source)
+        found = groups.candidates(batch, table, past, alive, settings.candidates_per_source,
+                                  item_knn)
         for user, ids in zip(batch, found, strict=True):
             g = groups.group(user, _liked(later[user.id]), [*ids, *popular], table, behavior,
                              past, predicted, now, item_knn)

@@ -38,6 +38,13 @@ PARAMS: dict[str, Any] = {
 # Early stopping only on clear overfitting: with a few hundred users the validation NDCG is
 # noisy, and stopping at its first dip left the model underfit on the validation split.
 ROUNDS, PATIENCE = 300, 100
+# How many trees are kept: the validation curve (NDCG@10 after each round) is noisy with a few
+# hundred users, and its argmax swung from run to run (3, 26 and 241 trees on the same
+# MovieLens 100K cut, with the answers' NDCG@10 swinging with it). A centred moving average
+# over SMOOTH rounds is what is maximised, and of the forests within ROUNDS_LOSS of that best
+# the smallest is kept: trees it would add cost every request and buy nothing measurable.
+SMOOTH = 21
+ROUNDS_LOSS = 0.001
 REFIT = True  # a kept ranker is refitted on all groups (`train`)
 # The cascade (early exit; Cambazoglu et al., WSDM 2010): every candidate goes through the
 # first trees of the ensemble, only the SHORTLIST best of them through the rest, so a request
@@ -286,6 +293,19 @@ def mean_ndcg(groups: Sequence[Group], score: Any) -> float:
     return float(np.mean([ndcg(score(g), g.y) for g in groups])) if groups else 0.0
 
 
+def rounds_to_keep(curve: Sequence[float], window: int = SMOOTH,
+                   loss: float = ROUNDS_LOSS) -> int:
+    """Trees to keep, from the validation score after each round (`curve`, round 1 first):
+    the fewest whose centred moving average (over `window` rounds, fewer at the ends) is
+    within `loss` of the average's best. 0 for an empty curve."""
+    c = np.asarray(curve, dtype=np.float64)
+    if not len(c):
+        return 0
+    box = np.ones(min(window, len(c)))
+    smooth = np.convolve(c, box, mode="same") / np.convolve(np.ones_like(c), box, mode="same")
+    return int(np.flatnonzero(smooth >= smooth.max() - loss)[0]) + 1
+
+
 def train(groups: Sequence[Group], names: Sequence[str], seed: int = 0
           ) -> tuple[Ranker | None, dict[str, Any]]:
     """Fit on most groups, check on the rest (groups marked `extra` are only fitted on, and
@@ -312,11 +332,14 @@ def train(groups: Sequence[Group], names: Sequence[str], seed: int = 0
 
     train_set = dataset(fit)
     monotone = [0 if name in EITHER_WAY else 1 for name in names]
+    curves: dict[str, Any] = {}
     booster = lgb.train({**PARAMS, "seed": seed, "monotone_constraints": monotone}, train_set,
                         ROUNDS,
-                        valid_sets=[dataset(val, train_set)],
-                        callbacks=[lgb.early_stopping(PATIENCE, verbose=False)])
-    model = booster.model_to_string(num_iteration=booster.best_iteration)
+                        valid_sets=[dataset(val, train_set)], valid_names=["val"],
+                        callbacks=[lgb.early_stopping(PATIENCE, verbose=False),
+                                   lgb.record_evaluation(curves)])
+    rounds = rounds_to_keep(curves["val"]["ndcg@10"]) or booster.best_iteration
+    model = booster.model_to_string(num_iteration=rounds)
     ranker = Ranker(list(names), model)
     learned = mean_ndcg(val, lambda g: ranker.score(g.x))
     singles = {name: mean_ndcg(val, lambda g, k=list(names).index(name):
@@ -326,24 +349,25 @@ def train(groups: Sequence[Group], names: Sequence[str], seed: int = 0
     kept = learned > singles[best_single]
     if kept:
         try:
-            checked = Forest.of(booster.dump_model(num_iteration=booster.best_iteration))
+            checked = Forest.of(booster.dump_model(num_iteration=rounds))
             ranker.meta["cascade"] = fit_cascade(checked, val)
         except Exception:  # a speed-up only: without it the whole forest serves
             log.warning("no cascade for this ranker", exc_info=True)
     ranker.meta = {**ranker.meta, "validation_ndcg@10": round(learned, 4),
-                   "rounds": booster.best_iteration, "best_single": best_single, "single_ndcg@10":
+                   "rounds": rounds, "best_round": booster.best_iteration,
+                   "best_single": best_single, "single_ndcg@10":
                    {k: round(v, 4) for k, v in singles.items()},
                    "train_groups": len(fit), "validation_groups": len(val)}
     report.update(ranker.meta, kept=kept)
     if not kept:
         report["why"] = f"no better on held-out users than {best_single} alone"
         return None, report
-    if REFIT and booster.best_iteration > 0:
+    if REFIT and rounds > 0:
         # Kept: the same number of trees again on every group, the checked users' too (a
         # quarter more users to learn from); the verdict above stands for the procedure.
         everyone = main + [g for g in groups if g.extra]
         final = lgb.train({**PARAMS, "seed": seed, "monotone_constraints": monotone},
-                          dataset(everyone), booster.best_iteration)
+                          dataset(everyone), rounds)
         ranker.model, ranker._booster = final.model_to_string(), None  # not the checked one
         ranker._forest = None
         ranker.meta["refit_groups"] = len(everyone)

@@ -108,7 +108,7 @@ class Explainer:
             out.append(f"matches your interest in {shared[0]}")
         if "stated" in sources and self.prefs and self.prefs.text:
             out.append(f"matches what you asked for: \u201c{self.prefs.text}\u201d")
-        if "collab" in sources and not any(o.startswith("because") for o in out):
+        if sources & {"collab", "knn"} and not any(o.startswith("because") for o in out):
             out.append("popular with people who like what you like")
         if "trending" in sources:
             out.append("trending")

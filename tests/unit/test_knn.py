@@ -34,6 +34,17 @@ def test_knn_scores_items_of_the_users_camp_above_the_others() -> None:
     assert np.isnan(model.scores(["unknown"], ["a2"])).all()  # no history item known
 
 
+def test_knn_top_is_the_history_camp_best_first_without_what_was_consumed() -> None:
+    model = knn.fit(_pairs(), lam=1.0)
+    assert model is not None
+    top = model.top(["a0", "a1"], 3, skip={"a0", "a1"})
+    assert len(top) == 3 and set(top) <= {"a2", "a3", "a4"}
+    s = model.scores(["a0", "a1"], top)
+    assert list(s) == sorted(s, reverse=True)  # best first
+    assert "a2" not in model.top(["a0", "a1"], 10, skip={"a2"})
+    assert model.top(["unknown"], 5) == [] and model.top(["a0"], 0) == []
+
+
 def test_knn_keeps_a_bounded_vocabulary_and_row_width() -> None:
     model = knn.fit(_pairs(), vocab=6, keep=3, lam=1.0)
     assert model is not None

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from medley.config import Settings
 from medley.domain import Modality
-from medley.recs import content_map, features, ranker
+from medley.recs import content_map, features, knn, ranker
 from medley.recs.behavior import Behavior
 from medley.recs.collab import CollabModel
 from medley.recs.engine import Recommender
@@ -143,6 +144,37 @@ def test_a_new_item_reaches_the_audience_of_its_topic(trained) -> None:
         top = [new[k] for k in np.argsort(-scores)[:5]]
         mine = int(user[1:]) % TOPICS
         assert all(topics[int(i[1:])] == mine for i in top), (user, top)
+
+
+def test_items_that_follow_the_users_history_are_ranked_for_them(trained) -> None:
+    """The ranker's item-to-item weights are a candidate source of their own: an item that
+    people who engaged with this user's items went on to (here: one nobody's taste or ALS
+    vector points at, of another topic) is among the candidates the ranker scores, and drops
+    out when the model carries no such weights."""
+    table, topics, stream, model, _ = trained
+    assert model.ranker is not None
+    behavior = Behavior(365 * 86400.0, 86400.0)
+    behavior.apply(stream)
+    rec = Recommender(_settings(Path("unused")), table, behavior, table.nearest,
+                      clock=lambda: behavior.latest_ts)
+    rec.collab = model
+    liked = [i for i, _, _ in behavior.user("u0").positives]
+    follow = next(f"i{k}" for k in range(len(topics) - 1, 0, -1) if topics[k] != 0)
+    vocab = [*dict.fromkeys(liked), follow]
+    weights = np.zeros((len(vocab), len(vocab)), dtype=np.float32)
+    weights[:-1, -1] = 1.0  # every liked item leads to `follow`
+    scored: list[list[str]] = []
+    real = rec.score
+    rec.score = lambda ids, *a: scored.append(list(ids)) or real(ids, *a)  # type: ignore
+    kept = model.ranker.knn
+    try:
+        model.ranker.knn = knn.ItemKnn(vocab, sp.csr_matrix(weights))
+        rec.for_user("u0", 10, None, None)
+        model.ranker.knn = None
+        rec.for_user("u0", 10, None, None)
+    finally:
+        model.ranker.knn = kept
+    assert follow in scored[0] and follow not in scored[1]
 
 
 def test_predictions_are_kept_per_model(trained) -> None:

@@ -135,3 +135,23 @@ def test_a_walk_that_cannot_compile_leaves_lightgbm_scoring(monkeypatch) -> None
     ranker = Ranker(["a", "b", "c", "d"], booster.model_to_string(),
                     {"cascade": {"trees": 2, "shortlist": 50}})
     assert np.allclose(ranker._predict(x), booster.predict(x))
+
+
+_RISE = [0.10 + 0.01 * k for k in range(10)]  # rounds 1-10 climb to 0.19
+
+
+@pytest.mark.parametrize(("curve", "window", "want"), [
+    ([], 5, 0),
+    ([0.3], 5, 1),
+    # a plateau after the climb: the first round at the top, not the plateau's last
+    (_RISE + [0.19] * 30, 1, 10),
+    # one lucky spike at round 3 of an otherwise rising curve: smoothed away, the climb kept
+    ([0.10, 0.11, 0.30, 0.12, 0.13, 0.14, 0.15, 0.16, 0.17, 0.18, 0.18, 0.18], 5, 12),
+    # the same curve, unsmoothed, keeps the spike (what plain early stopping did)
+    ([0.10, 0.11, 0.30, 0.12, 0.13, 0.14, 0.15, 0.16, 0.17, 0.18, 0.18, 0.18], 1, 3),
+    # noise around a plateau: the fewest trees within the loss of the smoothed best (the
+    # average reaches the plateau half a window after the curve does), not the noisy argmax
+    (_RISE + [0.19, 0.1895, 0.1902, 0.1898, 0.1903] * 6 + [0.1906], 5, 12),
+])
+def test_rounds_kept_are_the_fewest_near_the_smoothed_best(curve, window, want) -> None:
+    assert ranker_mod.rounds_to_keep(curve, window, loss=0.001) == want
