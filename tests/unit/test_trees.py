@@ -97,13 +97,34 @@ def test_the_cascade_keeps_the_cheapest_first_stage_that_ranks_as_well(monkeypat
     forest, x, y = _forest()
     groups = [Group(x[k:k + 200], y[k:k + 200]) for k in range(0, 4000, 200)]
     monkeypatch.setattr(ranker_mod, "CASCADE_LOSS", 1.0)  # anything goes: the cheapest
-    chosen = fit_cascade(forest, groups, shortlist=20)
+    chosen = fit_cascade(forest, groups, shortlists=(20, 40))
     assert chosen["share"] == ranker_mod.CASCADE_SHARES[0]
     assert chosen["trees"] == round(ranker_mod.CASCADE_SHARES[0] * 60)
+    assert chosen["shortlist"] == 20  # the shorter list walks fewer trees
+    assert chosen["walks"] == 200 * chosen["trees"] + 20 * (60 - chosen["trees"])
+    assert chosen["walks"] < chosen["whole_walks"] == 200 * 60
     monkeypatch.setattr(ranker_mod, "CASCADE_LOSS", -1.0)  # nothing is good enough
-    assert fit_cascade(forest, groups, shortlist=20) == {}
+    assert fit_cascade(forest, groups, shortlists=(20,)) == {}
     monkeypatch.setattr(ranker_mod, "CASCADE_LOSS", 1.0)
-    assert fit_cascade(forest, groups, shortlist=200) == {}  # pools no longer than it: unchecked
+    assert fit_cascade(forest, groups, shortlists=(200,)) == {}  # pools no longer: unchecked
+
+
+def test_the_cascade_takes_a_longer_shortlist_when_the_short_one_ranks_worse(
+        monkeypatch) -> None:
+    """Cost decides only among cascades that rank as well as the whole forest: a shortlist
+    that loses NDCG@10 is passed over for a longer one that does not."""
+    forest, x, y = _forest()
+    groups = [Group(x[k:k + 200], y[k:k + 200]) for k in range(0, 4000, 200)]
+    real = ranker_mod.cascade
+
+    def lossy(f, rows, first, shortlist):  # the 20-long list drops every positive
+        got = real(f, rows, first, shortlist)
+        return -got if shortlist == 20 else got
+
+    monkeypatch.setattr(ranker_mod, "cascade", lossy)
+    monkeypatch.setattr(ranker_mod, "CASCADE_LOSS", 0.0)
+    chosen = fit_cascade(forest, groups, shortlists=(20, 199))
+    assert chosen["shortlist"] == 199
 
 
 def test_a_ranker_serves_through_its_cascade() -> None:
