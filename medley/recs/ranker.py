@@ -349,7 +349,11 @@ def train(groups: Sequence[Group], names: Sequence[str], seed: int = 0
                         valid_sets=[dataset(val, train_set)], valid_names=["val"],
                         callbacks=[lgb.early_stopping(PATIENCE, verbose=False),
                                    lgb.record_evaluation(curves)])
-    rounds = rounds_to_keep(curves["val"]["ndcg@10"]) or booster.best_iteration
+    # LightGBM stops growing trees once no leaf can split, yet early stopping records the
+    # same score for every round left: never keep more rounds than there are trees, or the
+    # refit below grows a forest the held-out users never checked.
+    rounds = min(rounds_to_keep(curves["val"]["ndcg@10"]) or booster.best_iteration,
+                 booster.num_trees())
     model = booster.model_to_string(num_iteration=rounds)
     ranker = Ranker(list(names), model)
     learned = mean_ndcg(val, lambda g: ranker.score(g.x))
@@ -366,6 +370,7 @@ def train(groups: Sequence[Group], names: Sequence[str], seed: int = 0
             log.warning("no cascade for this ranker", exc_info=True)
     ranker.meta = {**ranker.meta, "validation_ndcg@10": round(learned, 4),
                    "rounds": rounds, "best_round": booster.best_iteration,
+                   "trees_grown": booster.num_trees(),
                    "best_single": best_single, "single_ndcg@10":
                    {k: round(v, 4) for k, v in singles.items()},
                    "train_groups": len(fit), "validation_groups": len(val)}

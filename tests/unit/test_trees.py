@@ -176,3 +176,25 @@ _RISE = [0.10 + 0.01 * k for k in range(10)]  # rounds 1-10 climb to 0.19
 ])
 def test_rounds_kept_are_the_fewest_near_the_smoothed_best(curve, window, want) -> None:
     assert ranker_mod.rounds_to_keep(curve, window, loss=0.001) == want
+
+
+def test_a_ranker_keeps_no_more_rounds_than_trees_that_grew(monkeypatch) -> None:
+    """LightGBM stops adding trees once no leaf can split, while the validation curve goes on
+    (flat) until early stopping: the rounds kept, and the refit's forest, stop at the trees
+    the held-out users actually checked."""
+    rng = np.random.default_rng(0)
+    groups = []
+    for k in range(80):
+        x = rng.normal(size=(100, 3))
+        y = (x[:, 0] + rng.normal(size=100) > 1).astype(float)
+        groups.append(Group(x, y, user=f"u{k}"))
+    monkeypatch.setitem(ranker_mod.PARAMS, "min_data_in_leaf", 400)  # few splits possible
+    monkeypatch.setattr(ranker_mod, "SINGLE", ("c",))  # noise: a bar any ranker clears
+    monkeypatch.setattr(ranker_mod, "ROUNDS", 120)
+    monkeypatch.setattr(ranker_mod, "PATIENCE", 60)
+    rk, report = ranker_mod.train(groups, ["a", "b", "c"])
+    assert rk is not None, report
+    rk.load()
+    assert rk._forest is not None
+    assert report["trees_grown"] < ranker_mod.ROUNDS  # it did stop growing early
+    assert 0 < report["rounds"] == rk._forest.trees <= report["trees_grown"]
