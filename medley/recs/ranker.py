@@ -39,8 +39,8 @@ PARAMS: dict[str, Any] = {
 # noisy, and stopping at its first dip left the model underfit on the validation split.
 ROUNDS, PATIENCE = 300, 100
 # How many trees are kept: the validation curve (NDCG@10 after each round) is noisy with a few
-# hundred users, and its argmax swung from run to run (3, 26 and 241 trees on the same
-# MovieLens 100K cut, with the answers' NDCG@10 swinging with it). A centred moving average
+# hundred users, and its argmax swung with small changes to the candidate pools (79, 241 and
+# 3 trees on MovieLens 100K's global cut, the answers' NDCG@10 swinging with it). A centred moving average
 # over SMOOTH rounds is what is maximised, and of the forests within ROUNDS_LOSS of that best
 # the smallest is kept: trees it would add cost every request and buy nothing measurable.
 SMOOTH = 21
