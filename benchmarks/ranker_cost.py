@@ -7,9 +7,11 @@ The answer cache is off: every request is ranked.
 
     python -m benchmarks.ranker_cost --data-dir data/bench-serve --out bench
 
-writes `ranker-cost.json` and `ranker-cost.md`. `--blend-only` times the hand blend alone (any
-model, any code version: how two commits compare on one dataset) into `blend-cost.*`. Run it
-with the server stopped (one process at a time may open the embedded index).
+writes `ranker-cost.json` and `ranker-cost.md`; a last table times each step of a for-you
+request (the request thread's CPU inside the feature, index-table, model and tree calls).
+`--blend-only` times the hand blend alone (any model, any code version: how two commits compare
+on one dataset) into `blend-cost.*`. Run it with the server stopped (one process at a time may
+open the embedded index).
 """
 
 from __future__ import annotations
@@ -116,16 +118,63 @@ def measure(data_dir: Path, calls: int, blend_only: bool = False) -> dict[str, A
                                     for surface, call in surfaces.items()}
     trees = None if blend_only or ranker is None else \
         _tree_cost(ranker, surfaces["recommendations"], users)
+    steps = None if blend_only or ranker is None else \
+        _steps(surfaces["recommendations"], users, model, ranker)
     rt.close()
     out: dict[str, Any] = {"calls_per_run": calls, "rounds": ROUNDS, "runs_ms": runs,
                            "features": list(ranker.names) if ranker else [], "trees": trees,
-                           "paired": paired}
+                           "paired": paired, "steps": steps}
     for surface, r in runs.items():
         blended = statistics.median(r["blend"])
         out[surface] = {"blend_ms": blended}
         if not blend_only:
             ranked = statistics.median(r["ranker"])
             out[surface] |= {"ranker_ms": ranked, "added_ms": round(ranked - blended, 3)}
+    return out
+
+
+def _steps(call: Callable[[str], Any], users: list[str], model: Any, ranker: Any
+           ) -> dict[str, dict[str, float]]:
+    """Where a for-you request's scoring goes, per step, with the ranker and with the hand
+    blend: CPU time of the request's own thread (`time.thread_time`: the process's other
+    threads, the sync's and the index's, stay out of it) inside each wrapped call, ms per
+    request. The wrappers are removed afterwards."""
+    from medley.recs import behavior, collab, engine, features, items, knn, predicted
+    from medley.recs import ranker as ranker_mod
+
+    steps = [(engine.Recommender, "for_user"), (engine.Recommender, "score"),
+             (features, "compute"), (features, "cold"), (items.ItemTable, "dots"),
+             (ranker_mod.Ranker, "score"), (knn.ItemKnn, "scores_of"), (knn.ItemKnn, "top"),
+             (collab.CollabModel, "scores"), (predicted.Predicted, "get"),
+             (behavior.Behavior, "popularity_log"), (behavior.Behavior, "trending_log"),
+             (behavior.Behavior, "counts")]
+    spent: dict[str, float] = {}
+    saved = [(owner, name, owner.__dict__[name]) for owner, name in steps]
+
+    def timed(label: str, f: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*a: Any, **k: Any) -> Any:
+            started = time.thread_time()
+            try:
+                return f(*a, **k)
+            finally:
+                spent[label] = spent.get(label, 0.0) + time.thread_time() - started
+        return run
+
+    out: dict[str, dict[str, float]] = {}
+    try:
+        for owner, name, f in saved:
+            setattr(owner, name, timed(f"{getattr(owner, '__name__', owner)}.{name}", f))
+        for mode in ("ranker", "blend"):
+            model.ranker = ranker if mode == "ranker" else None
+            spent.clear()
+            for u in users:
+                call(u)
+            out[mode] = {k: round(v / len(users) * 1000, 3) for k, v in
+                         sorted(spent.items(), key=lambda kv: -kv[1])}
+    finally:
+        for owner, name, f in saved:
+            setattr(owner, name, f)
+        model.ranker = ranker
     return out
 
 
@@ -215,6 +264,14 @@ def report(result: dict[str, Any], commit: str) -> str:
                   f"{trees['trees']} trees); the ranker serves {how}:", "",
                   "| scoring | CPU ms per request |", "|---|---|"]
         lines += [f"| {name} | {v} |" for name, v in trees["ms"].items()]
+    steps = result.get("steps")
+    if steps:
+        lines += ["", "Where a for-you request's time goes, per step: CPU time of the request's "
+                  "thread inside each call, ms per request (nested: `for_user` holds `score`, "
+                  "which holds the rest; steps the blend does not call are blank):", "",
+                  "| step | with the ranker | hand blend |", "|---|---|---|"]
+        lines += [f"| {name} | {v} | {steps['blend'].get(name, '')} |"
+                  for name, v in steps["ranker"].items()]
     return "\n".join(lines) + "\n"
 
 
