@@ -10,8 +10,9 @@ The answer cache is off: every request is ranked.
 writes `ranker-cost.json` and `ranker-cost.md`; a last table times each step of a for-you
 request (the request thread's CPU inside the feature, index-table, model and tree calls).
 `--blend-only` times the hand blend alone (any model, any code version: how two commits compare
-on one dataset) into `blend-cost.*`. Run it with the server stopped (one process at a time may
-open the embedded index).
+on one dataset) into `blend-cost.*`. `--retrain` first trains the dataset's model again with
+this code: a change to training is measured with the model it trains. Run it with the server
+stopped (one process at a time may open the embedded index).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.report import publish
-from benchmarks.serve_data import INPUTS, bench_settings
+from benchmarks.serve_data import INPUTS, bench_settings, retrain
 
 ROUNDS = 3  # ranker, blend, ranker, blend...: drift on a noisy machine hits both alike
 
@@ -95,7 +96,7 @@ def measure(data_dir: Path, calls: int, blend_only: bool = False) -> dict[str, A
     ranker = model.ranker if model is not None else None
     if not blend_only and (ranker is None or tuple(ranker.names) != features.NAMES):
         rt.close()
-        raise SystemExit("the dataset's model has no ranker this code can serve: train it again")
+        raise SystemExit("the dataset's model has no ranker this code can serve: --retrain")
     inputs = json.loads((data_dir / INPUTS).read_text())
     rng = random.Random(3)
     users = [str(rng.choice(inputs["users"])) for _ in range(calls)]
@@ -281,7 +282,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("bench"), help="report folder")
     p.add_argument("--calls", type=int, default=200)
     p.add_argument("--blend-only", action="store_true", help="time the hand blend alone")
+    p.add_argument("--retrain", action="store_true",
+                   help="first train the dataset's model again with this code")
     a = p.parse_args(argv)
+    if a.retrain:
+        retrain(a.data_dir)
     result = measure(a.data_dir, a.calls, a.blend_only)
     print(publish(a.out, "blend-cost" if a.blend_only else "ranker-cost", result,
                   blend_report if a.blend_only else report))

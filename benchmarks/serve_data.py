@@ -118,6 +118,27 @@ def prepare(data_dir: Path, spec: DataSpec, *, rebuild: bool = False,
     return {**manifest, "reused": False}
 
 
+def retrain(data_dir: Path, say: Callable[[str], None] = print) -> int | None:
+    """Train a prepared dataset's model again with this checkout's code, though no event is
+    new (what is measured is a change to training), and point the manifest at it."""
+    from medley.db import Database
+    from medley.recs.training import train_and_store
+
+    manifest = load_manifest(data_dir)
+    if manifest is None:
+        raise SystemExit(f"no prepared dataset in {data_dir}")
+    settings = bench_settings(data_dir)
+    db = Database(settings.resolved_database_url)
+    try:
+        say("training the collaborative model again with this code")
+        model_id = train_and_store(db, settings, force=True)
+    finally:
+        db.dispose()
+    (data_dir / MANIFEST).write_text(json.dumps({**manifest, "collab_model": model_id},
+                                                indent=2))
+    return model_id
+
+
 def stored_model(db: Any) -> Any:
     """The newest collaborative model stored in a prepared dataset's database (`Database`)."""
     from medley.recs import store

@@ -40,9 +40,10 @@ PARAMS: dict[str, Any] = {
 ROUNDS, PATIENCE = 300, 100
 # How many trees are kept: the validation curve (NDCG@10 after each round) is noisy with a few
 # hundred users, and its argmax swung with small changes to the candidate pools (79, 241 and
-# 3 trees on MovieLens 100K's global cut, the answers' NDCG@10 swinging with it). A centred moving average
-# over SMOOTH rounds is what is maximised, and of the forests within ROUNDS_LOSS of that best
-# the smallest is kept: trees it would add cost every request and buy nothing measurable.
+# 3 trees on MovieLens 100K's global cut, the answers' NDCG@10 swinging with it). A centred
+# moving average over SMOOTH rounds is what is maximised, and of the forests within ROUNDS_LOSS
+# of that best the smallest is kept: trees it would add cost every request and buy nothing
+# measurable.
 SMOOTH = 21
 ROUNDS_LOSS = 0.001
 REFIT = True  # a kept ranker is refitted on all groups (`train`)

@@ -46,16 +46,19 @@ def catalog(db: Database, settings: Settings, dims: Mapping[Modality, int]) -> I
 
 
 def train_and_store(db: Database, settings: Settings,
-                    dims: Mapping[Modality, int] | None = None) -> int | None:
+                    dims: Mapping[Modality, int] | None = None, *, force: bool = False
+                    ) -> int | None:
     """Returns the new model's id, or None when there is nothing new to learn from. `dims`:
-    the vector size per modality (read from the model configs when not given)."""
+    the vector size per modality (read from the model configs when not given). `force`:
+    train even so (a benchmark measuring a change to training on a dataset it has seen)."""
     for _ in range(ATTEMPTS):
         with db.session() as s:
             last = store.max_seq(s)
             latest = store.latest_model_id(s)
             if latest is not None:
                 found = store.load_model_blob(s, latest)
-                if (found is not None and found[1] >= last and not retrain_due(s, latest)
+                if (not force and found is not None and found[1] >= last
+                        and not retrain_due(s, latest)
                         and _ranker_current(found[0])):
                     return None  # no event since the newest model, and no erasure either
             erasures = latest_notice(s)

@@ -54,6 +54,8 @@ def test_a_trained_model_is_stored_and_a_retrain_without_new_events_is_skipped(
     model_id = train_and_store(db, settings)
     assert model_id is not None
     assert train_and_store(db, settings) is None  # nothing new since
+    again = train_and_store(db, settings, force=True)  # a benchmark measuring training
+    assert again is not None and again > model_id
     with db.session() as s:
         found = store.load_model_blob(s, model_id)
     assert found is not None
