@@ -5,9 +5,9 @@ content -> factors map (`content_map`) and the learned ranker (`ranker`), return
 How the ranker learns: each user's events are split by time (first 80% history, last 20%
 later), and so are all events at global moments (`TIME_CUTS`), where popularity, trending and
 age are what serving would have seen then. ALS, behaviour and the content map are fitted on
-the history alone; the user's
-candidates are drawn as serving draws them (ALS, centred content, popularity); each candidate's
-label is whether the user liked it later (liked, completed or shared: 1; else 0).
+the history alone; the user's candidates are drawn as serving draws them (ALS, centred
+content, the item-to-item weights, popularity); each candidate's label is whether the user
+liked it later (liked, completed or shared: 1; else 0).
 A share of rows is shown to the ranker as if their items were brand new (no behaviour left, only
 content and the predicted appeal): DropoutNet's trick (Volkovs et al., NeurIPS 2017), which
 teaches the model where such items belong among established ones.

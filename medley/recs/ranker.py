@@ -56,8 +56,7 @@ REFIT = True  # a kept ranker is refitted on all groups (`train`)
 # of up to shortlist / 3 items draws its top 3n (MMR's pool) from the shortlist; a longer one
 # takes the rest in the first stage's order. The trees were the largest part of what the
 # ranker added to a request (0.78 of 2.0 ms at 100k items, `benchmarks.ranker_cost`).
-SHORTLIST = 100  # the longest shortlist tried
-SHORTLISTS = (50, SHORTLIST)
+SHORTLISTS = (50, 100)
 CASCADE_SHARES = (0.1, 0.2, 0.35, 0.5)
 CASCADE_LOSS = 0.001
 # Signals where more can only mean better: constraining the trees to respect that keeps a
