@@ -193,11 +193,13 @@ def unindexed(s: Session, limit: int = 10_000) -> list[str]:
 
 
 def mark_indexed(s: Session, item_id: str, as_of: datetime) -> None:
-    """Set the flag only if nothing changed since the index write began."""
+    """Set the flag only if nothing changed since the index write began. `updated_at` moves
+    with it: the serving sync polls by it, and an item's neighbour lists can only be searched
+    once the index holds it (`medley.recs.neighbours`)."""
     s.execute(
         update(Item)
         .where(Item.id == item_id, Item.updated_at <= as_of)
-        .values(indexed=True, updated_at=Item.updated_at)
+        .values(indexed=True, updated_at=utcnow())
         # Compare in SQL only: SQLite hands back naive datetimes that Python cannot compare.
         .execution_options(synchronize_session=False)
     )

@@ -68,7 +68,7 @@ def _freeze_heap() -> None:
 
 
 ITEM_COLUMNS = (Item.id, Item.title, Item.tags, Item.age_rating, Item.published_at,
-                Item.created_at, Item.updated_at)
+                Item.created_at, Item.updated_at, Item.indexed)
 
 
 def with_vectors(s: Session, rows: Sequence[Any], dims: Mapping[Modality, int]
@@ -185,7 +185,12 @@ class RecSync:
                         self.rec.priors.forget(r.id)
                         self.rec.predicted.forget(self.table.row[r.id])
                     self.table.upsert(r.id, info, usable or None)
-                    if usable:  # its neighbours are searched again (and it enters theirs)
+                    # Its neighbours are searched again, and it enters theirs, once the index
+                    # holds it: a search before then would miss the items stored beside it
+                    # whose index writes had not landed either (a bulk import), and none of
+                    # those lists would ever gain the others. Its index write moves
+                    # `updated_at`, so this loop sees that too.
+                    if usable and r.indexed:
                         self.rec.neighbours.changed([self.table.row[r.id]])
                     self.set_aside.pop(r.id, None)
                     n += 1
