@@ -14,6 +14,7 @@ only their 404s.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import statistics
 import time
 from collections import Counter
@@ -36,6 +37,18 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from benchmarks.trust_cases import plant_case
+
+# Schemathesis imports these on first use, in the middle of a run. Under pytest each is compiled
+# by the assertion rewriter, and CPython 3.11's AST conversion keeps one recursion counter for
+# the whole interpreter: compiling while a thread of the app under test does too can fail with
+# "SystemError: AST constructor recursion depth mismatch" (gh-106905). Imported now, at
+# collection, before any app runs. Private modules: one a release drops is simply skipped.
+for _module in ("schemathesis.specs.openapi.schemas", "schemathesis.python.asgi",
+                "schemathesis.transport.asgi", "schemathesis.transport.wsgi",
+                "schemathesis.generation.dictionaries", "schemathesis.generation._hooks",
+                "schemathesis.python._constants.orchestrator"):
+    with contextlib.suppress(ImportError):
+        importlib.import_module(_module)
 
 # Reported per check; only server errors fail a run.
 CHECKS: tuple[Any, ...] = (not_a_server_error, response_schema_conformance,
