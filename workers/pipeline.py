@@ -57,11 +57,14 @@ def run_extraction(rt: Runtime, item_id: str, m: Modality) -> bool:
                 error=f"gave up after {rec.attempts} attempts (the worker kept stopping)",
             ))
             return True
-        repo.start(s, rec)
+        # Reads first, then the write: on SQLite the first write takes the database's one
+        # write lock until the commit, and uploads and the other extractions wait behind it.
         item = rec.item
         src = source_hash(rt, item, m)
         key = model_key(rt.settings, m)
         reusable = repo.find_reusable(s, m, src, key) if src else None
+        job = _job_input(item, m)
+        repo.start(s, rec)
         if reusable is not None and reusable.item_id != item_id:
             vector = np.frombuffer(reusable.vector or b"", dtype=np.float32)
             reused = repo.Outcome(
@@ -73,14 +76,14 @@ def run_extraction(rt: Runtime, item_id: str, m: Modality) -> bool:
                 _copy_transcript(s, item, src)
             _finish(s, rec, reused)
             return True
-        job = _job_input(item, m)
     outcome = _extract(rt, m, job, src, key, started)
     with rt.db.session() as s:
         rec = repo.modality(s, item_id, m, lock=True)
         if rec is None:
             return False  # the item was deleted while we worked
+        item = rec.item  # read before the first write, as above
         if outcome.transcript is not None:
-            repo.save_transcript(s, rec.item, source_hash=src or "", **outcome.transcript)
+            repo.save_transcript(s, item, source_hash=src or "", **outcome.transcript)
         _finish(s, rec, outcome.result)
     return True
 

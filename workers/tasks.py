@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from celery.signals import task_postrun, task_prerun
 from sqlalchemy.exc import OperationalError
 
+from medley.db import writers
 from medley.domain import Modality
 from workers import pipeline
 from workers.app import (
@@ -25,6 +27,18 @@ log = logging.getLogger(__name__)
 
 # Worth another try later; everything else is recorded on the item as a failure.
 TRANSIENT = (OperationalError, ConnectionError, TimeoutError)
+
+
+@task_prerun.connect
+def _as_background(**_: object) -> None:
+    """Every task is background work: on the embedded default its database writes wait for
+    the request threads' (`medley.db.writers`). A task thread runs nothing else meanwhile."""
+    writers.mark_background(True)
+
+
+@task_postrun.connect
+def _end_background(**_: object) -> None:
+    writers.mark_background(False)
 
 
 @shared_task(

@@ -13,6 +13,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from medley.db.writers import OneWriter
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -46,8 +48,12 @@ class Database:
                 url, connect_args={"check_same_thread": False, "timeout": 30}
             )
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            # Threads of this process take turns at writing, requests first (`writers`).
+            self.writers: OneWriter | None = OneWriter(timeout=30)
+            self.writers.install(self.engine)
         else:
             self.engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+            self.writers = None  # PostgreSQL locks rows, not the database
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
 
     def migrate(self) -> None:
