@@ -46,6 +46,9 @@ class NeighbourLists:
         self.scores = np.zeros((capacity, k), dtype=np.float32)
         self.found = np.zeros(capacity, dtype=bool)  # whether row r's list is current
         self.pending: dict[int, None] = {}  # rows to search first (new or changed), in order
+        # Rows whose items the index does not hold yet: not searched (not even by the
+        # backfill) until `changed` says it does (see `medley.recs.sync.load_items`).
+        self.unindexed: set[int] = set()
         self.backfill = 0  # the next row the background fill looks at
         self.version = 0  # moves with every list found or dropped (what a save compares)
         self.lock = threading.Lock()
@@ -83,12 +86,25 @@ class NeighbourLists:
                 self.backfill = 0
 
     def changed(self, rows: Iterable[int]) -> None:
-        """These rows' vectors are new or changed: their lists are searched first."""
+        """These rows' vectors are new or changed, and in the index: their lists are searched
+        first."""
         with self.lock:
             for r in rows:
                 if r < len(self.found):
                     self.found[r] = False
+                self.unindexed.discard(int(r))
                 self.pending[int(r)] = None
+
+    def not_indexed(self, rows: Iterable[int]) -> None:
+        """These rows' items are stored but not in the index yet: a search for their lists
+        would miss the items stored beside them, and would be dropped again when the index
+        write lands. Until `changed`, their requests search the index as before."""
+        with self.lock:
+            for r in rows:
+                if r < len(self.found):
+                    self.found[r] = False
+                self.pending.pop(int(r), None)
+                self.unindexed.add(int(r))
 
     def put(self, r: int, rows: np.ndarray, scores: np.ndarray) -> None:
         """Row r's list, and r into the lists it now belongs to (`rows` best first)."""
@@ -138,6 +154,10 @@ class NeighbourLists:
                 known = np.zeros(n - self.backfill, dtype=bool)
                 have = self.found[self.backfill : n]
                 known[: len(have)] = have
+                if self.unindexed:
+                    held = np.fromiter(self.unindexed, dtype=np.int64)
+                    held = held[(held >= self.backfill) & (held < n)] - self.backfill
+                    known[held] = True
                 todo = np.flatnonzero(~known)[: limit - len(out)] + self.backfill
                 self.backfill = int(todo[-1]) + 1 if len(todo) == limit - len(out) else n
                 out += todo.tolist()

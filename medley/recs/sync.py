@@ -192,6 +192,8 @@ class RecSync:
                     # `updated_at`, so this loop sees that too.
                     if usable and r.indexed:
                         self.rec.neighbours.changed([self.table.row[r.id]])
+                    elif usable:
+                        self.rec.neighbours.not_indexed([self.table.row[r.id]])
                     self.set_aside.pop(r.id, None)
                     n += 1
                 except Exception as exc:

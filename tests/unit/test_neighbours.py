@@ -255,3 +255,13 @@ def test_the_backfill_takes_each_row_without_a_list_once_in_order() -> None:
     got = [lists.next_rows(table, 4) for _ in range(3)]
     assert got == [[1, 4, 5, 6], [7, 8, 9, 10], [11]]
     assert lists.next_rows(table, 4) == []
+
+
+def test_a_row_the_index_does_not_hold_yet_is_searched_only_once_it_does() -> None:
+    table = catalog(6)
+    lists = NeighbourLists(k=3, capacity=8)
+    lists.not_indexed([1, 4])
+    assert lists.next_rows(table, 10) == [0, 2, 3, 5]  # the backfill passes them over
+    lists.changed([4])  # its index write landed
+    assert lists.next_rows(table, 10) == [4]
+    assert lists.get(1) is None  # its requests search the index meanwhile
