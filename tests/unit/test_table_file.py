@@ -40,6 +40,9 @@ def _give_vectors(db: Database, ids: list[str], version: int = 0) -> None:
             for m in DIMS:
                 s.merge(ModalityRecord(item_id=item_id, modality=m.value, status="ready",
                                        vector=_vector(k, m).tobytes()))
+        # and written to the index (the tests' searches read the table itself), as a served
+        # catalog's items are: neighbour lists are searched only for those
+        s.execute(update(Item).where(Item.id.in_(ids)).values(indexed=True))
 
 
 @pytest.fixture
