@@ -45,6 +45,15 @@ EXTRACTIONS = Counter("medley_extractions_total",
 EXTRACTION_SECONDS = Histogram(
     "medley_extraction_seconds", "Extraction time per item, by modality", ["modality"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0))
+# SQLite (the embedded default): each write's wait for its turn among this process's threads
+# and how long it kept the turn (`medley.db.writers`); role: request or background.
+_DB_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 30.0)
+DB_WRITE_WAIT = Histogram("medley_db_write_wait_seconds",
+                          "Time a database write waited for its turn (SQLite), by role",
+                          ["role"], buckets=_DB_BUCKETS)
+DB_WRITE_HOLD = Histogram("medley_db_write_hold_seconds",
+                          "Time a database write kept its turn, first write to commit (SQLite), "
+                          "by role", ["role"], buckets=_DB_BUCKETS)
 EXPOSURES = Counter("medley_experiment_exposures_total",
                     "Answers served inside an experiment, by experiment id and arm",
                     ["experiment", "arm"])

@@ -24,6 +24,8 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from medley import metrics
+
 DML = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 _role = threading.local()
 
@@ -42,6 +44,7 @@ class OneWriter:
         self._background_turn = threading.Condition(self._mutex)
         self._busy = False
         self._urgent = 0  # request threads waiting
+        self._holder: tuple[str, float] = ("", 0.0)  # the turn's role and since when
 
     def install(self, engine: Engine) -> None:
         event.listen(engine, "before_cursor_execute", self._before)
@@ -50,8 +53,10 @@ class OneWriter:
 
     def acquire(self, background: bool) -> bool:
         """Wait for the turn to write; False after `timeout`."""
-        deadline = time.monotonic() + self.timeout
+        asked = time.monotonic()
+        deadline = asked + self.timeout
         turn = self._background_turn if background else self._urgent_turn
+        role = "background" if background else "request"
         with self._mutex:
             if not background:
                 self._urgent += 1
@@ -61,13 +66,16 @@ class OneWriter:
                     if left <= 0 or not turn.wait(left):
                         return False
                 self._busy = True
-                return True
+                self._holder = (role, time.monotonic())
             finally:
                 if not background:
                     self._urgent -= 1
+        metrics.DB_WRITE_WAIT.labels(role).observe(self._holder[1] - asked)
+        return True
 
     def release(self) -> None:
         with self._mutex:
+            role, since = self._holder
             self._busy = False
             # One waiter, the most urgent: waking every thread would only make them queue
             # for the GIL to find the lock taken again.
@@ -75,6 +83,7 @@ class OneWriter:
                 self._urgent_turn.notify()
             else:
                 self._background_turn.notify()
+        metrics.DB_WRITE_HOLD.labels(role).observe(time.monotonic() - since)
 
     def _before(self, conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         if "writer" in conn.info or not statement.lstrip()[:7].upper().startswith(DML):

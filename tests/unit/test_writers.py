@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 
 from medley.db import Database
@@ -46,7 +47,12 @@ def _writer(db: Database, who: str, background: bool, started: threading.Event |
     return t
 
 
+def _count(name: str, role: str) -> float:
+    return REGISTRY.get_sample_value(f"medley_db_write_{name}_seconds_count", {"role": role}) or 0
+
+
 def test_a_request_write_goes_before_background_writes_waiting_longer(db: Database) -> None:
+    waits = _count("wait", "request"), _count("wait", "background")
     started, hold = threading.Event(), threading.Event()
     first = _writer(db, "task holding the lock", True, started, hold)
     assert started.wait(5)
@@ -61,6 +67,9 @@ def test_a_request_write_goes_before_background_writes_waiting_longer(db: Databa
         order = [w for (w,) in s.execute(text("SELECT who FROM log ORDER BY rowid"))]
     assert order[:2] == ["task holding the lock", "upload"], order
     assert sorted(order[2:]) == ["task 0", "task 1", "task 2"]
+    # What operators see on /metrics: each turn's wait, by who asked.
+    assert _count("wait", "request") - waits[0] == 1
+    assert _count("wait", "background") - waits[1] == 4
 
 
 def test_a_waiting_writer_goes_on_as_soon_as_the_lock_is_free(db: Database) -> None:
