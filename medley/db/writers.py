@@ -4,10 +4,12 @@ their own, and the request threads' writes go first.
 SQLite lets one connection write at a time, and a connection that finds the file locked
 polls for it with growing sleeps (1 ms at first, 100 ms after a dozen tries): under steady
 writing a waiter keeps missing the moment the lock comes free. During an import on the
-embedded default (`benchmarks.upload_latency`) an upload's insert waited up to 0.7 s behind
-the extraction tasks' commits. Here a waiting thread wakes as soon as the writer before it is
-done, and of the threads waiting, one serving a request (an upload, an event, an edit) goes
-before background work (the worker's tasks, marked with `mark_background`).
+embedded default an upload's insert waited up to 0.7 s behind the extraction tasks' commits
+(timed by a probe patch; `medley_db_write_wait_seconds` now shows such waits, and
+`benchmarks.upload_latency` the uploads' latency). Here a waiting thread wakes as soon as
+the writer before it is done, and of the threads waiting, one serving a request (an upload,
+an event, an edit) goes before background work (the worker's tasks, marked with
+`mark_background`).
 
 The lock is held from a connection's first write until its commit or rollback: pysqlite
 begins a transaction just before the first INSERT, UPDATE or DELETE, so that is where SQLite's
