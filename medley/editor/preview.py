@@ -20,6 +20,7 @@ from medley.recs.answers import Answer, Preferences
 from medley.recs.engine import SIMILAR, Recommender
 from medley.recs.items import FusionView, ItemTable
 from medley.recs.signals import SearchFn
+from medley.recs.user_lists import UserLists
 
 EXACT_UP_TO = 20_000  # items; beyond this a preview rescores index candidates instead
 K = 10
@@ -79,6 +80,7 @@ def under(rec: Recommender, view: FusionView, index_search: SearchFn) -> Recomme
     other.table = rec.table.viewed(view)
     other.search = view_search(other.table, index_search)
     other.prior_budget = 0  # a preview must not fill the shared neighbour cache
+    other.user_lists = UserLists(0, 0.0)  # nor the live users' nearline candidates
     return other
 
 

@@ -15,6 +15,7 @@ from medley.experiments.spec import Arm
 from medley.recs.engine import Recommender
 from medley.recs.items import FusionView
 from medley.recs.service import Recommendations
+from medley.recs.user_lists import UserLists
 
 
 class ArmRecommenders:
@@ -35,6 +36,9 @@ class ArmRecommenders:
             rec = preview.under(live, self.view(arm.profile_id), self.recs.index_search)
         else:
             rec = copy.copy(live)
+            # The live users' nearline candidates are the live ranking's (its knn source):
+            # an arm finds its own per request.
+            rec.user_lists = UserLists(0, 0.0)
         if arm.mmr_lambda is not None or arm.exploration_share is not None:
             rec.s = self._with(live.s, arm.mmr_lambda, arm.exploration_share)
         if arm.ranker is not None:

@@ -7,7 +7,7 @@ Search lives in `medley.recs.search`; reason wording in `medley.recs.reasons`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import compress, repeat
 
@@ -15,7 +15,7 @@ import numpy as np
 
 from index.base import FUSED, Where
 from medley.config import RankingSettings
-from medley.recs import audience, features, neighbours, reasons
+from medley.recs import audience, features, neighbours, reasons, user_lists
 from medley.recs.answers import Answer, Editorial, Preferences, Scored
 from medley.recs.behavior import Behavior
 from medley.recs.collab import CollabModel
@@ -25,6 +25,7 @@ from medley.recs.neighbours import NeighbourLists
 from medley.recs.predicted import Predicted
 from medley.recs.ranking import BlendWeights, behaviour_weight, blend, interleave, mmr, place_pins
 from medley.recs.signals import Priors, SearchFn, Taste, taste_of
+from medley.recs.user_lists import UserCandidates, UserLists
 
 LIKED_WEIGHT = 3.0  # a stated liked item counts as a like
 EXPLORE_POOL = 300  # newest in-grace items (and fastest movers) considered for exploration
@@ -67,6 +68,11 @@ class Recommender:
         # Each item's content candidates for `similar`, found ahead of requests (the sync's
         # ticks, `neighbours.fill`).
         self.neighbours = NeighbourLists(settings.candidates_per_source)
+        # Each user's personal candidates, found ahead of requests (the sync's ticks,
+        # `warm_user`) or by their first request, while their stamps hold.
+        self.user_lists = UserLists(settings.user_lists_size, settings.user_lists_max_age_s)
+        self._model_serial = 0  # moves with every model served (a user list's stamp)
+        self.served = 0  # for-you and new-items requests ranked
         self.predicted = Predicted()  # the content map's output per item, for `collab`
         # Neighbour searches one request may spend on priors. Serving leaves it at 0: the
         # background warmer (`warm_priors`) searches what requests asked for; offline callers
@@ -109,6 +115,7 @@ class Recommender:
             else Predicted(model)
         self._collab = model
         self._changes += 1
+        self._model_serial += 1
 
     # --- shared steps -----------------------------------------------------------------------
     def user_taste(self, user_id: str | None, prefs: Preferences | None) -> tuple[Taste, set[str]]:
@@ -304,6 +311,7 @@ class Recommender:
         """For-you (or, `only_new`, new items) for a user. `max_audience`: only items at most
         that many distinct users engaged with (new items default to the setting)."""
         now = self.clock()
+        self.served += 1  # (approximate under threads: the background fill only asks if any)
         taste, consumed = self.user_taste(user_id, prefs)
         flt = self.filters(where, prefs, consumed)
         allowed = self.table.mask(flt, need_vector=True)  # once per request: ~1 ms at 100k
@@ -317,19 +325,15 @@ class Recommender:
         new = self._matching(taste, young, allowed, c, now, capped=cap is not None)
         pool.add(new, "new")
         if not only_new:
-            if taste.vector is not None:
-                pool.add([i for i, _ in self.search(FUSED, taste.vector, c, flt)], "content")
+            # Without filters of its own the request's personal searches are the user's
+            # nearline entry's (`medley.recs.user_lists`): read, not searched, when it holds.
+            plain = (where is None or where == Where()) and prefs is None
+            found = self._personal(user_id, taste, consumed, flt, reuse=plain)
+            pool.add(self._kept_rows(found.content, allowed), "content")
             if prefs and prefs.text_vector is not None:
                 pool.add([i for i, _ in self.search("text", prefs.text_vector, c, flt)], "stated")
-            collab = self.collab
-            uv = self.user_vector(taste, collab)
-            if collab is not None and uv is not None:
-                top = collab.top_for_user(uv, c + len(consumed))
-                pool.add(self._keep(top, allowed)[:c], "collab")
-            item_knn = self._item_knn()
-            if item_knn is not None and len(taste.liked_rows):
-                history = [self.table.ids[r] for r in taste.liked_rows]
-                pool.add(self._keep(item_knn.top(history, c // 2, consumed), allowed), "knn")
+            pool.add(self._kept_rows(found.collab, allowed)[:c], "collab")
+            pool.add(self._kept_rows(found.knn, allowed), "knn")
             pool.add(self._keep(self.behavior.trending_top(c // 2, context), allowed), "trending")
             pool.add(self._keep(self.behavior.popularity_top(c // 2), allowed), "popular")
             explorers = self._explorers(taste, new, allowed, now)
@@ -361,6 +365,73 @@ class Recommender:
                    explain(i, pool.sources.get(i, set()), i in pinned or self._boosted(i)))
             for i in ranked
         ])
+
+    def user_stamp(self, user_id: str) -> tuple[int, int, tuple[int | None, str | None]]:
+        """What a user's nearline candidates depend on: their events, the model, the view."""
+        user = self.behavior.user(user_id)
+        return (user.events if user else 0, self._model_serial, neighbours.view_key(self.table))
+
+    def personal_walk_key(self) -> tuple[int, tuple[int | None, str | None]]:
+        """What every user's nearline entry depends on: a change refinds them all."""
+        return self._model_serial, neighbours.view_key(self.table)
+
+    def _personal(self, user_id: str | None, taste: Taste, consumed: set[str], flt: Where,
+                  *, reuse: bool) -> UserCandidates:
+        """The personal sources' candidates: the user's nearline entry when `reuse` and it
+        holds (the taste is then given the folded-in vector it was found with), else found
+        now, and kept when `reuse` (a request without filters of its own)."""
+        if not reuse or not user_id:
+            return self.find_personal(taste, consumed, flt, ())
+        stamp = self.user_stamp(user_id)
+        entry = self.user_lists.get(user_id, stamp, self.table.version)
+        if entry is None:
+            entry = self.find_personal(taste, consumed, flt, stamp)
+            self.user_lists.put(user_id, entry)
+        elif entry.user_vector is not None and self.collab is not None:
+            taste.folded = (self.collab, entry.user_vector)
+        return entry
+
+    def find_personal(self, taste: Taste, consumed: set[str], flt: Where,
+                      stamp: Hashable) -> UserCandidates:
+        """Search the personal sources for this taste: content (the index), the
+        collaborative model's top items, the ranker's item-to-item neighbours."""
+        c = self.s.candidates_per_source
+        version, found_at = self.table.version, self.user_lists.clock()  # before: a change
+        content = collab_rows = knn_rows = user_lists.EMPTY  # meanwhile makes it the older
+        if taste.vector is not None:
+            content = self._rows_of([i for i, _ in self.search(FUSED, taste.vector, c, flt)])
+        collab = self.collab
+        uv = self.user_vector(taste, collab)
+        if collab is not None and uv is not None:
+            collab_rows = self._rows_of(collab.top_for_user(uv, c + len(consumed)))
+        item_knn = self._item_knn()
+        if item_knn is not None and len(taste.liked_rows):
+            history = [self.table.ids[r] for r in taste.liked_rows]
+            knn_rows = self._rows_of(item_knn.top(history, c // 2, consumed))
+        return UserCandidates(stamp, version, found_at, content, collab_rows, knn_rows,
+                              uv if collab is not None else None)
+
+    def warm_user(self, user_id: str) -> bool:
+        """Find a user's nearline candidates ahead of their request (background work); False
+        when their entry still holds (nothing done)."""
+        stamp = self.user_stamp(user_id)
+        if self.user_lists.holds(user_id, stamp, self.table.version):
+            return False
+        taste, consumed = self.user_taste(user_id, None)
+        self.user_lists.put(user_id, self.find_personal(taste, consumed,
+                                                        self.filters(None, None, consumed), stamp))
+        return True
+
+    def _rows_of(self, ids: Sequence[str]) -> np.ndarray:
+        rows = self.table.rows(ids)
+        return rows[rows >= 0].astype(np.int32)
+
+    def _kept_rows(self, rows: np.ndarray, allowed: np.ndarray) -> list[str]:
+        """`_keep` for table rows: the ids of those that pass `allowed`."""
+        ok = rows < len(allowed)
+        ok[ok] = allowed[rows[ok]]
+        ids = self.table.ids
+        return [ids[r] for r in rows[ok].tolist()]
 
     def _matching(self, taste: Taste, young: Where, allowed: np.ndarray, limit: int,
                   now: float, *, capped: bool = False) -> list[str]:

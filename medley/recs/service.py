@@ -117,6 +117,7 @@ class Recommendations:
             "ready": self.sync.ready.is_set() and not stale, "items": len(self.table),
             "events_applied": self.behavior.last_seq, "collab_model": self.sync.model_id,
             "erasures_applied": self.sync.erasures_seen, "answer_cache": self.answers.stats(),
+            "user_lists": self.rec.user_lists.stats(),
             "set_aside": {
                 "items": len(aside),
                 "examples": [{"item_id": i, "why": why} for i, why in aside[:SET_ASIDE_SHOWN]],

@@ -28,7 +28,7 @@ from medley.config import Settings
 from medley.db import Database
 from medley.db.models import Item
 from medley.domain import Modality, age_min
-from medley.recs import neighbours, snapshot, store, table_file
+from medley.recs import neighbours, snapshot, store, table_file, user_lists
 from medley.recs.answers import Editorial
 from medley.recs.behavior import Behavior
 from medley.recs.cache import AnswerCache
@@ -54,6 +54,9 @@ REFRESH_PRIORS_PER_TICK = 500  # prior values (~0.1 ms each), once a second
 # arrive unless an import brings more; then the rest of the catalog, about 100k items in 8
 # minutes after a first start (the next start restores them from the saved file).
 NEIGHBOUR_LISTS_PER_TICK = 200
+# Seconds of the slow tick (once a second) spent finding users' nearline candidates (~5 ms a
+# user at 100k items): beside requests, and while none came.
+USER_LISTS_BUSY_S, USER_LISTS_IDLE_S = 0.1, 0.7
 SNAPSHOT_AFTER_REPLAY = 50_000  # events replayed at start-up (~3 s) worth a snapshot at once
 
 
@@ -148,6 +151,7 @@ class RecSync:
         self.ready = threading.Event()
         self.answers: AnswerCache | None = None  # the service's, cleared here on erasure
         self.stated = StatedUsers()  # who has preferences or controls to read per request
+        self._served_seen = 0  # the recommender's request count at the last slow tick
         self.set_aside: dict[str, str] = {}  # items that cannot be served, with why
         # The loop's own health: since when (monotonic) and why its passes fail; None: fine.
         self.failing_since: float | None = None
@@ -324,6 +328,7 @@ class RecSync:
                 if seq not in self._applied
             ]
         n = self.behavior.apply(fresh)
+        self.rec.user_lists.changed(dict.fromkeys(ev.user_id for _, ev in fresh))
         self._applied.update(seq for seq, _ in fresh)
         # A row no reader could parse counts as done: otherwise every poll would re-read the
         # tail from it until it left the overlap window.
@@ -352,6 +357,10 @@ class RecSync:
                 self.answers.forget(lambda u: erasures.user_hash(u) in hashes)
             else:  # a notice past its hash's lifetime: whose it was is unknown
                 self.answers.clear()
+        if all(n.user_hash for n in notices):  # their nearline candidates, likewise
+            self.rec.user_lists.forget(lambda u: erasures.user_hash(u) in hashes)
+        else:
+            self.rec.user_lists.clear()
         with self.db.session() as s:  # an erased user's id leaves; a reset keeps their wishes
             self.stated.recheck(s, (lambda u: erasures.user_hash(u) in hashes)
                                 if all(n.user_hash for n in notices) else None)
@@ -636,6 +645,16 @@ class RecSync:
         self.warm_priors()
         neighbours.fill(self.rec.neighbours, self.table, self.rec.search,
                         NEIGHBOUR_LISTS_PER_TICK)
+        self.fill_user_lists()
+
+    def fill_user_lists(self) -> int:
+        """Users' nearline candidates: most of a core while no for-you request came in since
+        the last tick, a tenth of one beside requests."""
+        busy = self.rec.served != self._served_seen
+        self._served_seen = self.rec.served
+        return user_lists.fill(self.rec.user_lists, lambda: list(self.behavior.users),
+                               self.rec.warm_user, USER_LISTS_BUSY_S if busy else USER_LISTS_IDLE_S,
+                               self.rec.personal_walk_key())
 
     def warm_priors(self) -> None:
         """New items first, then whatever requests found without a prior."""

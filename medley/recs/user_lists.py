@@ -1,0 +1,186 @@
+"""Nearline per-user candidates: what a for-you request's personal sources find for a user (the
+index search of their content taste, the collaborative model's top items for their folded-in
+vector, the ranker's item-to-item neighbours of their recent items) kept per user, so that a
+request reads three short arrays instead of searching the index and scanning every item's
+factors.
+
+They depend only on the user's own events, the served model and the fusion view, so an entry
+is stamped with those and holds until one of them moves: a like, a new model or a publish makes
+the next request (or the background fill, whichever comes first) find them again. What moves
+without a stamp is the catalog: an item indexed after an entry was found is not among its
+content candidates. New items reach every user through the request's live "new" source anyway;
+for the rest an entry found under an older catalog serves for at most `max_age_s`. Items
+removed since are filtered out at request time, with every other filter.
+
+Only requests without filters of their own use them (no `where`, no stated preferences): those
+searches are the ones an entry answers exactly. The background fill (the sync's slow tick)
+finds them first for users whose events just arrived, then for every known user, newest
+activity first, so a returning user's first request reads them too. Stored as table rows
+(int32): ~1 KB per user, capped by `capacity` (least recently used out).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from index.base import IndexUnavailable
+
+EMPTY = np.zeros(0, dtype=np.int32)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UserCandidates:
+    stamp: Hashable  # (user's events, model serial, fusion view): see `Recommender.user_stamp`
+    table_version: int  # the catalog they were found under
+    found_at: float  # monotonic seconds
+    content: np.ndarray  # table rows, best first; the user's consumed items already left out
+    collab: np.ndarray  # table rows, best first; consumed ones still in (the request skips them)
+    knn: np.ndarray  # table rows, best first; consumed ones left out
+    user_vector: np.ndarray | None  # the folded-in collaborative vector they were found with
+
+
+class UserLists:
+    def __init__(self, capacity: int, max_age_s: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.capacity = capacity
+        self.max_age_s = max_age_s
+        self.clock = clock
+        self._entries: OrderedDict[str, UserCandidates] = OrderedDict()
+        self._lock = threading.Lock()
+        # Users to find first (their events just arrived), then the backfill's walk over
+        # every known user; both drained by the sync's slow tick (`due`).
+        self._pending: dict[str, None] = {}
+        self._walk: list[str] = []
+        self._walked: Hashable = ()  # the walk key of the walk under way (or the last one)
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.capacity > 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _valid(self, entry: UserCandidates | None, stamp: Hashable, table_version: int) -> bool:
+        return entry is not None and entry.stamp == stamp and (
+            entry.table_version == table_version
+            or self.clock() - entry.found_at < self.max_age_s)
+
+    def get(self, user_id: str, stamp: Hashable, table_version: int) -> UserCandidates | None:
+        """The user's entry if it still holds under these stamps; None on a miss."""
+        if not self.enabled:
+            return None
+        with self._lock:
+            entry = self._entries.get(user_id)
+            if not self._valid(entry, stamp, table_version):
+                self.misses += 1
+                return None
+            self._entries.move_to_end(user_id)
+            self.hits += 1
+            return entry
+
+    def holds(self, user_id: str, stamp: Hashable, table_version: int) -> bool:
+        """Whether the user's entry holds (no hit counted: the background fill asks)."""
+        with self._lock:
+            return self._valid(self._entries.get(user_id), stamp, table_version)
+
+    def put(self, user_id: str, entry: UserCandidates) -> None:
+        if not self.enabled:
+            return
+        with self._lock:
+            self._entries[user_id] = entry
+            self._entries.move_to_end(user_id)
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+
+    # --- the background fill ----------------------------------------------------------------
+    def changed(self, users: Iterable[str]) -> None:
+        """These users' events just arrived: their entries are found again first."""
+        if not self.enabled:
+            return
+        with self._lock:
+            for u in users:
+                self._pending[u] = None
+
+    def due(self, known: Callable[[], list[str]], limit: int, walk_key: Hashable = None
+            ) -> list[str]:
+        """Up to `limit` users to look at: those with new events, then the next of the walk
+        over `known()` (every user with behaviour, newest activity last). A walk starts when
+        `walk_key` (the model and the view every entry depends on) differs from the last
+        walk's: a new model refinds every entry once, ahead of the requests."""
+        if not self.enabled or limit <= 0:
+            return []
+        with self._lock:
+            out = list(self._pending)[:limit]
+            for u in out:
+                del self._pending[u]
+            if len(out) < limit:
+                if not self._walk and walk_key != self._walked:
+                    self._walked = walk_key
+                    self._walk = known()[-self.capacity:]  # the newest `capacity` users
+                take = min(limit - len(out), len(self._walk))
+                out += self._walk[len(self._walk) - take:][::-1]  # newest activity first
+                del self._walk[len(self._walk) - take:]
+            return out
+
+    # --- erasure ----------------------------------------------------------------------------
+    def forget(self, which: Callable[[str], bool]) -> int:
+        """Drop the entries (and pending work) of the users that match: nothing derived from an
+        erased user may outlive the erasure."""
+        with self._lock:
+            gone = [u for u in self._entries if which(u)]
+            for u in gone:
+                del self._entries[u]
+            self._pending = {u: None for u in self._pending if not which(u)}
+            self._walk = [u for u in self._walk if not which(u)]
+        return len(gone)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._pending.clear()
+            self._walk = []
+            self._walked = ()  # walk again
+
+    def stats(self) -> dict[str, float | int]:
+        with self._lock:
+            total = self.hits + self.misses
+            return {"users": len(self._entries), "hits": self.hits, "misses": self.misses,
+                    "hit_rate": round(self.hits / total, 4) if total else 0.0}
+
+
+def fill(lists: UserLists, known: Callable[[], list[str]], warm: Callable[[str], bool],
+         budget_s: float, walk_key: Hashable, batch: int = 16) -> int:
+    """Background work (the sync's ticks): find entries for the users `due` until `budget_s`
+    of this thread's time is spent; `warm(user)` finds one user's (False: theirs still holds).
+    Returns how many were found. A user whose entry cannot be found is skipped: their
+    requests find it themselves."""
+    if not lists.enabled:
+        return 0
+    started = time.perf_counter()
+    done = 0
+    while time.perf_counter() - started < budget_s:
+        users = lists.due(known, batch, walk_key)
+        if not users:
+            break
+        for at, u in enumerate(users):
+            try:
+                done += warm(u)
+            except IndexUnavailable:  # an outage: these are found once the index answers
+                lists.changed(users[at:])
+                raise
+            except Exception:  # this user alone: their request finds it itself
+                log.exception("nearline candidates of user %s not found; skipped", u)
+        if len(users) < batch:  # nothing more due
+            break
+    return done
