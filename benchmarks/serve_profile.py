@@ -94,12 +94,13 @@ def _handlers(recs: Any, inputs: dict[str, Any], rng: random.Random
 
 
 def profile_inprocess(data_dir: Path, inputs: dict[str, Any], *, calls: int = CALLS,
-                      say: Callable[[str], None] = print) -> dict[str, Any]:
+                      say: Callable[[str], None] = print, user_lists_on: bool = True
+                      ) -> dict[str, Any]:
     from pyinstrument import Profiler
     from threadpoolctl import threadpool_limits
 
     from enrich.registry import Family
-    from medley.recs import neighbours
+    from medley.recs import neighbours, user_lists
     from medley.recs.service import Recommendations
     from workers.runtime import Runtime
 
@@ -111,10 +112,17 @@ def profile_inprocess(data_dir: Path, inputs: dict[str, Any], *, calls: int = CA
     rt.index()
     startup["db_and_index_open_s"] = time.perf_counter() - t
     # What a request costs when it is ranked: the answer cache off (a hit is a dict lookup).
-    recs = Recommendations(settings.model_copy(update={"answer_cache_size": 0}), rt.db,
+    # `user_lists`: False serves without nearline user candidates (the code before them).
+    off = {"answer_cache_size": 0, **({} if user_lists_on else {"user_lists_size": 0})}
+    recs = Recommendations(settings.model_copy(update=off), rt.db,
                            rt.models, rt.index, lambda: None)
     sync = recs.sync
-    for name, step in (("load_fusion", sync.load_fusion),  # the published view, as served
+    def stated() -> None:  # whose wishes to read per request: the sync's first poll reads it
+        with rt.db.session() as s:
+            sync.stated.refresh(s)
+
+    for name, step in (("stated_users", stated),
+                       ("load_fusion", sync.load_fusion),  # the published view, as served
                        ("load_items", sync.load_items),
                        ("restore_neighbours", sync.restore_neighbours),  # a server's save
                        ("restore_snapshot", sync.restore_snapshot),  # what a server saved
@@ -138,6 +146,11 @@ def profile_inprocess(data_dir: Path, inputs: dict[str, Any], *, calls: int = CA
     while rec.collab is not None and rec.collab.neighbours is None:  # check_model's thread
         time.sleep(0.1)
     startup["collab_neighbour_lists_s"] = time.perf_counter() - t  # what was left of it
+    t = time.perf_counter()  # and every known user's nearline candidates (its idle ticks)
+    while user_lists.fill(rec.user_lists, lambda: list(rec.behavior.users), rec.warm_user,
+                          60.0, rec.personal_walk_key()):
+        pass
+    startup["user_lists_s"] = time.perf_counter() - t
     startup = {k: round(v, 1) for k, v in startup.items()}
     say(f"in-process start-up stages: {startup}")
     try:
@@ -195,10 +208,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", type=Path, required=True, help="a prepared bench-serve dataset")
     p.add_argument("--out", type=Path, required=True, help="result JSON")
     p.add_argument("--calls", type=int, default=CALLS)
+    p.add_argument("--no-user-lists", action="store_true",
+                   help="serve without nearline user candidates (MEDLEY_USER_LISTS_SIZE=0)")
     a = p.parse_args(argv)
     inputs = json.loads((a.data_dir / INPUTS).read_text())
     result = profile_inprocess(a.data_dir, inputs, calls=a.calls,
-                               say=lambda m: print(m, file=sys.stderr, flush=True))
+                               say=lambda m: print(m, file=sys.stderr, flush=True),
+                               user_lists_on=not a.no_user_lists)
     a.out.write_text(json.dumps(result))
     return 0
 

@@ -150,9 +150,17 @@ class Recommender:
             return None
         return ranker.knn
 
-    def score(self, ids: list[str], taste: Taste, prefs: Preferences | None) -> np.ndarray:
+    def _signals(self, taste: Taste, collab: CollabModel | None) -> features.UserSignals:
+        return features.UserSignals(taste.vector, self.user_vector(taste, collab),
+                                    taste.liked_rows, taste.events,
+                                    liked_vectors=taste.liked_vectors,
+                                    trained=features.trained_of(collab, taste.user))
+
+    def score(self, ids: list[str], taste: Taste, prefs: Preferences | None,
+              kept: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """Score per candidate: the learned ranker when the model carries one that fits this
-        catalog's features, else the hand-set blend (see `medley.recs.ranking`)."""
+        catalog's features, else the hand-set blend (see `medley.recs.ranking`). `kept`: the
+        user's personal features found ahead (`UserCandidates.kept`)."""
         now = self.clock()
         collab = self.collab
         user_vec = self.user_vector(taste, collab)
@@ -162,11 +170,9 @@ class Recommender:
                                      "text", prefs.text_vector)
         ranker = collab.ranker if collab is not None and self.use_ranker else None
         if ranker is not None and tuple(ranker.names) == features.NAMES:
-            user = features.UserSignals(taste.vector, user_vec, taste.liked_rows, taste.events,
-                                        liked_vectors=taste.liked_vectors,
-                                        trained=features.trained_of(collab, taste.user))
+            user = self._signals(taste, collab)
             x = features.compute(self.table, self.behavior, collab, self.predicted, now, user,
-                                 ids, FOR_YOU, ranker.knn)
+                                 ids, FOR_YOU, ranker.knn, kept)
             if stated is not None:  # what they asked for counts as taste matched
                 k = features.NAMES.index("content")
                 x[:, k] = np.fmax(x[:, k], stated)
@@ -322,6 +328,7 @@ class Recommender:
         young = flt.published_within(now - self.s.new_item_max_age_days * 86400, now)
         pool = Pool([])
         explorers: list[str] = []
+        found: UserCandidates | None = None
         new = self._matching(taste, young, allowed, c, now, capped=cap is not None)
         pool.add(new, "new")
         if not only_new:
@@ -344,7 +351,7 @@ class Recommender:
         if not pool.ids:  # nothing behavioural or new to go on: the newest items, flagged
             return self.fallback(n, flt, "no signal for this user yet", context,
                                  max_audience=cap)
-        scores = self.score(pool.ids, taste, prefs)
+        scores = self.score(pool.ids, taste, prefs, found.kept if found else None)
         by_id = dict(zip(pool.ids, scores, strict=True))
         best = np.argsort(-scores)[: 3 * n]
         shortlist = [pool.ids[k] for k in best]
@@ -402,14 +409,21 @@ class Recommender:
             content = self._rows_of([i for i, _ in self.search(FUSED, taste.vector, c, flt)])
         collab = self.collab
         uv = self.user_vector(taste, collab)
-        if collab is not None and uv is not None:
-            collab_rows = self._rows_of(collab.top_for_user(uv, c + len(consumed)))
+        if collab is not None and uv is not None:  # (consumed ones cannot return: stamped)
+            top = collab.top_for_user(uv, c + len(consumed))
+            collab_rows = self._rows_of([i for i in top if i not in consumed])
         item_knn = self._item_knn()
         if item_knn is not None and len(taste.liked_rows):
             history = [self.table.ids[r] for r in taste.liked_rows]
             knn_rows = self._rows_of(item_knn.top(history, c // 2, consumed))
+        kept = None
+        ranker = collab.ranker if collab is not None and self.use_ranker else None
+        if ranker is not None and tuple(ranker.names) == features.NAMES:  # as `score` asks
+            rows = np.unique(np.concatenate([content, collab_rows[:c], knn_rows]))
+            kept = (rows, features.personal(self.table, collab, self._signals(taste, collab),
+                                            rows, FOR_YOU))
         return UserCandidates(stamp, version, found_at, content, collab_rows, knn_rows,
-                              uv if collab is not None else None)
+                              uv if collab is not None else None, kept)
 
     def warm_user(self, user_id: str) -> bool:
         """Find a user's nearline candidates ahead of their request (background work); False

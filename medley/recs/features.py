@@ -69,16 +69,18 @@ class UserSignals:
     trained: np.ndarray | None = None  # the user's own ALS factors (training users only)
 
 
-def compute(table: ItemTable, behavior: Behavior, model: CollabModel | None,
-            predicted: Predicted, now: float, user: UserSignals, ids: Sequence[str],
-            surface: str | None = None, knn: ItemKnn | None = None) -> np.ndarray:
-    """Feature matrix (len(ids), len(NAMES)), NaN where a signal is unknown. `knn`: the
-    item-to-item weights of the "knn" feature (the served ranker's; in training, those
-    learned on the history before the cut)."""
-    n = len(ids)
-    rows = table.rows(ids)
-    out = np.full((n, len(NAMES)), np.nan, dtype=np.float32)
-    col = {name: k for k, name in enumerate(NAMES)}
+# The (user, item) columns that depend only on the user's own events, the model and the items'
+# vectors: a user's nearline entry keeps them for its candidates (`medley.recs.user_lists`), so a
+# request computes them only for the candidates it found itself. The product with the items'
+# stored vectors is most of a request's feature cost.
+PERSONAL = ("content", "liked_max", "collab", "collab_user")
+
+
+def personal(table: ItemTable, model: CollabModel | None, user: UserSignals, rows: np.ndarray,
+             surface: str | None = None, ids: Sequence[str] | None = None) -> np.ndarray:
+    """The PERSONAL columns (len(rows), len(PERSONAL)) for these table rows (`ids`: their item
+    ids, when the caller has them), NaN where unknown."""
+    out = np.full((len(rows), len(PERSONAL)), np.nan, dtype=np.float32)
     # Taste and the newest liked items against the candidates' centred vectors, in one
     # product: its cost grows with the liked items compared (LIKED_MAX_RECENT).
     liked = user.liked_rows[:LIKED_MAX_RECENT]
@@ -87,39 +89,64 @@ def compute(table: ItemTable, behavior: Behavior, model: CollabModel | None,
         mine = user.liked_vectors
         queries += list(mine[: len(liked)] if mine is not None and len(mine) >= len(liked)
                         else table.vectors_of(liked, surface, centred=True))
-    if queries:
+    if queries and len(rows):
         dots = table.dots(rows, np.stack(queries), surface, centred=True)
         if user.taste is not None:
-            out[:, col["content"]] = dots[:, 0]
+            out[:, 0] = dots[:, 0]
         if len(liked):
-            out[:, col["liked_max"]] = dots[:, int(user.taste is not None):].max(axis=1)
-    if model is not None and user.vector is not None:
-        if user.trained is not None:  # both scores with one lookup of the candidates
-            both = model.scores(np.stack([user.vector, user.trained], axis=1), ids)
-            out[:, col["collab"]], out[:, col["collab_user"]] = both[:, 0], both[:, 1]
-        else:
-            out[:, col["collab"]] = model.scores(user.vector, ids)
+            out[:, 1] = dots[:, int(user.taste is not None):].max(axis=1)
+    if model is not None and len(rows):
+        if ids is None:
+            ids = [table.ids[r] for r in rows.tolist()]
+        if user.vector is not None and user.trained is not None:  # both with one lookup
+            out[:, 2:4] = model.scores(np.stack([user.vector, user.trained], axis=1), ids)
+        elif user.vector is not None:
+            out[:, 2] = model.scores(user.vector, ids)
+        elif user.trained is not None:
+            out[:, 3] = model.scores(user.trained, ids)
+    return out
+
+
+def compute(table: ItemTable, behavior: Behavior, model: CollabModel | None,
+            predicted: Predicted, now: float, user: UserSignals, ids: Sequence[str],
+            surface: str | None = None, knn: ItemKnn | None = None,
+            kept: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Feature matrix (len(ids), len(NAMES)), NaN where a signal is unknown. `knn`: the
+    item-to-item weights of the "knn" feature (the served ranker's; in training, those
+    learned on the history before the cut). `kept`: (sorted table rows, their `personal`
+    columns) found earlier for this user, under the same model and taste."""
+    n = len(ids)
+    rows = table.rows(ids)
+    out = np.full((n, len(NAMES)), np.nan, dtype=np.float32)
+    col = {name: k for k, name in enumerate(NAMES)}
+    mine = np.array([col[name] for name in PERSONAL])
+    todo = np.arange(n)
+    if kept is not None and len(kept[0]) and n:
+        at = np.minimum(np.searchsorted(kept[0], rows), len(kept[0]) - 1)
+        hit = kept[0][at] == rows
+        out[np.flatnonzero(hit)[:, None], mine] = kept[1][at[hit]]
+        todo = np.flatnonzero(~hit)
+    if len(todo):
+        out[todo[:, None], mine] = personal(table, model, user, rows[todo], surface,
+                                            [ids[k] for k in todo.tolist()])
+    if model is not None:
         factors, engagement = predicted.get(table, model, rows)
-        if factors is not None:
+        if factors is not None and user.vector is not None:
             out[:, col["collab_mapped"]] = factors @ user.vector
         out[:, col["engagement_mapped"]] = engagement
-    elif model is not None:
-        out[:, col["engagement_mapped"]] = predicted.get(table, model, rows)[1]
     out[:, col["pop_long"]] = behavior.popularity_log(ids, now)
     out[:, col["pop_short"]] = behavior.trending_log(ids, now)
     out[:, col["interactions"]] = np.log1p(np.asarray(behavior.counts(ids), dtype=np.float64))
     out[:, col["age_days"]] = np.clip(now - table.published[rows], 0.0, None) / DAY
     out[:, col["user_events"]] = math.log1p(user.events)
     if len(user.liked_rows):  # the item's date against those of the user's recent items
-        mine = table.published[user.liked_rows]
-        out[:, col["newer_than_mean"]] = (table.published[rows] - mine.mean()) / DAY
-        out[:, col["newer_than_newest"]] = (table.published[rows] - mine.max()) / DAY
+        mine_dates = table.published[user.liked_rows]
+        out[:, col["newer_than_mean"]] = (table.published[rows] - mine_dates.mean()) / DAY
+        out[:, col["newer_than_newest"]] = (table.published[rows] - mine_dates.max()) / DAY
     if knn is not None and len(user.liked_rows):
         history = [table.ids[r] for r in user.liked_rows]
         out[:, col["knn"]], out[:, col["knn_recent"]] = knn.scores_of(
             [history, history[:LIKED_MAX_RECENT]], ids)
-    if model is not None and user.trained is not None and user.vector is None:
-        out[:, col["collab_user"]] = model.scores(user.trained, ids)
     return out
 
 

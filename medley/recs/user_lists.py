@@ -15,8 +15,12 @@ removed since are filtered out at request time, with every other filter.
 Only requests without filters of their own use them (no `where`, no stated preferences): those
 searches are the ones an entry answers exactly. The background fill (the sync's slow tick)
 finds them first for users whose events just arrived, then for every known user, newest
-activity first, so a returning user's first request reads them too. Stored as table rows
-(int32): ~1 KB per user, capped by `capacity` (least recently used out).
+activity first, so a returning user's first request reads them too. Where the learned ranker
+scores, an entry also keeps its candidates' personal features (`features.PERSONAL`: the
+products with the user's taste, liked items and collaborative vectors), so a request computes
+those only for the candidates it finds itself. Stored as table rows (int32) and float32
+columns: ~5 KB per user at 100 candidates per source, capped by `capacity` (least recently
+used out).
 """
 
 from __future__ import annotations
@@ -46,6 +50,10 @@ class UserCandidates:
     collab: np.ndarray  # table rows, best first; consumed ones still in (the request skips them)
     knn: np.ndarray  # table rows, best first; consumed ones left out
     user_vector: np.ndarray | None  # the folded-in collaborative vector they were found with
+    # Where the learned ranker scores: (the sorted rows of the candidates above, their
+    # `features.PERSONAL` columns), so a request computes those only for candidates it finds
+    # itself (new, trending, popular items).
+    kept: tuple[np.ndarray, np.ndarray] | None = None
 
 
 class UserLists:

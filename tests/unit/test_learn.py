@@ -171,10 +171,36 @@ def test_items_that_follow_the_users_history_are_ranked_for_them(trained) -> Non
         model.ranker.knn = knn.ItemKnn(vocab, sp.csr_matrix(weights))
         rec.for_user("u0", 10, None, None)
         model.ranker.knn = None
+        rec.collab = model  # a ranker changes with its model: served anew (user lists refound)
         rec.for_user("u0", 10, None, None)
     finally:
         model.ranker.knn = kept
     assert follow in scored[0] and follow not in scored[1]
+
+
+def test_a_users_kept_features_rank_as_the_request_would_find_them(trained) -> None:
+    """A user's nearline entry keeps the ranker's personal features of its candidates: the
+    request that reads them ranks and scores exactly as one that computes them all."""
+    table, _, stream, model, _ = trained
+    assert model.ranker is not None
+    behavior = Behavior(365 * 86400.0, 86400.0)
+    behavior.apply(stream)
+    recs = [Recommender(_settings(Path("unused")).model_copy(update={"user_lists_size": size}),
+                        table, behavior, table.nearest, clock=lambda: behavior.latest_ts)
+            for size in (100, 0)]
+    for rec in recs:
+        rec.collab = model
+    users = [u for u in list(behavior.users)[:6]]
+    for user in users:
+        recs[0].for_user(user, 10, None, None)  # finds the entry
+    for user in users:
+        kept, plain = (rec.for_user(user, 10, None, None) for rec in recs)
+        assert [s.item_id for s in kept.items] == [s.item_id for s in plain.items]
+        assert np.allclose([s.score for s in kept.items], [s.score for s in plain.items],
+                           atol=1e-5)
+    assert recs[0].user_lists.stats()["hits"] == len(users)
+    entry = recs[0].user_lists.get(users[0], recs[0].user_stamp(users[0]), table.version)
+    assert entry is not None and entry.kept is not None and len(entry.kept[0]) > 0
 
 
 def test_predictions_are_kept_per_model(trained) -> None:
