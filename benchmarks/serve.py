@@ -41,9 +41,13 @@ ENDPOINTS = ("healthz", "similar", "recommendations", "new-items", "search", "ev
 CONCURRENCY = (1, 16)
 WARMUP_S = 3.0
 TARGET_ENDPOINTS = ("similar", "recommendations")
-# Per-candidate work dominates ranking; this run halves the candidates each source brings
-# (a setting, no code change) to show how latency scales with them.
-WHATIF_ENV = {"MEDLEY_CANDIDATES_PER_SOURCE": "50"}
+# The baseline in the same sitting: the same server without nearline user candidates
+# (`medley/recs/user_lists.py`), i.e. every for-you request searching its personal sources and
+# computing every candidate's features, as the code before them did.
+WHATIF_ENV = {"MEDLEY_USER_LISTS_SIZE": "0"}
+WHATIF_WHY = ("without nearline user candidates: every for-you request searches and computes "
+              "its personal sources itself, as the code before them did (the baseline, "
+              "measured in the same sitting)")
 QUIET_CORES = 0.3  # other processes' CPU use below which a run may start
 QUIET_WAIT_S = 180.0
 
@@ -91,14 +95,16 @@ def measure(server: Server, inputs: Path, endpoints: tuple[str, ...], duration: 
         drive(server, inputs, endpoint, 4, WARMUP_S, seed=900 + n)
         for concurrency in CONCURRENCY:
             other = wait_quiet(server)
-            before = answer_cache(server)
+            before = cache_stats(server)
             r = drive(server, inputs, endpoint, concurrency, duration, seed=n * 10 + concurrency)
             r["other_cpu_cores_before"] = other
-            after = answer_cache(server)
-            if before is not None and after is not None:  # code with an answer cache
-                hits, misses = after["hits"] - before["hits"], after["misses"] - before["misses"]
-                r["answer_cache_hit_rate"] = round(hits / (hits + misses), 4) if hits + misses \
-                    else None
+            after = cache_stats(server)
+            for cache in ("answer_cache", "user_lists"):  # (code without one lacks its key)
+                if cache in before and cache in after:
+                    hits = after[cache]["hits"] - before[cache]["hits"]
+                    misses = after[cache]["misses"] - before[cache]["misses"]
+                    r[f"{cache}_hit_rate"] = round(hits / (hits + misses), 4) \
+                        if hits + misses else None
             say(f"{tag}{endpoint:>16} x{concurrency:<2} p50 {r['p50_ms']} p95 {r['p95_ms']} "
                 f"p99 {r['p99_ms']} ms, {r['rps']} req/s, {r['errors']} errors, server "
                 f"{r['server_cpu_cores']} cores")
@@ -106,11 +112,11 @@ def measure(server: Server, inputs: Path, endpoints: tuple[str, ...], duration: 
     return runs
 
 
-def answer_cache(server: Server) -> dict[str, Any] | None:
-    """The server's answer-cache counters (None: code without one)."""
+def cache_stats(server: Server) -> dict[str, Any]:
+    """The server's answer-cache and user-list counters, as /healthz reports them."""
     body = httpx.get(f"{server.base}/healthz", timeout=10).json()
-    stats: dict[str, Any] | None = body["recommendations"].get("answer_cache")
-    return stats
+    recs: dict[str, Any] = body["recommendations"]
+    return {k: recs[k] for k in ("answer_cache", "user_lists") if k in recs}
 
 
 def start(data_dir: Path, code: Path, spec: DataSpec, say: Callable[[str], None],
@@ -178,7 +184,8 @@ def run_serve_bench(out: Path, data_dir: Path, *, items: int = 100_000, events: 
                        "MEDLEY_RATE_LIMITS": BENCH_RATE_LIMITS},
         "code": code,
         "runs": runs,
-        "whatif": {"env": WHATIF_ENV, "startup": whatif_startup, "runs": whatif},
+        "whatif": {"env": WHATIF_ENV, "why": WHATIF_WHY, "startup": whatif_startup,
+                   "runs": whatif},
         "profile": profiled,
     }
     data["target"] = target_verdict(runs)

@@ -198,6 +198,11 @@ def render(data: dict[str, Any]) -> tuple[str, list[str]]:
         lines.append("- Answer-cache hit rate per run (the load generator draws users and items "
                      "at random, so repeats are rare; a client reopening a screen hits): "
                      + ", ".join(rates) + ".")
+    lists = [f"{r['endpoint']} x{r['concurrency']} {r['user_lists_hit_rate']}"
+             for r in data["runs"] if r.get("user_lists_hit_rate") is not None]
+    if lists:
+        lines.append("- Nearline user-candidate hit rate per run (answer-cache misses that read "
+                     "the user's entry instead of searching): " + ", ".join(lists) + ".")
     if prof:
         lines.append("- Start-up stages timed in-process (s): " + ", ".join(
             f"{k} {v}" for k, v in prof["startup_stages_s"].items()) + ".")
@@ -205,8 +210,8 @@ def render(data: dict[str, Any]) -> tuple[str, list[str]]:
     if whatif.get("runs"):
         env = " ".join(f"{k}={v}" for k, v in whatif["env"].items())
         lines += ["", f"## What-if: `{env}`", "",
-                  "The same server restarted with only this setting changed (it trades "
-                  "ranking breadth for speed: a sensitivity check, not a recommendation).", "",
+                  "The same server restarted with only this setting changed: "
+                  + whatif.get("why", "a sensitivity check, not a recommendation") + ".", "",
                   table(["endpoint", "clients", "p50 ms", "p95 ms", "p99 ms", "req/s", "errors",
                          "server cores", "other cores"],
                         [[r["endpoint"], r["concurrency"], r["p50_ms"], r["p95_ms"], r["p99_ms"],
