@@ -106,6 +106,11 @@ def _live(service: Any) -> Mapping[str, tuple[str, Mapping[Any, float]]]:
                                        {None: float(cache["hits"])})
     out["medley_answer_cache_misses"] = ("Answer cache misses (this process)",
                                          {None: float(cache["misses"])})
+    lists = recs.rec.user_lists.stats()
+    out["medley_user_lists_hits"] = ("For-you requests that read the user's nearline "
+                                     "candidates (this process)", {None: float(lists["hits"])})
+    out["medley_user_lists_misses"] = ("For-you requests that searched them (this process)",
+                                       {None: float(lists["misses"])})
     status = recs.status()
     out["medley_serving_ready"] = ("1 while this process serves a current catalog",
                                    {None: 1.0 if status["ready"] else 0.0})

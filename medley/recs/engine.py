@@ -72,7 +72,9 @@ class Recommender:
         # `warm_user`) or by their first request, while their stamps hold.
         self.user_lists = UserLists(settings.user_lists_size, settings.user_lists_max_age_s)
         self._model_serial = 0  # moves with every model served (a user list's stamp)
-        self.served = 0  # for-you and new-items requests ranked
+        # Requests answered (counted by the service; approximate under threads): the
+        # background fill of user lists only asks whether any came since its last tick.
+        self.served = 0
         self.predicted = Predicted()  # the content map's output per item, for `collab`
         # Neighbour searches one request may spend on priors. Serving leaves it at 0: the
         # background warmer (`warm_priors`) searches what requests asked for; offline callers
@@ -317,7 +319,6 @@ class Recommender:
         """For-you (or, `only_new`, new items) for a user. `max_audience`: only items at most
         that many distinct users engaged with (new items default to the setting)."""
         now = self.clock()
-        self.served += 1  # (approximate under threads: the background fill only asks if any)
         taste, consumed = self.user_taste(user_id, prefs)
         flt = self.filters(where, prefs, consumed)
         allowed = self.table.mask(flt, need_vector=True)  # once per request: ~1 ms at 100k

@@ -145,6 +145,7 @@ class Recommendations:
     def _cached(self, key: tuple[Any, ...], stamp: tuple[int, ...],
                 compute: Callable[[], Answer]) -> Answer:
         # `stamp` is read before computing: a change that lands meanwhile makes the entry stale.
+        self.rec.served += 1  # (the background fill of user lists yields while requests come)
         answer = self.answers.get(key, stamp)
         if answer is None:
             answer = compute()
@@ -188,6 +189,7 @@ class Recommendations:
             raise InvalidInput("q: the search query is empty")
         prefs, user_controls = self.personal(user_id)
         where = user_controls.apply(where)
+        self.rec.served += 1
         return self._guarded(
             lambda: self.search_with(self.rec, query, n, where, user_id, prefs), n, where)
 

@@ -648,8 +648,8 @@ class RecSync:
         self.fill_user_lists()
 
     def fill_user_lists(self) -> int:
-        """Users' nearline candidates: most of a core while no for-you request came in since
-        the last tick, a tenth of one beside requests."""
+        """Users' nearline candidates: most of a core while no request came in since the last
+        tick, a tenth of one beside requests."""
         busy = self.rec.served != self._served_seen
         self._served_seen = self.rec.served
         return user_lists.fill(self.rec.user_lists, lambda: list(self.behavior.users),

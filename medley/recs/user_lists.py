@@ -79,6 +79,10 @@ class UserLists:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def __contains__(self, user_id: object) -> bool:
+        with self._lock:
+            return user_id in self._entries
+
     def _valid(self, entry: UserCandidates | None, stamp: Hashable, table_version: int) -> bool:
         return entry is not None and entry.stamp == stamp and (
             entry.table_version == table_version

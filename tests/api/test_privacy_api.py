@@ -94,6 +94,7 @@ def test_after_erasure_no_endpoint_and_no_table_holds_anything_of_the_user(catal
     wait_until(lambda: model_has(client, user), timeout=60)  # the ALS model learnt them too
 
     assert recs.answers.count(lambda u: u == user) > 0  # their answers are cached
+    wait_until(lambda: user in recs.rec.user_lists)  # and their nearline candidates found
     assert client.delete(f"/v1/users/{user}", headers=key(client, Role.CLIENT)
                          ).status_code == 403  # erasure is for admins only
     r = client.delete(f"/v1/users/{user}")
@@ -110,6 +111,7 @@ def test_after_erasure_no_endpoint_and_no_table_holds_anything_of_the_user(catal
     wait_until(lambda: client.get("/healthz").json()["recommendations"]["erasures_applied"] >= 1)
     assert recs.behavior.user(user) is None
     assert recs.answers.count(lambda u: u == user) == 0  # no cached answer outlives them
+    assert user not in recs.rec.user_lists  # nor their nearline candidates
     # nor their id among the users whose wishes a request reads (`medley/recs/stated.py`)
     wait_until(lambda: not recs.sync.stated.may_have(user))
     assert recs.behavior.interactions.get(solo, 0) == 0
