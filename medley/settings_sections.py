@@ -200,7 +200,7 @@ class RankingSettings(BaseModel):
     mmr_lambda: float = 0.8  # 1 = relevance only, lower = more diverse
     candidates_per_source: int = 100
     # Users whose personal candidates are kept between requests (`medley.recs.user_lists`,
-    # ~5 KB each; 0 turns them off), and how long an entry found under an older catalog serves.
+    # ~8 KB each; 0 turns them off), and how long an entry found under an older catalog serves.
     user_lists_size: int = Field(default=20_000, ge=0)
     user_lists_max_age_s: float = Field(default=60.0, ge=0, allow_inf_nan=False)
 

@@ -400,9 +400,10 @@ class Recommender:
         return entry
 
     def find_personal(self, taste: Taste, consumed: set[str], flt: Where,
-                      stamp: Hashable) -> UserCandidates:
+                      stamp: Hashable, *, ahead: bool = False) -> UserCandidates:
         """Search the personal sources for this taste: content (the index), the
-        collaborative model's top items, the ranker's item-to-item neighbours."""
+        collaborative model's top items, the ranker's item-to-item neighbours. `ahead`:
+        background work, ahead of the user's request."""
         c = self.s.candidates_per_source
         version, found_at = self.table.version, self.user_lists.clock()  # before: a change
         content = collab_rows = knn_rows = user_lists.EMPTY  # meanwhile makes it the older
@@ -420,7 +421,16 @@ class Recommender:
         kept = None
         ranker = collab.ranker if collab is not None and self.use_ranker else None
         if ranker is not None and tuple(ranker.names) == features.NAMES:  # as `score` asks
-            rows = np.unique(np.concatenate([content, collab_rows[:c], knn_rows]))
+            # With the other candidates a request is likely to find: trending and popular
+            # items move slowly, and ahead of a request (`ahead`) the new items matching the
+            # taste are searched too; what a request finds beyond these it computes itself.
+            likely = [self.behavior.trending_top(c // 2), self.behavior.popularity_top(c // 2)]
+            if ahead and taste.vector is not None:
+                now = self.clock()
+                young = flt.published_within(now - self.s.new_item_max_age_days * 86400, now)
+                likely.append([i for i, _ in self.search(FUSED, taste.vector, c, young)])
+            rows = np.unique(np.concatenate([content, collab_rows[:c], knn_rows,
+                                             *(self._rows_of(ids) for ids in likely)]))
             kept = (rows, features.personal(self.table, collab, self._signals(taste, collab),
                                             rows, FOR_YOU))
         return UserCandidates(stamp, version, found_at, content, collab_rows, knn_rows,
@@ -433,8 +443,8 @@ class Recommender:
         if self.user_lists.holds(user_id, stamp, self.table.version):
             return False
         taste, consumed = self.user_taste(user_id, None)
-        self.user_lists.put(user_id, self.find_personal(taste, consumed,
-                                                        self.filters(None, None, consumed), stamp))
+        self.user_lists.put(user_id, self.find_personal(
+            taste, consumed, self.filters(None, None, consumed), stamp, ahead=True))
         return True
 
     def _rows_of(self, ids: Sequence[str]) -> np.ndarray:

@@ -18,8 +18,8 @@ finds them first for users whose events just arrived, then for every known user,
 activity first, so a returning user's first request reads them too. Where the learned ranker
 scores, an entry also keeps its candidates' personal features (`features.PERSONAL`: the
 products with the user's taste, liked items and collaborative vectors), so a request computes
-those only for the candidates it finds itself. Stored as table rows (int32) and float32
-columns: ~5 KB per user at 100 candidates per source, capped by `capacity` (least recently
+those only for the candidates it finds beyond them. Stored as table rows (int32) and float32
+columns: ~8 KB per user at 100 candidates per source, capped by `capacity` (least recently
 used out).
 """
 
@@ -50,9 +50,10 @@ class UserCandidates:
     collab: np.ndarray  # table rows, best first; consumed ones still in (the request skips them)
     knn: np.ndarray  # table rows, best first; consumed ones left out
     user_vector: np.ndarray | None  # the folded-in collaborative vector they were found with
-    # Where the learned ranker scores: (the sorted rows of the candidates above, their
-    # `features.PERSONAL` columns), so a request computes those only for candidates it finds
-    # itself (new, trending, popular items).
+    # Where the learned ranker scores: (sorted rows, their `features.PERSONAL` columns) for the
+    # candidates above and those a request is likely to find besides (trending, popular and,
+    # found ahead, new items matching the taste), so a request computes those columns only for
+    # candidates it finds beyond them.
     kept: tuple[np.ndarray, np.ndarray] | None = None
 
 

@@ -191,8 +191,11 @@ def test_a_users_kept_features_rank_as_the_request_would_find_them(trained) -> N
     for rec in recs:
         rec.collab = model
     users = [u for u in list(behavior.users)[:6]]
-    for user in users:
-        recs[0].for_user(user, 10, None, None)  # finds the entry
+    for k, user in enumerate(users):  # the entry found by a request, or ahead of one
+        if k % 2:
+            recs[0].for_user(user, 10, None, None)
+        else:
+            assert recs[0].warm_user(user)
     for user in users:
         kept, plain = (rec.for_user(user, 10, None, None) for rec in recs)
         assert [s.item_id for s in kept.items] == [s.item_id for s in plain.items]
