@@ -151,6 +151,7 @@ def profile_inprocess(data_dir: Path, inputs: dict[str, Any], *, calls: int = CA
                           60.0, rec.personal_walk_key()):
         pass
     startup["user_lists_s"] = time.perf_counter() - t
+    kept = {"users": len(rec.user_lists), "mib": round(rec.user_lists.nbytes() / 2**20, 1)}
     startup = {k: round(v, 1) for k, v in startup.items()}
     say(f"in-process start-up stages: {startup}")
     try:
@@ -198,7 +199,8 @@ def profile_inprocess(data_dir: Path, inputs: dict[str, Any], *, calls: int = CA
     say(f"index: {index}")
     scaling = {"similar_handler": thread_scaling(handlers["similar"], 100)}
     rt.close()
-    return {"startup_stages_s": startup, "calls": calls, "endpoints": endpoints,
+    return {"startup_stages_s": startup, "user_lists": kept, "calls": calls,
+            "endpoints": endpoints,
             "idle_tick": idle, "index": index, "thread_scaling": scaling, "new_items": len(young),
             "priors_cached": len(rec.priors), "profiles_dir": str(data_dir / "profiles")}
 

@@ -206,6 +206,10 @@ def render(data: dict[str, Any]) -> tuple[str, list[str]]:
     if prof:
         lines.append("- Start-up stages timed in-process (s): " + ", ".join(
             f"{k} {v}" for k, v in prof["startup_stages_s"].items()) + ".")
+        if prof.get("user_lists"):
+            lines.append(f"- Nearline user candidates found in-process: "
+                         f"{prof['user_lists']['users']:,} users, "
+                         f"{prof['user_lists']['mib']} MiB of arrays.")
     whatif = data.get("whatif") or {}
     if whatif.get("runs"):
         env = " ".join(f"{k}={v}" for k, v in whatif["env"].items())

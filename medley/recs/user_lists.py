@@ -171,6 +171,15 @@ class UserLists:
             return {"users": len(self._entries), "hits": self.hits, "misses": self.misses,
                     "hit_rate": round(self.hits / total, 4) if total else 0.0}
 
+    def nbytes(self) -> int:
+        """The arrays the entries hold (what their memory grows with)."""
+        with self._lock:
+            entries = list(self._entries.values())
+        return sum(e.content.nbytes + e.collab.nbytes + e.knn.nbytes
+                   + (e.user_vector.nbytes if e.user_vector is not None else 0)
+                   + (e.kept[0].nbytes + e.kept[1].nbytes if e.kept is not None else 0)
+                   for e in entries)
+
 
 def fill(lists: UserLists, known: Callable[[], list[str]], warm: Callable[[str], bool],
          budget_s: float, walk_key: Hashable, batch: int = 16) -> int:
