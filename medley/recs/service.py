@@ -233,6 +233,7 @@ class Recommendations:
         """Valid events are stored before this returns, but not those of a user who paused
         their history: those are dropped (and counted), never stored."""
         limit = self.settings.max_event_batch
+        self.rec.served += 1  # a request too: the background fill yields to it
         if not raw:
             raise InvalidInput("events: a batch holds at least one event")
         if len(raw) > limit:
