@@ -26,7 +26,7 @@ BENCH_RATE_LIMITS = {**{str(role): list(limit) for role, limit in
                         Settings.model_fields["rate_limits"].get_default(call_default_factory=True)
                         .items()}, "client": [100_000, 100_000]}
 READY_TIMEOUT_S = 3600.0
-SETTLE_MAX_S = 360.0  # a start finds every known user's nearline candidates (~2 min at 100k)
+SETTLE_MAX_S = 600.0  # a start finds every known user's nearline candidates (minutes at 100k)
 SETTLE_CPU = 0.2  # cores: below this the server counts as idle
 PACKAGES = ("medley", "api", "index", "workers", "enrich", "benchmarks")
 
