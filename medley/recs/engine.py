@@ -374,10 +374,11 @@ class Recommender:
             for i in ranked
         ])
 
-    def user_stamp(self, user_id: str) -> tuple[int, int, tuple[int | None, str | None]]:
-        """What a user's nearline candidates depend on: their events, the model, the view."""
+    def user_stamp(self, user_id: str) -> tuple[int, tuple[int | None, str | None]]:
+        """What a user's nearline candidates depend on, the model aside: their events, the
+        view."""
         user = self.behavior.user(user_id)
-        return (user.events if user else 0, self._model_serial, neighbours.view_key(self.table))
+        return (user.events if user else 0, neighbours.view_key(self.table))
 
     def personal_walk_key(self) -> tuple[int, tuple[int | None, str | None]]:
         """What every user's nearline entry depends on: a change refinds them all."""
@@ -386,14 +387,18 @@ class Recommender:
     def _personal(self, user_id: str | None, taste: Taste, consumed: set[str], flt: Where,
                   *, reuse: bool) -> UserCandidates:
         """The personal sources' candidates: the user's nearline entry when `reuse` and it
-        holds (the taste is then given the folded-in vector it was found with), else found
-        now, and kept when `reuse` (a request without filters of its own)."""
+        holds (the taste is then given the folded-in vector it was found with; under a newer
+        model, its model's part is found again), else found now, and kept when `reuse` (a
+        request without filters of its own)."""
         if not reuse or not user_id:
             return self.find_personal(taste, consumed, flt, ())
         stamp = self.user_stamp(user_id)
         entry = self.user_lists.get(user_id, stamp, self.table.version)
         if entry is None:
             entry = self.find_personal(taste, consumed, flt, stamp)
+            self.user_lists.put(user_id, entry)
+        elif entry.model != self._model_serial:
+            entry = self._with_model(entry, taste, consumed)
             self.user_lists.put(user_id, entry)
         elif entry.user_vector is not None and self.collab is not None:
             taste.folded = (self.collab, entry.user_vector)
@@ -406,10 +411,36 @@ class Recommender:
         background work, ahead of the user's request."""
         c = self.s.candidates_per_source
         version, found_at = self.table.version, self.user_lists.clock()  # before: a change
-        content = collab_rows = knn_rows = user_lists.EMPTY  # meanwhile makes it the older
+        content = user_lists.EMPTY  # meanwhile makes it the older
         if taste.vector is not None:
             content = self._rows_of([i for i, _ in self.search(FUSED, taste.vector, c, flt)])
+        young = user_lists.EMPTY
+        if ahead and taste.vector is not None and self._ranks():
+            # Ahead of a request the new items matching the taste are searched too, for the
+            # personal features kept (`_with_model`).
+            now = self.clock()
+            within = flt.published_within(now - self.s.new_item_max_age_days * 86400, now)
+            young = self._rows_of([i for i, _ in self.search(FUSED, taste.vector, c, within)])
+        entry = UserCandidates(stamp, version, found_at, content, user_lists.EMPTY,
+                               user_lists.EMPTY, None, None, -1, young)
+        return self._with_model(entry, taste, consumed)
+
+    def _ranks(self) -> bool:
+        """Whether `score` uses the learned ranker (its features are what an entry keeps)."""
         collab = self.collab
+        ranker = collab.ranker if collab is not None and self.use_ranker else None
+        return ranker is not None and tuple(ranker.names) == features.NAMES
+
+    def _with_model(self, entry: UserCandidates, taste: Taste, consumed: set[str]
+                    ) -> UserCandidates:
+        """The entry's model part found under the served model: the collaborative and
+        item-to-item candidates, the folded-in vector and, where the ranker scores, the
+        personal features kept. The content part stays: the same taste, the same view (a
+        new model costs each user a product with the model, not index searches)."""
+        c = self.s.candidates_per_source
+        collab = self.collab
+        serial = self._model_serial
+        collab_rows = knn_rows = user_lists.EMPTY
         uv = self.user_vector(taste, collab)
         if collab is not None and uv is not None:  # (consumed ones cannot return: stamped)
             top = collab.top_for_user(uv, c + len(consumed))
@@ -419,32 +450,43 @@ class Recommender:
             history = [self.table.ids[r] for r in taste.liked_rows]
             knn_rows = self._rows_of(item_knn.top(history, c // 2, consumed))
         kept = None
-        ranker = collab.ranker if collab is not None and self.use_ranker else None
-        if ranker is not None and tuple(ranker.names) == features.NAMES:  # as `score` asks
+        if self._ranks():
             # With the other candidates a request is likely to find: trending and popular
-            # items move slowly, and ahead of a request (`ahead`) the new items matching the
-            # taste are searched too; what a request finds beyond these it computes itself.
-            likely = [self.behavior.trending_top(c // 2), self.behavior.popularity_top(c // 2)]
-            if ahead and taste.vector is not None:
-                now = self.clock()
-                young = flt.published_within(now - self.s.new_item_max_age_days * 86400, now)
-                likely.append([i for i, _ in self.search(FUSED, taste.vector, c, young)])
-            rows = np.unique(np.concatenate([content, collab_rows[:c], knn_rows,
-                                             *(self._rows_of(ids) for ids in likely)]))
-            kept = (rows, features.personal(self.table, collab, self._signals(taste, collab),
-                                            rows, FOR_YOU))
-        return UserCandidates(stamp, version, found_at, content, collab_rows, knn_rows,
-                              uv if collab is not None else None, kept)
+            # items move slowly; what a request finds beyond these it computes itself.
+            old = entry.kept[0] if entry.kept is not None else user_lists.EMPTY
+            rows = np.unique(np.concatenate([
+                entry.content, collab_rows[:c], knn_rows, entry.young,
+                self._rows_of(self.behavior.trending_top(c // 2)),
+                self._rows_of(self.behavior.popularity_top(c // 2))]))
+            user = self._signals(taste, collab)
+            values = np.empty((len(rows), len(features.PERSONAL)), dtype=np.float32)
+            reuse = np.isin(rows, old) if entry.kept is not None else np.zeros(len(rows), bool)
+            if reuse.any():  # their taste products stand; only the model's are new
+                assert entry.kept is not None
+                at = np.searchsorted(old, rows[reuse])
+                values[reuse] = entry.kept[1][at]
+                values[reuse, 2:] = features.personal_model(self.table, collab, user,
+                                                            rows[reuse])
+            if (~reuse).any():
+                values[~reuse] = features.personal(self.table, collab, user, rows[~reuse],
+                                                   FOR_YOU)
+            kept = (rows, values)
+        return replace(entry, model=serial, collab=collab_rows, knn=knn_rows,
+                       user_vector=uv if collab is not None else None, kept=kept)
 
     def warm_user(self, user_id: str) -> bool:
-        """Find a user's nearline candidates ahead of their request (background work); False
-        when their entry still holds (nothing done)."""
+        """Find a user's nearline candidates ahead of their request (background work), or
+        only their model part under a newer model; False when their entry still holds."""
         stamp = self.user_stamp(user_id)
-        if self.user_lists.holds(user_id, stamp, self.table.version):
+        entry = self.user_lists.peek(user_id, stamp, self.table.version)
+        if entry is not None and entry.model == self._model_serial:
             return False
         taste, consumed = self.user_taste(user_id, None)
-        self.user_lists.put(user_id, self.find_personal(
-            taste, consumed, self.filters(None, None, consumed), stamp, ahead=True))
+        if entry is not None:
+            self.user_lists.put(user_id, self._with_model(entry, taste, consumed))
+        else:
+            self.user_lists.put(user_id, self.find_personal(
+                taste, consumed, self.filters(None, None, consumed), stamp, ahead=True))
         return True
 
     def _rows_of(self, ids: Sequence[str]) -> np.ndarray:

@@ -73,7 +73,7 @@ class UserSignals:
 # vectors: a user's nearline entry keeps them for its candidates (`medley.recs.user_lists`), so a
 # request computes them only for the candidates it found itself. The product with the items'
 # stored vectors is most of a request's feature cost.
-PERSONAL = ("content", "liked_max", "collab", "collab_user")
+PERSONAL = ("content", "liked_max", "collab", "collab_user")  # the model's last (see below)
 
 
 def personal(table: ItemTable, model: CollabModel | None, user: UserSignals, rows: np.ndarray,
@@ -95,15 +95,23 @@ def personal(table: ItemTable, model: CollabModel | None, user: UserSignals, row
             out[:, 0] = dots[:, 0]
         if len(liked):
             out[:, 1] = dots[:, int(user.taste is not None):].max(axis=1)
+    out[:, 2:] = personal_model(table, model, user, rows, ids)
+    return out
+
+
+def personal_model(table: ItemTable, model: CollabModel | None, user: UserSignals,
+                   rows: np.ndarray, ids: Sequence[str] | None = None) -> np.ndarray:
+    """The model's PERSONAL columns ("collab", "collab_user"), (len(rows), 2)."""
+    out = np.full((len(rows), 2), np.nan, dtype=np.float32)
     if model is not None and len(rows):
         if ids is None:
             ids = [table.ids[r] for r in rows.tolist()]
         if user.vector is not None and user.trained is not None:  # both with one lookup
-            out[:, 2:4] = model.scores(np.stack([user.vector, user.trained], axis=1), ids)
+            out[:] = model.scores(np.stack([user.vector, user.trained], axis=1), ids)
         elif user.vector is not None:
-            out[:, 2] = model.scores(user.vector, ids)
+            out[:, 0] = model.scores(user.vector, ids)
         elif user.trained is not None:
-            out[:, 3] = model.scores(user.trained, ids)
+            out[:, 1] = model.scores(user.trained, ids)
     return out
 
 

@@ -30,7 +30,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class UserCandidates:
-    stamp: Hashable  # (user's events, model serial, fusion view): see `Recommender.user_stamp`
+    stamp: Hashable  # (the user's events, the fusion view): see `Recommender.user_stamp`
     table_version: int  # the catalog they were found under
     found_at: float  # monotonic seconds
     content: np.ndarray  # table rows, best first; the user's consumed items already left out
@@ -55,6 +55,9 @@ class UserCandidates:
     # found ahead, new items matching the taste), so a request computes those columns only for
     # candidates it finds beyond them.
     kept: tuple[np.ndarray, np.ndarray] | None = None
+    model: int = -1  # the model (`Recommender` serial) the model part was found under
+    # new items matching the taste, found ahead (for `kept` only)
+    young: np.ndarray = field(default_factory=lambda: EMPTY)
 
 
 class UserLists:
@@ -102,10 +105,12 @@ class UserLists:
             self.hits += 1
             return entry
 
-    def holds(self, user_id: str, stamp: Hashable, table_version: int) -> bool:
-        """Whether the user's entry holds (no hit counted: the background fill asks)."""
+    def peek(self, user_id: str, stamp: Hashable, table_version: int
+             ) -> UserCandidates | None:
+        """`get` without counting a hit or a miss (the background fill asks)."""
         with self._lock:
-            return self._valid(self._entries.get(user_id), stamp, table_version)
+            entry = self._entries.get(user_id)
+            return entry if self._valid(entry, stamp, table_version) else None
 
     def put(self, user_id: str, entry: UserCandidates) -> None:
         if not self.enabled:
@@ -175,7 +180,7 @@ class UserLists:
         """The arrays the entries hold (what their memory grows with)."""
         with self._lock:
             entries = list(self._entries.values())
-        return sum(e.content.nbytes + e.collab.nbytes + e.knn.nbytes
+        return sum(e.content.nbytes + e.collab.nbytes + e.knn.nbytes + e.young.nbytes
                    + (e.user_vector.nbytes if e.user_vector is not None else 0)
                    + (e.kept[0].nbytes + e.kept[1].nbytes if e.kept is not None else 0)
                    for e in entries)

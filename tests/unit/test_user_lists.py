@@ -77,18 +77,22 @@ def test_a_like_reshapes_the_next_answer(tmp_path: Path) -> None:
     assert w.rec.user_lists.stats()["hits"] == 0  # the like made the entry stale
 
 
-def test_a_new_model_makes_every_entry_stale(tmp_path: Path) -> None:
-    w = Counted(tmp_path)
-    liked_topic(w, "ann", 0)
-    w.for_you("ann")
-    model = collab.train([(f"u{k % 3}", f"old-0-{k}", 1.0) for k in range(10)], factors=2,
-                         iterations=2, regularization=0.1)
+def test_a_new_model_finds_only_the_model_part_again(tmp_path: Path) -> None:
+    kept, plain = Counted(tmp_path / "a"), Counted(tmp_path / "b", user_lists_size=0)
+    model = collab.train([(f"u{k % 3}", f"old-{k % 2}-{k}", 1.0) for k in range(10)]
+                         + [("ann", "old-1-3", 1.0)], factors=2, iterations=2,
+                         regularization=0.1)
     assert model is not None
-    w.rec.use_model(model)
-    searched = w.searches
-    w.for_you("ann")
-    assert w.searches > searched
-    assert w.rec.user_lists.stats()["hits"] == 0
+    for w in (kept, plain):
+        liked_topic(w, "ann", 0)
+    kept.for_you("ann")
+    for w in (kept, plain):
+        w.rec.use_model(model)
+    searched = kept.searches
+    assert kept.for_you("ann") == plain.for_you("ann")  # its answer, the new model's
+    assert kept.searches - searched <= 1  # at most the new-item search: content was read
+    entry = kept.rec.user_lists.get("ann", kept.rec.user_stamp("ann"), kept.table.version)
+    assert entry is not None and entry.user_vector is not None and len(entry.collab)
 
 
 def test_a_filtered_request_searches_and_keeps_nothing(tmp_path: Path) -> None:
