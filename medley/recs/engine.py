@@ -390,8 +390,8 @@ class Recommender:
         holds (the taste is then given the folded-in vector it was found with; under a newer
         model, its model's part is found again), else found now, and kept when `reuse` (a
         request without filters of its own)."""
-        if not reuse or not user_id:
-            return self.find_personal(taste, consumed, flt, ())
+        if not reuse or not user_id:  # nothing kept: the request scores its own pool
+            return self.find_personal(taste, consumed, flt, (), keep=False)
         stamp = self.user_stamp(user_id)
         entry = self.user_lists.get(user_id, stamp, self.table.version)
         if entry is None:
@@ -405,17 +405,19 @@ class Recommender:
         return entry
 
     def find_personal(self, taste: Taste, consumed: set[str], flt: Where,
-                      stamp: Hashable, *, ahead: bool = False) -> UserCandidates:
+                      stamp: Hashable, *, ahead: bool = False, keep: bool = True
+                      ) -> UserCandidates:
         """Search the personal sources for this taste: content (the index), the
         collaborative model's top items, the ranker's item-to-item neighbours. `ahead`:
-        background work, ahead of the user's request."""
+        background work, ahead of the user's request; `keep`: an entry to keep (with the
+        personal features of its candidates)."""
         c = self.s.candidates_per_source
         version, found_at = self.table.version, self.user_lists.clock()  # before: a change
         content = user_lists.EMPTY  # meanwhile makes it the older
         if taste.vector is not None:
             content = self._rows_of([i for i, _ in self.search(FUSED, taste.vector, c, flt)])
         young = user_lists.EMPTY
-        if ahead and taste.vector is not None and self._ranks():
+        if ahead and keep and taste.vector is not None and self._ranks():
             # Ahead of a request the new items matching the taste are searched too, for the
             # personal features kept (`_with_model`).
             now = self.clock()
@@ -423,7 +425,7 @@ class Recommender:
             young = self._rows_of([i for i, _ in self.search(FUSED, taste.vector, c, within)])
         entry = UserCandidates(stamp, version, found_at, content, user_lists.EMPTY,
                                user_lists.EMPTY, None, None, -1, young)
-        return self._with_model(entry, taste, consumed)
+        return self._with_model(entry, taste, consumed, keep)
 
     def _ranks(self) -> bool:
         """Whether `score` uses the learned ranker (its features are what an entry keeps)."""
@@ -431,8 +433,8 @@ class Recommender:
         ranker = collab.ranker if collab is not None and self.use_ranker else None
         return ranker is not None and tuple(ranker.names) == features.NAMES
 
-    def _with_model(self, entry: UserCandidates, taste: Taste, consumed: set[str]
-                    ) -> UserCandidates:
+    def _with_model(self, entry: UserCandidates, taste: Taste, consumed: set[str],
+                    keep: bool = True) -> UserCandidates:
         """The entry's model part found under the served model: the collaborative and
         item-to-item candidates, the folded-in vector and, where the ranker scores, the
         personal features kept. The content part stays: the same taste, the same view (a
@@ -450,7 +452,7 @@ class Recommender:
             history = [self.table.ids[r] for r in taste.liked_rows]
             knn_rows = self._rows_of(item_knn.top(history, c // 2, consumed))
         kept = None
-        if self._ranks():
+        if keep and self._ranks():
             # With the other candidates a request is likely to find: trending and popular
             # items move slowly; what a request finds beyond these it computes itself.
             old = entry.kept[0] if entry.kept is not None else user_lists.EMPTY
