@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import compress, repeat
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,6 +27,9 @@ from medley.recs.predicted import Predicted
 from medley.recs.ranking import BlendWeights, behaviour_weight, blend, interleave, mmr, place_pins
 from medley.recs.signals import Priors, SearchFn, Taste, taste_of
 from medley.recs.user_lists import UserCandidates, UserLists
+
+if TYPE_CHECKING:
+    from medley.recs.ranker import Ranker
 
 LIKED_WEIGHT = 3.0  # a stated liked item counts as a like
 EXPLORE_POOL = 300  # newest in-grace items (and fastest movers) considered for exploration
@@ -146,11 +150,14 @@ class Recommender:
         """The served ranker's item-to-item weights, a candidate source of its own: the items
         that follow what the user engaged with lately, which ALS's and content's top items
         miss. Only where the ranker scores them (the hand blend has no term for them)."""
-        collab = self.collab
+        ranker = self._ranker(self.collab)
+        return ranker.knn if ranker is not None else None
+
+    def _ranker(self, collab: CollabModel | None) -> Ranker | None:
+        """The model's learned ranker, where `score` uses it: this recommender ranks with it
+        and its features are this code's (`features.NAMES`); else None (the hand blend)."""
         ranker = collab.ranker if collab is not None and self.use_ranker else None
-        if ranker is None or tuple(ranker.names) != features.NAMES:
-            return None
-        return ranker.knn
+        return ranker if ranker is not None and tuple(ranker.names) == features.NAMES else None
 
     def _signals(self, taste: Taste, collab: CollabModel | None) -> features.UserSignals:
         return features.UserSignals(taste.vector, self.user_vector(taste, collab),
@@ -170,8 +177,8 @@ class Recommender:
         if prefs is not None and prefs.text_vector is not None:
             stated = self._block_cos(self.table.vectors_of(self.table.rows(ids), FOR_YOU),
                                      "text", prefs.text_vector)
-        ranker = collab.ranker if collab is not None and self.use_ranker else None
-        if ranker is not None and tuple(ranker.names) == features.NAMES:
+        ranker = self._ranker(collab)
+        if ranker is not None:
             user = self._signals(taste, collab)
             x = features.compute(self.table, self.behavior, collab, self.predicted, now, user,
                                  ids, FOR_YOU, ranker.knn, kept)
@@ -429,9 +436,7 @@ class Recommender:
 
     def _ranks(self) -> bool:
         """Whether `score` uses the learned ranker (its features are what an entry keeps)."""
-        collab = self.collab
-        ranker = collab.ranker if collab is not None and self.use_ranker else None
-        return ranker is not None and tuple(ranker.names) == features.NAMES
+        return self._ranker(self.collab) is not None
 
     def _with_model(self, entry: UserCandidates, taste: Taste, consumed: set[str],
                     keep: bool = True) -> UserCandidates:
