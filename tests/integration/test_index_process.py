@@ -118,7 +118,7 @@ def test_a_serving_app_answers_through_the_index_process(tmp_path: Path,
                                                        tiny_clip: dict[str, Any]) -> None:
     """The default deployment: uploaded items are indexed and searched through the child,
     and /healthz says where the index runs."""
-    from tests.api.conftest import embedded_app, wait_for
+    from tests.api.conftest import embedded_app, serving_caught_up, wait_for
 
     with embedded_app(tmp_path, tiny_clip, index_process=True) as client:
         assert client.get("/healthz").json()["index"]["backend"] == \
@@ -132,7 +132,9 @@ def test_a_serving_app_answers_through_the_index_process(tmp_path: Path,
             ids.append(r.json()["id"])
         for item_id in ids:
             wait_for(client, item_id, timeout=120)
-        # The serving table loads the vectors a moment after "ready" (its next pass).
+        # The serving table takes each item's last vector a moment after "ready" (its next
+        # pass): until then an item may be served from a vector of fewer modalities.
+        wait_until(lambda: serving_caught_up(client), 60)
         wait_until(lambda: not client.get(f"/v1/items/{ids[0]}/similar").json()["fallback"],
                    60)
         similar = client.get(f"/v1/items/{ids[0]}/similar").json()
