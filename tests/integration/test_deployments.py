@@ -264,7 +264,13 @@ def test_two_api_processes_share_the_embedded_index_and_agree_on_answers(
         liked = (ids["Space station"], ["because you liked Rocket launch", "new"])
         deadline = time.monotonic() + 10
         while top(owner) != liked or top(peer) != liked:
-            assert time.monotonic() < deadline, (top(owner), top(peer), ids)
+            # What each process has applied, and its log, should this ever time out again
+            # (it did once in CI, with both processes still unaware of the like).
+            assert time.monotonic() < deadline, (
+                top(owner), top(peer), ids,
+                {role: c.get("/healthz").json()["recommendations"]
+                 for role, c in by_role.items()},
+                (tmp_path / "serve.log").read_text()[-3000:])
             time.sleep(0.3)
         deadline = time.monotonic() + 10
         while answers(owner, recs) != answers(peer, recs):
