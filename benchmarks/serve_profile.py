@@ -147,8 +147,8 @@ def profile_inprocess(data_dir: Path, inputs: dict[str, Any], *, calls: int = CA
         time.sleep(0.1)
     startup["collab_neighbour_lists_s"] = time.perf_counter() - t  # what was left of it
     t = time.perf_counter()  # and every known user's nearline candidates (its idle ticks)
-    while user_lists.fill(rec.user_lists, lambda: list(rec.behavior.users), rec.warm_user,
-                          60.0, rec.personal_walk_key()):
+    while user_lists.fill(rec.user_lists, lambda: list(rec.behavior.users), rec.personal.warm,
+                          60.0, rec.personal.walk_key()):
         pass
     startup["user_lists_s"] = time.perf_counter() - t
     kept = {"users": len(rec.user_lists), "mib": round(rec.user_lists.nbytes() / 2**20, 1)}

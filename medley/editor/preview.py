@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from index.base import FUSED, Where
-from medley.recs.answers import Answer, Preferences
-from medley.recs.engine import SIMILAR, Recommender
+from medley.recs.answers import SIMILAR, Answer, Preferences
+from medley.recs.engine import Recommender
 from medley.recs.items import FusionView, ItemTable
 from medley.recs.signals import SearchFn
 from medley.recs.user_lists import UserLists

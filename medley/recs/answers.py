@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# The surfaces an answer is for, as fusion profiles name them (`FusionView.surfaces`): each may
+# weigh the modalities differently.
+SIMILAR, FOR_YOU = "similar", "recommendations"
+
 
 @dataclass(frozen=True)
 class Scored:

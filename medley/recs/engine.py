@@ -7,7 +7,7 @@ Search lives in `medley.recs.search`; reason wording in `medley.recs.reasons`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import compress, repeat
 from typing import TYPE_CHECKING
@@ -17,12 +17,13 @@ import numpy as np
 from index.base import FUSED, Where
 from medley.config import RankingSettings
 from medley.recs import audience, features, neighbours, reasons, user_lists
-from medley.recs.answers import Answer, Editorial, Preferences, Scored
+from medley.recs.answers import FOR_YOU, SIMILAR, Answer, Editorial, Preferences, Scored
 from medley.recs.behavior import Behavior
 from medley.recs.collab import CollabModel
 from medley.recs.items import ItemTable
 from medley.recs.knn import ItemKnn
 from medley.recs.neighbours import NeighbourLists
+from medley.recs.personal import PersonalSources
 from medley.recs.predicted import Predicted
 from medley.recs.ranking import BlendWeights, behaviour_weight, blend, interleave, mmr, place_pins
 from medley.recs.signals import Priors, SearchFn, Taste, taste_of
@@ -33,8 +34,6 @@ if TYPE_CHECKING:
 
 LIKED_WEIGHT = 3.0  # a stated liked item counts as a like
 EXPLORE_POOL = 300  # newest in-grace items (and fastest movers) considered for exploration
-# Surfaces a fusion profile may weigh differently (`FusionView.surfaces`).
-SIMILAR, FOR_YOU = "similar", "recommendations"
 
 
 @dataclass
@@ -73,9 +72,10 @@ class Recommender:
         # ticks, `neighbours.fill`).
         self.neighbours = NeighbourLists(settings.candidates_per_source)
         # Each user's personal candidates, found ahead of requests (the sync's ticks,
-        # `warm_user`) or by their first request, while their stamps hold.
+        # `personal.warm`) or by their first request, while their stamps hold.
         self.user_lists = UserLists(settings.user_lists_size, settings.user_lists_max_age_s)
-        self._model_serial = 0  # moves with every model served (a user list's stamp)
+        self.personal = PersonalSources(self)
+        self.model_serial = 0  # moves with every model served (a user list's stamp)
         # Requests answered (counted by the service; approximate under threads): the
         # background fill of user lists only asks whether any came since its last tick.
         self.served = 0
@@ -121,7 +121,7 @@ class Recommender:
             else Predicted(model)
         self._collab = model
         self._changes += 1
-        self._model_serial += 1
+        self.model_serial += 1
 
     # --- shared steps -----------------------------------------------------------------------
     def user_taste(self, user_id: str | None, prefs: Preferences | None) -> tuple[Taste, set[str]]:
@@ -146,20 +146,20 @@ class Recommender:
             taste.folded = (collab, collab.fold_in(taste.positives))
         return taste.folded[1]
 
-    def _item_knn(self) -> ItemKnn | None:
+    def item_knn(self) -> ItemKnn | None:
         """The served ranker's item-to-item weights, a candidate source of its own: the items
         that follow what the user engaged with lately, which ALS's and content's top items
         miss. Only where the ranker scores them (the hand blend has no term for them)."""
-        ranker = self._ranker(self.collab)
+        ranker = self.ranker_of(self.collab)
         return ranker.knn if ranker is not None else None
 
-    def _ranker(self, collab: CollabModel | None) -> Ranker | None:
+    def ranker_of(self, collab: CollabModel | None) -> Ranker | None:
         """The model's learned ranker, where `score` uses it: this recommender ranks with it
         and its features are this code's (`features.NAMES`); else None (the hand blend)."""
         ranker = collab.ranker if collab is not None and self.use_ranker else None
         return ranker if ranker is not None and tuple(ranker.names) == features.NAMES else None
 
-    def _signals(self, taste: Taste, collab: CollabModel | None) -> features.UserSignals:
+    def signals(self, taste: Taste, collab: CollabModel | None) -> features.UserSignals:
         return features.UserSignals(taste.vector, self.user_vector(taste, collab),
                                     taste.liked_rows, taste.events,
                                     liked_vectors=taste.liked_vectors,
@@ -177,9 +177,9 @@ class Recommender:
         if prefs is not None and prefs.text_vector is not None:
             stated = self._block_cos(self.table.vectors_of(self.table.rows(ids), FOR_YOU),
                                      "text", prefs.text_vector)
-        ranker = self._ranker(collab)
+        ranker = self.ranker_of(collab)
         if ranker is not None:
-            user = self._signals(taste, collab)
+            user = self.signals(taste, collab)
             x = features.compute(self.table, self.behavior, collab, self.predicted, now, user,
                                  ids, FOR_YOU, ranker.knn, kept)
             if stated is not None:  # what they asked for counts as taste matched
@@ -343,12 +343,12 @@ class Recommender:
             # Without filters of its own the request's personal searches are the user's
             # nearline entry's (`medley.recs.user_lists`): read, not searched, when it holds.
             plain = (where is None or where == Where()) and prefs is None
-            found = self._personal(user_id, taste, consumed, flt, reuse=plain)
-            pool.add(self._kept_rows(found.content, allowed), "content")
+            found = self.personal.get(user_id, taste, consumed, flt, reuse=plain)
+            pool.add(user_lists.ids_of(self.table, found.content, allowed), "content")
             if prefs and prefs.text_vector is not None:
                 pool.add([i for i, _ in self.search("text", prefs.text_vector, c, flt)], "stated")
-            pool.add(self._kept_rows(found.collab, allowed)[:c], "collab")
-            pool.add(self._kept_rows(found.knn, allowed), "knn")
+            pool.add(user_lists.ids_of(self.table, found.collab, allowed)[:c], "collab")
+            pool.add(user_lists.ids_of(self.table, found.knn, allowed), "knn")
             pool.add(self._keep(self.behavior.trending_top(c // 2, context), allowed), "trending")
             pool.add(self._keep(self.behavior.popularity_top(c // 2), allowed), "popular")
             explorers = self._explorers(taste, new, allowed, now)
@@ -380,132 +380,6 @@ class Recommender:
                    explain(i, pool.sources.get(i, set()), i in pinned or self._boosted(i)))
             for i in ranked
         ])
-
-    def user_stamp(self, user_id: str) -> tuple[int, tuple[int | None, str | None]]:
-        """What a user's nearline candidates depend on, the model aside: their events, the
-        view."""
-        user = self.behavior.user(user_id)
-        return (user.events if user else 0, neighbours.view_key(self.table))
-
-    def personal_walk_key(self) -> tuple[int, tuple[int | None, str | None]]:
-        """What every user's nearline entry depends on: a change refinds them all."""
-        return self._model_serial, neighbours.view_key(self.table)
-
-    def _personal(self, user_id: str | None, taste: Taste, consumed: set[str], flt: Where,
-                  *, reuse: bool) -> UserCandidates:
-        """The personal sources' candidates: the user's nearline entry when `reuse` and it
-        holds (the taste is then given the folded-in vector it was found with; under a newer
-        model, its model's part is found again), else found now, and kept when `reuse` (a
-        request without filters of its own)."""
-        if not reuse or not user_id:  # nothing kept: the request scores its own pool
-            return self.find_personal(taste, consumed, flt, (), keep=False)
-        stamp = self.user_stamp(user_id)
-        entry = self.user_lists.get(user_id, stamp, self.table.version)
-        if entry is None:
-            entry = self.find_personal(taste, consumed, flt, stamp)
-            self.user_lists.put(user_id, entry)
-        elif entry.model != self._model_serial:
-            entry = self._with_model(entry, taste, consumed)
-            self.user_lists.put(user_id, entry)
-        elif entry.user_vector is not None and self.collab is not None:
-            taste.folded = (self.collab, entry.user_vector)
-        return entry
-
-    def find_personal(self, taste: Taste, consumed: set[str], flt: Where,
-                      stamp: Hashable, *, ahead: bool = False, keep: bool = True
-                      ) -> UserCandidates:
-        """Search the personal sources for this taste: content (the index), the
-        collaborative model's top items, the ranker's item-to-item neighbours. `ahead`:
-        background work, ahead of the user's request; `keep`: an entry to keep (with the
-        personal features of its candidates)."""
-        c = self.s.candidates_per_source
-        version, found_at = self.table.version, self.user_lists.clock()  # before: a change
-        content = user_lists.EMPTY  # meanwhile makes it the older
-        if taste.vector is not None:
-            content = self._rows_of([i for i, _ in self.search(FUSED, taste.vector, c, flt)])
-        young = user_lists.EMPTY
-        if ahead and keep and taste.vector is not None and self._ranks():
-            # Ahead of a request the new items matching the taste are searched too, for the
-            # personal features kept (`_with_model`).
-            now = self.clock()
-            within = flt.published_within(now - self.s.new_item_max_age_days * 86400, now)
-            young = self._rows_of([i for i, _ in self.search(FUSED, taste.vector, c, within)])
-        entry = UserCandidates(stamp, version, found_at, content, user_lists.EMPTY,
-                               user_lists.EMPTY, None, None, -1, young)
-        return self._with_model(entry, taste, consumed, keep)
-
-    def _ranks(self) -> bool:
-        """Whether `score` uses the learned ranker (its features are what an entry keeps)."""
-        return self._ranker(self.collab) is not None
-
-    def _with_model(self, entry: UserCandidates, taste: Taste, consumed: set[str],
-                    keep: bool = True) -> UserCandidates:
-        """The entry's model part found under the served model: the collaborative and
-        item-to-item candidates, the folded-in vector and, where the ranker scores, the
-        personal features kept. The content part stays: the same taste, the same view (a
-        new model costs each user a product with the model, not index searches)."""
-        c = self.s.candidates_per_source
-        collab = self.collab
-        serial = self._model_serial
-        collab_rows = knn_rows = user_lists.EMPTY
-        uv = self.user_vector(taste, collab)
-        if collab is not None and uv is not None:  # (consumed ones cannot return: stamped)
-            top = collab.top_for_user(uv, c + len(consumed))
-            collab_rows = self._rows_of([i for i in top if i not in consumed])
-        item_knn = self._item_knn()
-        if item_knn is not None and len(taste.liked_rows):
-            history = [self.table.ids[r] for r in taste.liked_rows]
-            knn_rows = self._rows_of(item_knn.top(history, c // 2, consumed))
-        kept = None
-        if keep and self._ranks():
-            # With the other candidates a request is likely to find: trending and popular
-            # items move slowly; what a request finds beyond these it computes itself.
-            old = entry.kept[0] if entry.kept is not None else user_lists.EMPTY
-            rows = np.unique(np.concatenate([
-                entry.content, collab_rows[:c], knn_rows, entry.young,
-                self._rows_of(self.behavior.trending_top(c // 2)),
-                self._rows_of(self.behavior.popularity_top(c // 2))]))
-            user = self._signals(taste, collab)
-            values = np.empty((len(rows), len(features.PERSONAL)), dtype=np.float32)
-            reuse = np.isin(rows, old) if entry.kept is not None else np.zeros(len(rows), bool)
-            if reuse.any():  # their taste products stand; only the model's are new
-                assert entry.kept is not None
-                at = np.searchsorted(old, rows[reuse])
-                values[reuse] = entry.kept[1][at]
-                values[reuse, 2:] = features.personal_model(self.table, collab, user,
-                                                            rows[reuse])
-            if (~reuse).any():
-                values[~reuse] = features.personal(self.table, collab, user, rows[~reuse],
-                                                   FOR_YOU)
-            kept = (rows, values)
-        return replace(entry, model=serial, collab=collab_rows, knn=knn_rows,
-                       user_vector=uv if collab is not None else None, kept=kept)
-
-    def warm_user(self, user_id: str) -> bool:
-        """Find a user's nearline candidates ahead of their request (background work), or
-        only their model part under a newer model; False when their entry still holds."""
-        stamp = self.user_stamp(user_id)
-        entry = self.user_lists.peek(user_id, stamp, self.table.version)
-        if entry is not None and entry.model == self._model_serial:
-            return False
-        taste, consumed = self.user_taste(user_id, None)
-        if entry is not None:
-            self.user_lists.put(user_id, self._with_model(entry, taste, consumed))
-        else:
-            self.user_lists.put(user_id, self.find_personal(
-                taste, consumed, self.filters(None, None, consumed), stamp, ahead=True))
-        return True
-
-    def _rows_of(self, ids: Sequence[str]) -> np.ndarray:
-        rows = self.table.rows(ids)
-        return rows[rows >= 0].astype(np.int32)
-
-    def _kept_rows(self, rows: np.ndarray, allowed: np.ndarray) -> list[str]:
-        """`_keep` for table rows: the ids of those that pass `allowed`."""
-        ok = rows < len(allowed)
-        ok[ok] = allowed[rows[ok]]
-        ids = self.table.ids
-        return [ids[r] for r in rows[ok].tolist()]
 
     def _matching(self, taste: Taste, young: Where, allowed: np.ndarray, limit: int,
                   now: float, *, capped: bool = False) -> list[str]:

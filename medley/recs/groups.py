@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from medley.recs import features, ranker, topk
+from medley.recs.answers import FOR_YOU
 from medley.recs.behavior import Behavior
 from medley.recs.collab import CollabModel
 from medley.recs.items import ItemTable
@@ -15,7 +16,6 @@ from medley.recs.knn import ItemKnn
 from medley.recs.predicted import Predicted
 from medley.recs.signals import taste_of
 
-FOR_YOU = "recommendations"
 MAX_SKIP_SCAN = 1000  # consumed items a candidate scan looks past, at most
 ITEM_BLOCK = 20_000  # catalog rows per block of a scan (bounds memory at any catalog size)
 

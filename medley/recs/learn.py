@@ -29,6 +29,7 @@ import numpy as np
 
 from medley.config import RecommendationSettings
 from medley.recs import coldcheck, features, fitting, groups, knn, ranker
+from medley.recs.answers import FOR_YOU
 from medley.recs.behavior import Behavior
 from medley.recs.collab import CollabModel
 from medley.recs.events import Event, EventType
@@ -60,7 +61,6 @@ MAX_USERS = 2000  # users the ranker trains on (seeded sample): enough, and boun
 # MovieLens (610 users, at most ~3,000 groups) keeps all five.
 MAX_GROUPS = 2 * MAX_USERS
 DROPOUT = 0.25  # share of candidate rows shown as brand-new items
-FOR_YOU = "recommendations"
 MAX_USER_SKIP = 50  # popular items a user may already have consumed
 USER_BATCH = 512  # users scored together in one pass over the catalog
 

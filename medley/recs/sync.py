@@ -653,8 +653,9 @@ class RecSync:
         busy = self.rec.served != self._served_seen
         self._served_seen = self.rec.served
         return user_lists.fill(self.rec.user_lists, lambda: list(self.behavior.users),
-                               self.rec.warm_user, USER_LISTS_BUSY_S if busy else USER_LISTS_IDLE_S,
-                               self.rec.personal_walk_key())
+                               self.rec.personal.warm,
+                               USER_LISTS_BUSY_S if busy else USER_LISTS_IDLE_S,
+                               self.rec.personal.walk_key())
 
     def warm_priors(self) -> None:
         """New items first, then whatever requests found without a prior."""

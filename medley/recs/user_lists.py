@@ -29,12 +29,16 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from index.base import IndexUnavailable
+
+if TYPE_CHECKING:
+    from medley.recs.items import ItemTable
 
 EMPTY = np.zeros(0, dtype=np.int32)
 
@@ -43,7 +47,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class UserCandidates:
-    stamp: Hashable  # (the user's events, the fusion view): see `Recommender.user_stamp`
+    stamp: Hashable  # (the user's events, the fusion view): see `PersonalSources.stamp`
     table_version: int  # the catalog they were found under
     found_at: float  # monotonic seconds
     content: np.ndarray  # table rows, best first; the user's consumed items already left out
@@ -211,3 +215,18 @@ def fill(lists: UserLists, known: Callable[[], list[str]], warm: Callable[[str],
         if len(users) < batch:  # nothing more due
             break
     return done
+
+
+def rows_of(table: ItemTable, ids: Sequence[str]) -> np.ndarray:
+    """The table rows of the ids it holds, as an entry keeps them."""
+    rows = table.rows(ids)
+    return rows[rows >= 0].astype(np.int32)
+
+
+def ids_of(table: ItemTable, rows: np.ndarray, allowed: np.ndarray) -> list[str]:
+    """The ids of an entry's rows that pass a request's `allowed` mask, in their order (a row
+    past the mask is an item added since the mask was built: not allowed)."""
+    ok = rows < len(allowed)
+    ok[ok] = allowed[rows[ok]]
+    ids = table.ids
+    return [ids[r] for r in rows[ok].tolist()]

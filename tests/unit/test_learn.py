@@ -195,7 +195,7 @@ def test_a_users_kept_features_rank_as_the_request_would_find_them(trained) -> N
         if k % 2:
             recs[0].for_user(user, 10, None, None)
         else:
-            assert recs[0].warm_user(user)
+            assert recs[0].personal.warm(user)
     for served_again in (False, True):  # and under a newer model: its part found again
         if served_again:
             for rec in recs:
@@ -206,7 +206,7 @@ def test_a_users_kept_features_rank_as_the_request_would_find_them(trained) -> N
             assert np.allclose([s.score for s in kept.items], [s.score for s in plain.items],
                                atol=1e-5)
     assert recs[0].user_lists.stats()["hits"] == 2 * len(users)
-    entry = recs[0].user_lists.get(users[0], recs[0].user_stamp(users[0]), table.version)
+    entry = recs[0].user_lists.get(users[0], recs[0].personal.stamp(users[0]), table.version)
     assert entry is not None and entry.kept is not None and len(entry.kept[0]) > 0
 
 

@@ -91,7 +91,7 @@ def test_a_new_model_finds_only_the_model_part_again(tmp_path: Path) -> None:
     searched = kept.searches
     assert kept.for_you("ann") == plain.for_you("ann")  # its answer, the new model's
     assert kept.searches - searched <= 1  # at most the new-item search: content was read
-    entry = kept.rec.user_lists.get("ann", kept.rec.user_stamp("ann"), kept.table.version)
+    entry = kept.rec.user_lists.get("ann", kept.rec.personal.stamp("ann"), kept.table.version)
     assert entry is not None and entry.user_vector is not None and len(entry.collab)
 
 
@@ -123,8 +123,8 @@ def test_an_erased_user_leaves_nothing_behind(tmp_path: Path) -> None:
         liked_topic(w, user, 0)
         w.for_you(user)
     assert w.rec.user_lists.forget(lambda u: u == "ann") == 1
-    stamp = w.rec.user_stamp("bob")
-    assert w.rec.user_lists.get("ann", w.rec.user_stamp("ann"), w.table.version) is None
+    stamp = w.rec.personal.stamp("bob")
+    assert w.rec.user_lists.get("ann", w.rec.personal.stamp("ann"), w.table.version) is None
     assert w.rec.user_lists.get("bob", stamp, w.table.version) is not None
 
 
@@ -138,10 +138,10 @@ def test_the_fill_finds_users_with_new_events_first_then_walks_the_rest(tmp_path
 
     def warm(u: str) -> bool:
         order.append(u)
-        return w.rec.warm_user(u)
+        return w.rec.personal.warm(u)
 
     known = lambda: list(w.behavior.users)  # noqa: E731
-    key = w.rec.personal_walk_key()
+    key = w.rec.personal.walk_key()
     assert user_lists.fill(lists, known, warm, 1.0, key, batch=2) == 3
     assert order[0] == "bob" and sorted(order) == ["ann", "bob", "bob", "cat"]
     searched = w.searches
