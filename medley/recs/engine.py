@@ -333,17 +333,22 @@ class Recommender:
         if cap is not None:  # a behaviour filter: the index cannot apply it, every source can
             allowed &= self.behavior.audience_by_row(self.table.row, len(allowed)) <= cap
         c = self.s.candidates_per_source
-        young = flt.published_within(now - self.s.new_item_max_age_days * 86400, now)
+        young = self.personal.window(flt, now)
         pool = Pool([])
         explorers: list[str] = []
         found: UserCandidates | None = None
-        new = self._matching(taste, young, allowed, c, now, capped=cap is not None)
-        pool.add(new, "new")
         if not only_new:
             # Without filters of its own the request's personal searches are the user's
-            # nearline entry's (`medley.recs.user_lists`): read, not searched, when it holds.
+            # nearline entry's (`medley.recs.personal`): read, not searched, when it holds.
             plain = (where is None or where == Where()) and prefs is None
             found = self.personal.get(user_id, taste, consumed, flt, reuse=plain)
+        if found is not None and found.young is not None and cap is None:
+            new = self.personal.young(found, taste, young, allowed, c)
+        else:
+            new = self._matching(taste, young, allowed, c, now, capped=cap is not None)
+        pool.add(new, "new")
+        if not only_new:
+            assert found is not None
             pool.add(user_lists.ids_of(self.table, found.content, allowed), "content")
             if prefs and prefs.text_vector is not None:
                 pool.add([i for i, _ in self.search("text", prefs.text_vector, c, flt)], "stated")

@@ -126,6 +126,9 @@ class ItemTable:
         self.age = np.full(capacity, UNRATED_AGE, dtype=np.int16)
         self.published = np.zeros(capacity, dtype=np.float64)
         self.created = np.zeros(capacity, dtype=np.float64)
+        # The version each row was last written at: what a user's nearline entry, found at an
+        # older version, has not seen (`changed_since`). Not saved: a mapped row counts as old.
+        self.written = np.zeros(capacity, dtype=np.int64)
         # Running sums of each modality's unit blocks over the live items that have it: the
         # catalog mean that centred similarity subtracts stays current as items come and go.
         self._block_sum = np.zeros(self.dim, dtype=np.float64)
@@ -168,11 +171,13 @@ class ItemTable:
                     self.tag_rows.setdefault(tag, set()).add(r)
             self._block_sum = np.asarray(block_sum, dtype=np.float64).copy()
             self._block_count = np.asarray(block_count, dtype=np.int64).copy()
+            self.written = np.zeros(len(self.units), dtype=np.int64)
             self.version += 1
 
     def _grow(self) -> None:
         n = len(self.units) * 2
-        for name in ("units", "present", "bits", "alive", "age", "published", "created"):
+        for name in ("units", "present", "bits", "alive", "age", "published", "created",
+                     "written"):
             old = getattr(self, name)
             new = np.zeros((n, *old.shape[1:]), dtype=old.dtype)
             new[: len(old)] = old
@@ -208,6 +213,7 @@ class ItemTable:
             for tag in info.tags:
                 self.tag_rows.setdefault(tag, set()).add(r)
             self.info[r] = info
+            self.written[r] = self.version
             self.alive[r] = True
             self.age[r] = UNRATED_AGE if info.age_min is None else info.age_min
             self.published[r] = info.published_ts or info.created_ts
@@ -252,6 +258,10 @@ class ItemTable:
         return out
 
     # --- reading ----------------------------------------------------------------------------
+    def changed_since(self, version: int) -> np.ndarray:
+        """Rows written after the table was at `version` (~0.1 ms at 100k items)."""
+        return np.flatnonzero(self.written[: len(self.ids)] > version)
+
     def get(self, item_id: str) -> ItemInfo | None:
         r = self.row.get(item_id)
         return self.info[r] if r is not None and self.alive[r] else None

@@ -73,14 +73,39 @@ class PersonalSources:
             rec.user_lists.put(user_id, self._with_model(entry, taste, consumed))
         else:
             rec.user_lists.put(user_id, self.find(
-                taste, consumed, rec.filters(None, None, consumed), stamp, ahead=True))
+                taste, consumed, rec.filters(None, None, consumed), stamp))
         return True
 
+    def window(self, flt: Where, now: float) -> Where:
+        """`flt` narrowed to the items new at `now` (published within the new-item age)."""
+        return flt.published_within(now - self.rec.s.new_item_max_age_days * 86400, now)
+
+    def young(self, entry: UserCandidates, taste: Taste, window: Where, allowed: np.ndarray,
+              limit: int) -> list[str]:
+        """The new items matching the taste, from the entry: those it found, and those
+        written or released since (scanned here: a newly indexed item is recommendable at
+        once), as they pass `window` and `allowed` now, best match first. What the index
+        search of `Recommender._matching` finds, without the search; an entry that outlives
+        a catalog change does so for at most `UserLists.max_age_s`."""
+        assert entry.young is not None and taste.vector is not None
+        table = self.rec.table
+        published = table.published[: len(table.ids)]
+        released = np.flatnonzero((published > entry.young_at)
+                                  & (published <= (window.published_to or entry.young_at)))
+        rows = np.union1d(np.union1d(entry.young, table.changed_since(entry.table_version)),
+                          released)
+        rows = rows[table.admits(rows, window, need_vector=True)]
+        rows = rows[allowed[rows]] if len(rows) else rows
+        if len(rows) == 0:
+            return []
+        near = table.dots(rows, taste.vector, FOR_YOU)[:, 0]
+        best = rows[np.argsort(-near, kind="stable")[:limit]]
+        return [table.ids[r] for r in best.tolist()]
+
     def find(self, taste: Taste, consumed: set[str], flt: Where, stamp: Hashable, *,
-             ahead: bool = False, keep: bool = True) -> UserCandidates:
-        """Search the personal sources for this taste. `ahead`: background work, ahead of
-        the user's request; `keep`: an entry to keep (with the personal features of its
-        candidates)."""
+             keep: bool = True) -> UserCandidates:
+        """Search the personal sources for this taste. `keep`: an entry to keep (with the
+        new items matching the taste, and the personal features of its candidates)."""
         rec = self.rec
         c = rec.s.candidates_per_source
         # Read before searching: a change meanwhile makes the entry the older.
@@ -88,15 +113,12 @@ class PersonalSources:
         content = EMPTY
         if taste.vector is not None:
             content = self._rows([i for i, _ in rec.search(FUSED, taste.vector, c, flt)])
-        young = EMPTY
-        if ahead and keep and taste.vector is not None and self._ranks():
-            # Ahead of a request the new items matching the taste are searched too, for the
-            # personal features kept (`_with_model`).
-            now = rec.clock()
-            within = flt.published_within(now - rec.s.new_item_max_age_days * 86400, now)
-            young = self._rows([i for i, _ in rec.search(FUSED, taste.vector, c, within)])
-        entry = UserCandidates(stamp, version, found_at, content, EMPTY, EMPTY, None, None, -1,
-                               young)
+        young, now = None, rec.clock()
+        if keep and taste.vector is not None:  # the request's "new" source (`young`)
+            young = self._rows([i for i, _ in rec.search(FUSED, taste.vector, c,
+                                                         self.window(flt, now))])
+        entry = UserCandidates(stamp, version, found_at, content, EMPTY, EMPTY, None,
+                               young=young, young_at=now)
         return self._with_model(entry, taste, consumed, keep)
 
     def _ranks(self) -> bool:
@@ -126,7 +148,8 @@ class PersonalSources:
             # With the other candidates a request is likely to find: trending and popular
             # items move slowly; what a request finds beyond these it computes itself.
             rows = np.unique(np.concatenate([
-                entry.content, collab_rows[:c], knn_rows, entry.young,
+                entry.content, collab_rows[:c], knn_rows,
+                entry.young if entry.young is not None else EMPTY,
                 self._rows(rec.behavior.trending_top(c // 2)),
                 self._rows(rec.behavior.popularity_top(c // 2))]))
             kept = (rows, self._features(entry, taste, rows))

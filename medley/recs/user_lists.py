@@ -30,7 +30,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -55,13 +55,15 @@ class UserCandidates:
     knn: np.ndarray  # table rows, best first; consumed ones left out
     user_vector: np.ndarray | None  # the folded-in collaborative vector they were found with
     # Where the learned ranker scores: (sorted rows, their `features.PERSONAL` columns) for the
-    # candidates above and those a request is likely to find besides (trending, popular and,
-    # found ahead, new items matching the taste), so a request computes those columns only for
-    # candidates it finds beyond them.
+    # candidates above and those a request is likely to find besides (trending, popular, the
+    # new items matching the taste), so a request computes those columns only for candidates
+    # it finds beyond them.
     kept: tuple[np.ndarray, np.ndarray] | None = None
     model: int = -1  # the model (`Recommender` serial) the model part was found under
-    # new items matching the taste, found ahead (for `kept` only)
-    young: np.ndarray = field(default_factory=lambda: EMPTY)
+    # New items matching the taste (table rows, best first; None: not searched). A request
+    # takes these plus the rows written since `table_version` (`PersonalSources.young`).
+    young: np.ndarray | None = None
+    young_at: float = 0.0  # the clock (`Recommender.clock`) when they were searched
 
 
 class UserLists:
@@ -184,7 +186,8 @@ class UserLists:
         """The arrays the entries hold (what their memory grows with)."""
         with self._lock:
             entries = list(self._entries.values())
-        return sum(e.content.nbytes + e.collab.nbytes + e.knn.nbytes + e.young.nbytes
+        return sum(e.content.nbytes + e.collab.nbytes + e.knn.nbytes
+                   + (e.young.nbytes if e.young is not None else 0)
                    + (e.user_vector.nbytes if e.user_vector is not None else 0)
                    + (e.kept[0].nbytes + e.kept[1].nbytes if e.kept is not None else 0)
                    for e in entries)

@@ -197,3 +197,37 @@ def test_views_are_counted_as_events(tmp_path: Path) -> None:
     w.act("ann", "old-0-7", EventType.VIEW)  # consumed: must leave the candidates
     assert "old-0-7" not in w.for_you("ann")
     assert w.rec.user_lists.stats()["hits"] == 0
+
+
+def test_a_new_item_joins_the_new_source_at_once_without_a_search(tmp_path: Path) -> None:
+    kept, plain = Counted(tmp_path / "a"), Counted(tmp_path / "b", user_lists_size=0)
+    for w in (kept, plain):
+        liked_topic(w, "ann", 0)
+        w.add("new-0-a", 0, age_days=1)
+        w.for_you("ann")
+        w.add("new-0-b", 0, age_days=0)  # indexed after ann's entry was found
+    searched = kept.searches
+    got = kept.rec.for_user("ann", 10, None, None).items
+    assert kept.searches == searched  # every source read from the entry
+    assert {"new-0-a", "new-0-b"} <= {s.item_id for s in got}
+    assert "new" in next(s for s in got if s.item_id == "new-0-b").reasons
+    assert [s.item_id for s in got] == plain.for_you("ann")  # as the searches find it
+
+
+def test_a_scheduled_release_joins_the_new_source_when_it_comes_out(tmp_path: Path) -> None:
+    w = Counted(tmp_path)
+    liked_topic(w, "ann", 0)
+    w.add("premiere", 0, age_days=0, published_days=-1)  # out tomorrow
+    w.for_you("ann")
+
+    def new_source() -> list[str]:
+        entry = w.rec.user_lists.peek("ann", w.rec.personal.stamp("ann"), w.table.version)
+        assert entry is not None  # nothing but the clock moved: the entry still holds
+        taste, consumed = w.rec.user_taste("ann", None)
+        flt = w.rec.filters(None, None, consumed)
+        return w.rec.personal.young(entry, taste, w.rec.personal.window(flt, w.clock),
+                                    w.table.mask(flt, need_vector=True), 10)
+
+    assert "premiere" not in new_source()
+    w.clock += 2 * 86400
+    assert "premiere" in new_source()
