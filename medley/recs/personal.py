@@ -98,7 +98,7 @@ class PersonalSources:
         rows = rows[allowed[rows]] if len(rows) else rows
         if len(rows) == 0:
             return []
-        near = table.dots(rows, taste.vector, FOR_YOU)[:, 0]
+        near = table.dots(rows, taste.vector)[:, 0]  # the fused vectors, as the index has them
         best = rows[np.argsort(-near, kind="stable")[:limit]]
         return [table.ids[r] for r in best.tolist()]
 
