@@ -337,14 +337,16 @@ class Recommender:
         pool = Pool([])
         explorers: list[str] = []
         found: UserCandidates | None = None
+        # Without filters of its own the request's personal searches are the user's nearline
+        # entry's (`medley.recs.personal`): read, not searched, when it holds (new-items only
+        # reads one, its new-item matches; for-you finds and keeps it).
+        plain = (where is None or where == Where()) and prefs is None
         if not only_new:
-            # Without filters of its own the request's personal searches are the user's
-            # nearline entry's (`medley.recs.personal`): read, not searched, when it holds.
-            plain = (where is None or where == Where()) and prefs is None
             found = self.personal.get(user_id, taste, consumed, flt, reuse=plain)
-        if found is not None and found.young is not None and cap is None:
-            new = self.personal.young(found, taste, young, allowed, c)
-        else:
+        elif plain:
+            found = self.personal.held(user_id)
+        new = self.personal.young(found, taste, young, allowed, c) if found else None
+        if new is None:
             new = self._matching(taste, young, allowed, c, now, capped=cap is not None)
         pool.add(new, "new")
         if not only_new:

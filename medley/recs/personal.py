@@ -80,14 +80,24 @@ class PersonalSources:
         """`flt` narrowed to the items new at `now` (published within the new-item age)."""
         return flt.published_within(now - self.rec.s.new_item_max_age_days * 86400, now)
 
+    def held(self, user_id: str | None) -> UserCandidates | None:
+        """The user's entry if it holds, under any model (its new-item matches do not depend
+        on one); nothing is found when it does not."""
+        if not user_id:
+            return None
+        return self.rec.user_lists.get(user_id, self.stamp(user_id), self.rec.table.version)
+
     def young(self, entry: UserCandidates, taste: Taste, window: Where, allowed: np.ndarray,
-              limit: int) -> list[str]:
+              limit: int) -> list[str] | None:
         """The new items matching the taste, from the entry: those it found, and those
         written or released since (scanned here: a newly indexed item is recommendable at
         once), as they pass `window` and `allowed` now, best match first. What the index
         search of `Recommender._matching` finds, without the search; an entry that outlives
-        a catalog change does so for at most `UserLists.max_age_s`."""
-        assert entry.young is not None and taste.vector is not None
+        a catalog change does so for at most `UserLists.max_age_s`. None: the entry cannot
+        say (it has none, or fewer than half of a full list pass now: an audience cap its
+        search did not apply, or its items aged out of the window); the request searches."""
+        if entry.young is None or taste.vector is None:
+            return None
         table = self.rec.table
         published = table.published[: len(table.ids)]
         released = np.flatnonzero((published > entry.young_at)
@@ -95,7 +105,10 @@ class PersonalSources:
         rows = np.union1d(np.union1d(entry.young, table.changed_since(entry.table_version)),
                           released)
         rows = rows[table.admits(rows, window, need_vector=True)]
-        rows = rows[allowed[rows]] if len(rows) else rows
+        rows = rows[rows < len(allowed)]  # a row added since the mask was built: next time
+        rows = rows[allowed[rows]]
+        if len(rows) < limit // 2 <= len(entry.young):
+            return None
         if len(rows) == 0:
             return []
         near = table.dots(rows, taste.vector)[:, 0]  # the fused vectors, as the index has them

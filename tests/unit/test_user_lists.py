@@ -231,3 +231,35 @@ def test_a_scheduled_release_joins_the_new_source_when_it_comes_out(tmp_path: Pa
     assert "premiere" not in new_source()
     w.clock += 2 * 86400
     assert "premiere" in new_source()
+
+
+def new_items(w: Counted, user: str, cap: int | None = None) -> list[str]:
+    return [s.item_id for s in w.rec.for_user(user, 10, None, None, only_new=True,
+                                              max_audience=cap).items]
+
+
+def test_new_items_read_a_held_entry_and_search_when_the_cap_leaves_too_few(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from medley.recs import behavior
+
+    monkeypatch.setattr(behavior, "TOP_REFRESH_S", 0.0)  # the audience mask, rebuilt at once
+    kept, plain = (Counted(tmp_path / "a", candidates_per_source=4),
+                   Counted(tmp_path / "b", candidates_per_source=4, user_lists_size=0))
+    for w in (kept, plain):
+        liked_topic(w, "ann", 0)
+        for k in range(7):
+            w.add(f"new-{k}", 0, age_days=1)
+        w.for_you("ann")  # ann's entry keeps her four best new matches
+    searched = kept.searches
+    assert new_items(kept, "ann") == new_items(plain, "ann")
+    assert kept.searches == searched  # read from the entry
+    entry = kept.rec.personal.held("ann")
+    assert entry is not None and entry.young is not None and len(entry.young) == 4
+    for w in (kept, plain):  # three of those four find an audience
+        for r in entry.young[:3].tolist():
+            for u in range(3):
+                w.act(f"fan-{u}", kept.table.ids[r])
+        w.behavior.audience_by_row(w.table.row, len(w.table.ids), refresh=True)  # the sync's
+    got = new_items(kept, "ann", cap=0)
+    assert kept.searches > searched  # one of four passed the cap: searched under it
+    assert got == new_items(plain, "ann", cap=0) and len(got) == 4  # 7 new, 3 capped
