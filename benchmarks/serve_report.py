@@ -82,9 +82,10 @@ def limits(data: dict[str, Any]) -> list[str]:
         if base and w["concurrency"] == TARGET_CLIENTS:
             env = " ".join(f"{k}={v}" for k, v in data["whatif"]["env"].items())
             out.append(f"What-if `{env}` (server restarted with only that setting changed), "
-                       f"`{w['endpoint']}` at {TARGET_CLIENTS} clients: p95 {base['p95_ms']} -> "
-                       f"{w['p95_ms']} ms, {base['rps']} -> {w['rps']} req/s, server "
-                       f"{base['server_cpu_cores']} -> {w['server_cpu_cores']} cores.")
+                       f"`{w['endpoint']}` at {TARGET_CLIENTS} clients, as shipped against "
+                       f"with that setting: p95 {base['p95_ms']} against {w['p95_ms']} ms, "
+                       f"{base['rps']} against {w['rps']} req/s, server "
+                       f"{base['server_cpu_cores']} against {w['server_cpu_cores']} cores.")
     tick = prof.get("idle_tick")
     if tick:
         stages = ", ".join(f"{k[:-3]} {v} ms" for k, v in tick.items()
