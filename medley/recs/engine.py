@@ -326,6 +326,12 @@ class Recommender:
         """For-you (or, `only_new`, new items) for a user. `max_audience`: only items at most
         that many distinct users engaged with (new items default to the setting)."""
         now = self.clock()
+        # Without filters of its own the request's personal searches are the user's nearline
+        # entry's (`medley.recs.personal`): read, not searched, when it holds. Its stamp is
+        # read before the taste: an event landing in between leaves the entry found here
+        # stamped older than its taste, so the next request finds it again.
+        plain = (where is None or where == Where()) and prefs is None
+        stamp = self.personal.stamp(user_id) if plain and user_id else None
         taste, consumed = self.user_taste(user_id, prefs)
         flt = self.filters(where, prefs, consumed)
         allowed = self.table.mask(flt, need_vector=True)  # once per request: ~1 ms at 100k
@@ -337,14 +343,10 @@ class Recommender:
         pool = Pool([])
         explorers: list[str] = []
         found: UserCandidates | None = None
-        # Without filters of its own the request's personal searches are the user's nearline
-        # entry's (`medley.recs.personal`): read, not searched, when it holds (new-items only
-        # reads one, its new-item matches; for-you finds and keeps it).
-        plain = (where is None or where == Where()) and prefs is None
         if not only_new:
-            found = self.personal.get(user_id, taste, consumed, flt, reuse=plain)
-        elif plain:
-            found = self.personal.held(user_id)
+            found = self.personal.get(user_id, taste, consumed, flt, stamp)
+        elif stamp is not None:  # new-items only reads an entry (its new-item matches)
+            found = self.personal.held(user_id, stamp)
         new = self.personal.young(found, taste, young, allowed, c) if found else None
         if new is None:
             new = self._matching(taste, young, allowed, c, now, capped=cap is not None)

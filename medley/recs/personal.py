@@ -40,15 +40,15 @@ class PersonalSources:
         return self.rec.model_serial, neighbours.view_key(self.rec.table)
 
     def get(self, user_id: str | None, taste: Taste, consumed: set[str], flt: Where,
-            *, reuse: bool) -> UserCandidates:
-        """The personal sources' candidates: the user's entry when `reuse` and it holds (the
-        taste is then given the folded-in vector it was found with; under a newer model, its
-        model's part is found again), else found now, and kept when `reuse` (a request
-        without filters of its own)."""
+            stamp: Hashable | None) -> UserCandidates:
+        """The personal sources' candidates: the user's entry when it holds under `stamp`
+        (the taste is then given the folded-in vector it was found with; under a newer model,
+        its model's part is found again), else found now and kept under `stamp`. `stamp`:
+        the user's, read before their taste; None for a request with filters of its own
+        (found, not kept)."""
         rec = self.rec
-        if not reuse or not user_id:  # nothing kept: the request scores its own pool
+        if stamp is None or not user_id:  # nothing kept: the request scores its own pool
             return self.find(taste, consumed, flt, (), keep=False)
-        stamp = self.stamp(user_id)
         entry = rec.user_lists.get(user_id, stamp, rec.table.version)
         if entry is None:
             entry = self.find(taste, consumed, flt, stamp)
@@ -80,12 +80,10 @@ class PersonalSources:
         """`flt` narrowed to the items new at `now` (published within the new-item age)."""
         return flt.published_within(now - self.rec.s.new_item_max_age_days * 86400, now)
 
-    def held(self, user_id: str | None) -> UserCandidates | None:
-        """The user's entry if it holds, under any model (its new-item matches do not depend
-        on one); nothing is found when it does not."""
-        if not user_id:
-            return None
-        return self.rec.user_lists.get(user_id, self.stamp(user_id), self.rec.table.version)
+    def held(self, user_id: str, stamp: Hashable) -> UserCandidates | None:
+        """The user's entry if it holds under `stamp`, under any model (its new-item matches
+        do not depend on one); nothing is found when it does not."""
+        return self.rec.user_lists.get(user_id, stamp, self.rec.table.version)
 
     def young(self, entry: UserCandidates, taste: Taste, window: Where, allowed: np.ndarray,
               limit: int) -> list[str] | None:

@@ -253,7 +253,7 @@ def test_new_items_read_a_held_entry_and_search_when_the_cap_leaves_too_few(
     searched = kept.searches
     assert new_items(kept, "ann") == new_items(plain, "ann")
     assert kept.searches == searched  # read from the entry
-    entry = kept.rec.personal.held("ann")
+    entry = kept.rec.personal.held("ann", kept.rec.personal.stamp("ann"))
     assert entry is not None and entry.young is not None and len(entry.young) == 4
     for w in (kept, plain):  # three of those four find an audience
         for r in entry.young[:3].tolist():
