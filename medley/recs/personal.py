@@ -98,10 +98,9 @@ class PersonalSources:
             return None
         table = self.rec.table
         published = table.published[: len(table.ids)]
-        released = np.flatnonzero((published > entry.young_at)
-                                  & (published <= (window.published_to or entry.young_at)))
-        rows = np.union1d(np.union1d(entry.young, table.changed_since(entry.table_version)),
-                          released)
+        released = np.flatnonzero(published > entry.young_at)  # the window's end: `admits`
+        rows = np.unique(np.concatenate([entry.young, table.changed_since(entry.table_version),
+                                         released]))
         rows = rows[table.admits(rows, window, need_vector=True)]
         rows = rows[rows < len(allowed)]  # a row added since the mask was built: next time
         rows = rows[allowed[rows]]
